@@ -1,0 +1,34 @@
+// Package buffer is Lintel's durable store-and-forward queue: a FIFO of
+// records in a bbolt file that survives uplink outages, kill -9 and power cuts.
+//
+// # Model
+//
+// A Queue has exactly one writer goroutine. Appends and acks are sent to it and
+// applied in group commits: one bbolt read-write transaction (one fsync) per
+// commit interval (default 200ms) or per full batch, whichever comes first. A
+// few commits per second instead of one per record is what keeps an SD card
+// alive and makes 100k records/s possible.
+//
+// # Guarantees
+//
+//   - Append returns nil only after its records are fsynced. A record whose
+//     Append returned survives kill -9 and power loss.
+//   - Enqueue hands records to the writer without waiting for the commit; a
+//     crash within one commit interval may lose them. It is for in-process
+//     publishers (adapters) that would otherwise stall a poll cycle.
+//   - Every record gets a sequence number when it is committed. Sequence
+//     numbers are persisted in the same transaction as the records, so they
+//     only grow, never repeat after a crash, and have no gaps among committed
+//     records (drops are counted separately).
+//   - Read hands out committed records oldest first, each once, until Rewind;
+//     a record is deleted only by Ack. After a restart (or Rewind) unacked
+//     records are handed out again: delivery is at-least-once and in order.
+//   - A file that cannot be opened or fails bbolt's consistency check is moved
+//     aside as <name>.bad-<time> and the queue starts empty; Quarantined
+//     reports it. The gateway never crash-loops on a bad file.
+//
+// # Caveats
+//
+// The bbolt file never shrinks; freed pages are reused. The queue holds the
+// file lock while open, so a second process cannot open the same file.
+package buffer

@@ -1,0 +1,68 @@
+package buffer
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Record is one message waiting for delivery.
+type Record struct {
+	// Seq is assigned by the queue when the record is committed.
+	Seq uint64
+	// Time is when the record was handed to the queue.
+	Time    time.Time
+	Topic   string
+	Payload []byte
+	Retain  bool
+}
+
+const (
+	recordVersion = 1
+	flagRetain    = 1 << 0
+	// headerSize is version, flags and the time stamp.
+	headerSize = 1 + 1 + 8
+)
+
+var errBadRecord = errors.New("malformed record")
+
+// encode lays a record out as
+// version(1) flags(1) unixnano(8) uvarint(len(topic)) topic payload.
+func (r *Record) encode() []byte {
+	buf := make([]byte, 0, headerSize+binary.MaxVarintLen16+len(r.Topic)+len(r.Payload))
+	var flags byte
+	if r.Retain {
+		flags |= flagRetain
+	}
+	buf = append(buf, recordVersion, flags)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(r.Time.UnixNano()))
+	buf = binary.AppendUvarint(buf, uint64(len(r.Topic)))
+	buf = append(buf, r.Topic...)
+	return append(buf, r.Payload...)
+}
+
+// decodeRecord copies what it needs out of b: bbolt memory is only valid
+// inside the transaction.
+func decodeRecord(seq uint64, b []byte) (Record, error) {
+	if len(b) < headerSize+1 || b[0] != recordVersion {
+		return Record{}, fmt.Errorf("record %d: %w", seq, errBadRecord)
+	}
+	r := Record{
+		Seq:    seq,
+		Retain: b[1]&flagRetain != 0,
+		Time:   time.Unix(0, int64(binary.BigEndian.Uint64(b[2:10]))),
+	}
+	n, w := binary.Uvarint(b[headerSize:])
+	if w <= 0 || uint64(len(b)-headerSize-w) < n {
+		return Record{}, fmt.Errorf("record %d: %w", seq, errBadRecord)
+	}
+	start := headerSize + w
+	r.Topic = string(b[start : start+int(n)])
+	r.Payload = append([]byte(nil), b[start+int(n):]...)
+	return r, nil
+}
+
+func seqKey(seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), seq)
+}
