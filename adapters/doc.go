@@ -1,0 +1,12 @@
+// Package adapters defines what every field-bus adapter provides and uses:
+// the Adapter and Publisher contracts and the JSON payloads of the wire
+// contract (readings, events, device status).
+//
+// One Adapter owns one bus (a serial port, a TCP connection to a Modbus
+// gateway) for as long as its Run is running. Adapters know nothing about the
+// cloud, the buffer or TLS: they publish Messages addressed by device and
+// point, and the gateway turns them into topics.
+//
+// The subpackages are the adapters: modbus (RTU and TCP), simulator (the
+// simulated building used by `lintel demo` and by tests).
+package adapters

@@ -1,0 +1,442 @@
+package modbus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/lintel-gw/lintel/adapters"
+	mb "github.com/simonvetter/modbus"
+)
+
+// Point is one value on a device.
+type Point struct {
+	Name     string
+	Table    Table
+	Address  uint16
+	Type     Type
+	Order    Order
+	Scale    float64 // 0 means 1
+	Offset   float64
+	Unit     string
+	Writable bool
+	// Deadband: a new value is published when it differs from the last
+	// published one by more than this (0: any change).
+	Deadband float64
+	// MaxInterval: publish at least this often even without change (0: 5m).
+	MaxInterval time.Duration
+}
+
+// Device is one unit id on a bus.
+type Device struct {
+	Name   string
+	Unit   uint8
+	Poll   time.Duration
+	Points []Point
+}
+
+// BusConfig describes how to reach the bus.
+type BusConfig struct {
+	Name string
+	// URL is a simonvetter/modbus client URL, e.g. tcp://10.0.5.20:502.
+	URL     string
+	Timeout time.Duration
+	// OfflineAfter is the number of failed polls in a row after which a
+	// device is reported offline (default 3).
+	OfflineAfter int
+}
+
+// Bus polls the devices of one Modbus bus, one transaction at a time.
+type Bus struct {
+	cfg     BusConfig
+	devices []*deviceState
+	log     *slog.Logger
+
+	mu     sync.Mutex // one transaction at a time: polls and writes
+	client *mb.ModbusClient
+}
+
+type deviceState struct {
+	Device
+	plan     []request
+	fails    int
+	online   bool
+	reported bool // whether a status was ever published
+	next     time.Time
+	last     map[string]published
+}
+
+type published struct {
+	v  any
+	at time.Time
+}
+
+// request is one read covering one or more points of the same table.
+type request struct {
+	table  Table
+	start  uint16
+	count  uint16
+	points []Point
+}
+
+// Limits of one Modbus read request.
+const (
+	maxRegisters = 125
+	maxBits      = 2000
+)
+
+// NewBus validates the devices and computes each device's request plan once.
+func NewBus(cfg BusConfig, devices []Device, logger *slog.Logger) (*Bus, error) {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = time.Second
+	}
+	if cfg.OfflineAfter <= 0 {
+		cfg.OfflineAfter = 3
+	}
+	b := &Bus{cfg: cfg, log: logger.With("component", "modbus", "bus", cfg.Name)}
+	for _, d := range devices {
+		if d.Poll <= 0 {
+			d.Poll = 5 * time.Second
+		}
+		b.devices = append(b.devices, &deviceState{Device: d, plan: planRequests(d.Points), last: map[string]published{}})
+	}
+	return b, nil
+}
+
+// planRequests merges points of the same table into the fewest read requests: points
+// that are adjacent or overlap share a request, up to the protocol limits.
+func planRequests(points []Point) []request {
+	sorted := slices.Clone(points)
+	slices.SortStableFunc(sorted, func(a, b Point) int {
+		if a.Table != b.Table {
+			return int(a.Table) - int(b.Table)
+		}
+		return int(a.Address) - int(b.Address)
+	})
+	var plan []request
+	for _, p := range sorted {
+		size := uint16(p.Type.Registers())
+		limit := uint16(maxRegisters)
+		if p.Table.IsBits() {
+			size, limit = 1, maxBits
+		}
+		if n := len(plan); n > 0 {
+			r := &plan[n-1]
+			end := max(r.start+r.count, p.Address+size)
+			if r.table == p.Table && p.Address <= r.start+r.count && end-r.start <= limit {
+				r.count = end - r.start
+				r.points = append(r.points, p)
+				continue
+			}
+		}
+		plan = append(plan, request{table: p.Table, start: p.Address, count: size, points: []Point{p}})
+	}
+	return plan
+}
+
+// Run polls until ctx ends. A failing device is reported offline and polled
+// with backoff; it never stops the others.
+func (b *Bus) Run(ctx context.Context, pub adapters.Publisher) error {
+	defer b.closeClient()
+	now := time.Now()
+	for _, d := range b.devices {
+		d.next = now
+	}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		d := b.devices[0]
+		for _, o := range b.devices[1:] {
+			if o.next.Before(d.next) {
+				d = o
+			}
+		}
+		timer.Reset(time.Until(d.next))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		}
+		if err := b.poll(ctx, d, pub); err != nil && ctx.Err() == nil {
+			b.log.Debug("poll failed", "device", d.Name, "err", err)
+		}
+		d.next = d.next.Add(d.Poll)
+		if d.fails >= b.cfg.OfflineAfter {
+			// Back off an offline device so that its timeouts cost the
+			// healthy ones little: 2, 4, 8… poll periods, at most 5 minutes.
+			backoff := min(d.Poll<<min(d.fails-b.cfg.OfflineAfter+1, 16), 5*time.Minute)
+			d.next = time.Now().Add(backoff)
+		}
+		if late := time.Now(); d.next.Before(late) {
+			d.next = late // never try to catch up missed polls in a burst
+		}
+	}
+}
+
+func (b *Bus) poll(ctx context.Context, d *deviceState, pub adapters.Publisher) error {
+	var firstErr error
+	for _, r := range d.plan {
+		values, err := b.read(d.Unit, r)
+		if err != nil {
+			firstErr = fmt.Errorf("unit %d: read %s %d+%d: %w", d.Unit, r.table, r.start, r.count, err)
+			break
+		}
+		at := time.Now() // when the response arrived
+		for _, p := range r.points {
+			v := values(p)
+			if !d.shouldPublish(p, v, at) {
+				continue
+			}
+			payload, _ := json.Marshal(adapters.Reading{V: v, Unit: p.Unit, TS: adapters.Timestamp(at), Q: adapters.QualityGood})
+			if err := pub.Publish(ctx, adapters.Message{Device: d.Name, Point: p.Name, Payload: payload}); err != nil {
+				return err
+			}
+			d.last[p.Name] = published{v: v, at: at}
+		}
+	}
+	if firstErr != nil {
+		d.fails++
+		if d.fails == b.cfg.OfflineAfter || (!d.reported && d.fails > b.cfg.OfflineAfter) {
+			b.log.Warn("device offline", "device", d.Name, "err", firstErr)
+			b.publishStatus(ctx, d, pub, false, firstErr.Error())
+		}
+		return firstErr
+	}
+	if !d.online || !d.reported {
+		if d.fails >= b.cfg.OfflineAfter {
+			b.log.Info("device back online", "device", d.Name)
+		}
+		b.publishStatus(ctx, d, pub, true, "")
+	}
+	d.fails = 0
+	return nil
+}
+
+func (b *Bus) publishStatus(ctx context.Context, d *deviceState, pub adapters.Publisher, online bool, errText string) {
+	d.online, d.reported = online, true
+	payload, _ := json.Marshal(adapters.DeviceStatus{Online: online, Since: adapters.Timestamp(time.Now()), Error: errText})
+	if err := pub.Publish(ctx, adapters.Message{Device: d.Name, Point: adapters.StatusPoint, Payload: payload, Retain: true}); err != nil {
+		b.log.Warn("cannot publish device status", "device", d.Name, "err", err)
+	}
+}
+
+func (d *deviceState) shouldPublish(p Point, v any, at time.Time) bool {
+	last, ok := d.last[p.Name]
+	if !ok {
+		return true
+	}
+	maxInterval := p.MaxInterval
+	if maxInterval <= 0 {
+		maxInterval = 5 * time.Minute
+	}
+	if at.Sub(last.at) >= maxInterval {
+		return true
+	}
+	switch v := v.(type) {
+	case float64:
+		old, _ := last.v.(float64)
+		diff := math.Abs(v - old)
+		if p.Deadband > 0 {
+			return diff > p.Deadband
+		}
+		return diff != 0
+	default:
+		return v != last.v
+	}
+}
+
+// read performs one request and returns a function that extracts each
+// point's engineering value from the response.
+func (b *Bus) read(unit uint8, r request) (func(Point) any, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c, err := b.connect(unit)
+	if err != nil {
+		return nil, err
+	}
+	switch r.table {
+	case Coil, Discrete:
+		var bits []bool
+		if r.table == Coil {
+			bits, err = c.ReadCoils(r.start, r.count)
+		} else {
+			bits, err = c.ReadDiscreteInputs(r.start, r.count)
+		}
+		if err != nil {
+			b.dropClientOnLinkError(err)
+			return nil, err
+		}
+		return func(p Point) any { return bits[p.Address-r.start] }, nil
+	default:
+		regType := mb.HOLDING_REGISTER
+		if r.table == Input {
+			regType = mb.INPUT_REGISTER
+		}
+		regs, err := c.ReadRegisters(r.start, r.count, regType)
+		if err != nil {
+			b.dropClientOnLinkError(err)
+			return nil, err
+		}
+		return func(p Point) any {
+			off := int(p.Address - r.start)
+			raw, err := decodeRegisters(p.Type, p.Order, regs[off:off+p.Type.Registers()])
+			if err != nil {
+				return nil
+			}
+			return engineering(p, raw)
+		}, nil
+	}
+}
+
+func engineering(p Point, raw float64) float64 {
+	scale := p.Scale
+	if scale == 0 {
+		scale = 1
+	}
+	return raw*scale + p.Offset
+}
+
+// connect returns the open client addressed to unit, opening it if needed.
+// Callers hold b.mu.
+func (b *Bus) connect(unit uint8) (*mb.ModbusClient, error) {
+	if b.client == nil {
+		c, err := mb.NewClient(&mb.ClientConfiguration{
+			URL:      b.cfg.URL,
+			Timeout:  b.cfg.Timeout,
+			StopBits: 1, // the library defaults to 2 without parity; field devices are 8N1
+			Logger:   slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
+		})
+		if err != nil {
+			return nil, err
+		}
+		if err := c.Open(); err != nil {
+			return nil, fmt.Errorf("open %s: %w", b.cfg.URL, err)
+		}
+		b.client = c
+	}
+	if err := b.client.SetUnitId(unit); err != nil {
+		return nil, err
+	}
+	return b.client, nil
+}
+
+// dropClientOnLinkError closes the connection after errors that may leave it
+// unusable; Modbus exceptions and timeouts of one unit keep it.
+func (b *Bus) dropClientOnLinkError(err error) {
+	var mbErr mb.Error
+	if errors.As(err, &mbErr) {
+		return
+	}
+	b.client.Close()
+	b.client = nil
+}
+
+func (b *Bus) closeClient() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.client != nil {
+		b.client.Close()
+		b.client = nil
+	}
+}
+
+// Sentinel errors of Write.
+var (
+	ErrUnknownPoint = errors.New("unknown device or point")
+	ErrNotWritable  = errors.New("point is not writable")
+	ErrBadValue     = errors.New("invalid value")
+)
+
+// Write writes an engineering value to a writable point: a JSON bool (or 0/1)
+// for coils, a JSON number for holding registers (scale and offset undone).
+func (b *Bus) Write(ctx context.Context, w adapters.WriteRequest) error {
+	d, p, err := b.find(w.Device, w.Point)
+	if err != nil {
+		return err
+	}
+	if !p.Writable || (p.Table != Coil && p.Table != Holding) {
+		return fmt.Errorf("%s/%s: %w", w.Device, w.Point, ErrNotWritable)
+	}
+	var v any
+	if err := json.Unmarshal(w.Value, &v); err != nil {
+		return fmt.Errorf("%s/%s: %w: %v", w.Device, w.Point, ErrBadValue, err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if p.Table == Coil {
+		on, ok := asBool(v)
+		if !ok {
+			return fmt.Errorf("%s/%s: %w: want true/false or 0/1, got %s", w.Device, w.Point, ErrBadValue, w.Value)
+		}
+		c, err := b.connect(d.Unit)
+		if err != nil {
+			return err
+		}
+		if err := c.WriteCoil(p.Address, on); err != nil {
+			b.dropClientOnLinkError(err)
+			return fmt.Errorf("unit %d: write coil %d: %w", d.Unit, p.Address, err)
+		}
+		return nil
+	}
+	num, ok := v.(float64)
+	if !ok {
+		return fmt.Errorf("%s/%s: %w: want a number, got %s", w.Device, w.Point, ErrBadValue, w.Value)
+	}
+	scale := p.Scale
+	if scale == 0 {
+		scale = 1
+	}
+	regs, err := encodeRegisters(p.Type, p.Order, (num-p.Offset)/scale)
+	if err != nil {
+		return fmt.Errorf("%s/%s: %w: %v", w.Device, w.Point, ErrBadValue, err)
+	}
+	c, err := b.connect(d.Unit)
+	if err != nil {
+		return err
+	}
+	if len(regs) == 1 {
+		err = c.WriteRegister(p.Address, regs[0])
+	} else {
+		err = c.WriteRegisters(p.Address, regs)
+	}
+	if err != nil {
+		b.dropClientOnLinkError(err)
+		return fmt.Errorf("unit %d: write holding %d+%d: %w", d.Unit, p.Address, len(regs), err)
+	}
+	return nil
+}
+
+func (b *Bus) find(device, point string) (*deviceState, Point, error) {
+	for _, d := range b.devices {
+		if d.Name != device {
+			continue
+		}
+		for _, p := range d.Points {
+			if p.Name == point {
+				return d, p, nil
+			}
+		}
+	}
+	return nil, Point{}, fmt.Errorf("%s/%s: %w", device, point, ErrUnknownPoint)
+}
+
+func asBool(v any) (bool, bool) {
+	switch v := v.(type) {
+	case bool:
+		return v, true
+	case float64:
+		if v == 0 || v == 1 {
+			return v == 1, true
+		}
+	}
+	return false, false
+}
