@@ -1,0 +1,19 @@
+// Package uplink store-and-forwards the durable buffer to the cloud broker
+// over mutual TLS (TLS 1.2 or later, the broker verified against the
+// configured CA only; there is no switch to turn any of this off).
+//
+// # Delivery
+//
+// The buffer, not the MQTT library, is the source of truth. Records are read
+// from the buffer and published with QoS 1, up to MaxInflight at a time. A
+// record is acked in the buffer (deleted) only when its PUBACK arrived.
+// paho runs with AutoReconnect off and CleanSession on: then a lost
+// connection fails every in-flight token instead of completing it, and the
+// uplink reconnects itself with exponential backoff and jitter (capped at
+// 60 s), rewinds the buffer and re-sends every unacked record in seq order.
+// Delivery is at-least-once: each payload carries the gateway's "seq" so the
+// cloud side can drop duplicates and detect gaps.
+//
+// The retained lintel/<gateway>/$status says {"online":true,…} after every
+// connect; the Last Will and a clean shutdown set it to {"online":false}.
+package uplink
