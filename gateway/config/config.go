@@ -1,0 +1,259 @@
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is a whole lintel.yaml.
+type Config struct {
+	Gateway     Gateway     `yaml:"gateway"`
+	Log         Log         `yaml:"log"`
+	LocalBroker LocalBroker `yaml:"local_broker"`
+	Buses       []Bus       `yaml:"buses"`
+	Devices     []Device    `yaml:"devices"`
+	Uplink      *Uplink     `yaml:"uplink"`
+	Buffer      Buffer      `yaml:"buffer"`
+
+	// File is the path the config was read from; relative paths in it are
+	// resolved against its directory.
+	File string `yaml:"-"`
+}
+
+// Gateway names this gateway and its state directory.
+type Gateway struct {
+	ID      string `yaml:"id"`
+	DataDir string `yaml:"data_dir"`
+}
+
+// Log selects the log level and format.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text, json
+}
+
+// LocalBroker configures the embedded MQTT broker.
+type LocalBroker struct {
+	Listeners []Listener `yaml:"listeners"`
+	UsersFile string     `yaml:"users_file"`
+	ACL       []ACLRule  `yaml:"acl"`
+	Limits    Limits     `yaml:"limits"`
+}
+
+// Listener is one broker endpoint. Without TLS it must be on loopback.
+type Listener struct {
+	Name    string     `yaml:"name"`
+	Address string     `yaml:"address"`
+	TLS     *ServerTLS `yaml:"tls"`
+}
+
+// ServerTLS is a listener's certificate and, optionally, the CA that client
+// certificates must chain to.
+type ServerTLS struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// ACLRule grants a user read and write access by topic filters.
+type ACLRule struct {
+	User  string   `yaml:"user"`
+	Read  []string `yaml:"read"`
+	Write []string `yaml:"write"`
+}
+
+// Limits bound local clients.
+type Limits struct {
+	MaxPacket  Size `yaml:"max_packet"`
+	MaxClients int  `yaml:"max_clients"`
+}
+
+// Bus is one field bus.
+type Bus struct {
+	Name     string   `yaml:"name"`
+	Type     string   `yaml:"type"`    // modbus-tcp, modbus-rtu
+	Address  string   `yaml:"address"` // modbus-tcp: host:port
+	Port     string   `yaml:"port"`    // modbus-rtu: serial device
+	Baud     int      `yaml:"baud"`
+	Parity   string   `yaml:"parity"` // none, even, odd
+	StopBits int      `yaml:"stop_bits"`
+	Timeout  Duration `yaml:"timeout"`
+}
+
+// Device is one device on a bus.
+type Device struct {
+	Name   string   `yaml:"name"`
+	Bus    string   `yaml:"bus"`
+	Unit   int      `yaml:"unit"`
+	Poll   Duration `yaml:"poll"`
+	Points []Point  `yaml:"points"`
+}
+
+// Point is one Modbus value.
+type Point struct {
+	Name     string   `yaml:"name"`
+	Table    string   `yaml:"table"`
+	Address  int      `yaml:"address"`
+	Type     string   `yaml:"type"`
+	Order    string   `yaml:"order"`
+	Scale    *float64 `yaml:"scale"`
+	Offset   float64  `yaml:"offset"`
+	Unit     string   `yaml:"unit"`
+	Writable bool     `yaml:"writable"`
+	Report   Report   `yaml:"report"`
+}
+
+// Report controls when a reading is published.
+type Report struct {
+	Deadband    float64  `yaml:"deadband"`
+	MaxInterval Duration `yaml:"max_interval"`
+}
+
+// Uplink is the connection to the cloud broker.
+type Uplink struct {
+	Broker      string    `yaml:"broker"`
+	TLS         ClientTLS `yaml:"tls"`
+	Forward     []string  `yaml:"forward"`
+	TopicPrefix string    `yaml:"topic_prefix"`
+	MaxInflight int       `yaml:"max_inflight"`
+}
+
+// ClientTLS is the uplink's mutual TLS material.
+type ClientTLS struct {
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Buffer sizes the store-and-forward queue.
+type Buffer struct {
+	MaxBytes       Size     `yaml:"max_bytes"`
+	FullPolicy     string   `yaml:"full_policy"` // drop-oldest, reject-new
+	CommitInterval Duration `yaml:"commit_interval"`
+}
+
+// Duration is a Go duration string in YAML ("500ms", "5m").
+type Duration time.Duration
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q; want e.g. 500ms, 5s, 1m", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Size is a byte count with an optional unit ("64KiB", "512MiB", "1GB").
+type Size int64
+
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
+	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1},
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *Size) UnmarshalText(b []byte) error {
+	text := strings.TrimSpace(string(b))
+	mult := int64(1)
+	for _, u := range sizeUnits {
+		if strings.HasSuffix(text, u.suffix) {
+			text, mult = strings.TrimSpace(strings.TrimSuffix(text, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(text, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return fmt.Errorf("invalid size %q; want e.g. 65536, 64KiB, 512MiB", b)
+	}
+	*s = Size(n * mult)
+	return nil
+}
+
+// Defaults, in one place.
+const (
+	DefaultDataDir        = "/var/lib/lintel"
+	DefaultListener       = "127.0.0.1:1883"
+	DefaultMaxPacket      = 64 << 10
+	DefaultMaxClients     = 64
+	DefaultPoll           = 5 * time.Second
+	DefaultTimeout        = time.Second
+	DefaultBaud           = 9600
+	DefaultMaxInflight    = 64
+	DefaultBufferBytes    = 512 << 20
+	DefaultCommitInterval = 200 * time.Millisecond
+)
+
+func (c *Config) ensureDefaults() {
+	if c.Gateway.DataDir == "" {
+		c.Gateway.DataDir = DefaultDataDir
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	lb := &c.LocalBroker
+	if len(lb.Listeners) == 0 {
+		lb.Listeners = []Listener{{Name: "local", Address: DefaultListener}}
+	}
+	if lb.Limits.MaxPacket == 0 {
+		lb.Limits.MaxPacket = DefaultMaxPacket
+	}
+	if lb.Limits.MaxClients == 0 {
+		lb.Limits.MaxClients = DefaultMaxClients
+	}
+	for i := range c.Buses {
+		b := &c.Buses[i]
+		if b.Timeout == 0 {
+			b.Timeout = Duration(DefaultTimeout)
+		}
+		if b.Type == "modbus-rtu" {
+			if b.Baud == 0 {
+				b.Baud = DefaultBaud
+			}
+			if b.Parity == "" {
+				b.Parity = "none"
+			}
+			if b.StopBits == 0 {
+				b.StopBits = 1
+			}
+		}
+	}
+	for i := range c.Devices {
+		d := &c.Devices[i]
+		if d.Poll == 0 {
+			d.Poll = Duration(DefaultPoll)
+		}
+		if d.Unit == 0 {
+			d.Unit = 1
+		}
+	}
+	if u := c.Uplink; u != nil {
+		if len(u.Forward) == 0 && c.Gateway.ID != "" {
+			u.Forward = []string{"lintel/" + c.Gateway.ID + "/#"}
+		}
+		if u.MaxInflight == 0 {
+			u.MaxInflight = DefaultMaxInflight
+		}
+	}
+	if c.Buffer.MaxBytes == 0 {
+		c.Buffer.MaxBytes = DefaultBufferBytes
+	}
+	if c.Buffer.FullPolicy == "" {
+		c.Buffer.FullPolicy = "drop-oldest"
+	}
+	if c.Buffer.CommitInterval == 0 {
+		c.Buffer.CommitInterval = Duration(DefaultCommitInterval)
+	}
+}

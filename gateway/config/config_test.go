@@ -1,0 +1,137 @@
+package config
+
+import (
+	"errors"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func problems(t *testing.T, file string) Problems {
+	t.Helper()
+	_, err := Load(filepath.Join("testdata", file))
+	var ps Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("%s: error %v is not a list of problems", file, err)
+	}
+	return ps
+}
+
+// wantProblems checks that each "line|path|fragment" is reported exactly.
+func wantProblems(t *testing.T, ps Problems, want ...string) {
+	t.Helper()
+	if len(ps) != len(want) {
+		t.Errorf("got %d problems, want %d:\n%v", len(ps), len(want), ps)
+	}
+	for _, w := range want {
+		parts := strings.SplitN(w, "|", 3)
+		found := false
+		for _, p := range ps {
+			if p.Path == parts[1] && strings.Contains(p.Msg, parts[2]) && parts[0] == strconv.Itoa(p.Line) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("missing problem at line %s, %s: %q; got:\n%v", parts[0], parts[1], parts[2], ps)
+		}
+	}
+}
+
+func TestGoodConfigGetsDefaultsAndResolvedPaths(t *testing.T) {
+	cfg, err := Load("testdata/good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	abs, _ := filepath.Abs("testdata")
+	if cfg.Gateway.DataDir != "testdata/state" && cfg.Gateway.DataDir != filepath.Join(abs, "state") {
+		t.Errorf("data_dir = %q, want it relative to the config file", cfg.Gateway.DataDir)
+	}
+	if cfg.Uplink.TLS.KeyFile != "/etc/lintel/gw.key" || cfg.Uplink.TLS.CAFile != "testdata/certs/ca.pem" {
+		t.Errorf("uplink tls paths = %+v", cfg.Uplink.TLS)
+	}
+	if got := cfg.LocalBroker.Listeners; len(got) != 1 || got[0].Address != "127.0.0.1:1883" {
+		t.Errorf("default listener = %+v, want loopback 1883", got)
+	}
+	if cfg.Uplink.Forward[0] != "lintel/bldg-a-gw1/#" || cfg.Uplink.MaxInflight != 64 {
+		t.Errorf("uplink defaults = %+v", cfg.Uplink)
+	}
+	if cfg.Buffer.MaxBytes != 64<<20 || cfg.Buffer.CommitInterval.D() != 200*time.Millisecond || cfg.Buffer.FullPolicy != "drop-oldest" {
+		t.Errorf("buffer = %+v", cfg.Buffer)
+	}
+	if cfg.Devices[0].Poll.D() != 5*time.Second || cfg.Devices[0].Points[0].Report.MaxInterval.D() != 5*time.Minute {
+		t.Errorf("device = %+v", cfg.Devices[0])
+	}
+}
+
+func TestThreeMistakesAllReportedWithLines(t *testing.T) {
+	ps := problems(t, "three-mistakes.yaml")
+	wantProblems(t, ps,
+		`9|devices[0].points[0].type|unknown type "flaot32"; want one of bool, int16`,
+		`10|devices[0].points[1].type|type bool needs table coil or discrete, not "input"`,
+		`12|buffer.full_policy|unknown value "drop-newest"; want one of drop-oldest, reject-new`,
+	)
+	if msg := ps.Error(); !strings.Contains(msg, "testdata/three-mistakes.yaml:9: devices[0].points[0].type: unknown type \"flaot32\"") {
+		t.Errorf("message does not read file:line: path: problem:\n%s", msg)
+	}
+}
+
+func TestUnknownKeysAndBadValuesAllReported(t *testing.T) {
+	wantProblems(t, problems(t, "unknown-and-typed.yaml"),
+		`3|gateway.colour|unknown key "colour"; want one of data_dir, id`,
+		`8|buses[0].timeout|invalid duration "5 seconds"`,
+		`12|devices[0].unit|want a whole number, got "three"`,
+		`15|buffer.max_bytes|invalid size "12 parsecs"`,
+	)
+}
+
+func TestNetworkListenerWithoutTLSRefused(t *testing.T) {
+	wantProblems(t, problems(t, "open-listener.yaml"),
+		`4|local_broker.listeners[0].address|address "0.0.0.0:1883" is not loopback, so this listener needs tls`)
+}
+
+func TestPlaintextUplinkRefused(t *testing.T) {
+	wantProblems(t, problems(t, "plaintext-uplink.yaml"),
+		`3|uplink.broker|must use mutual TLS`,
+		`2|uplink.tls.ca_file|missing`,
+		`2|uplink.tls.cert_file|missing`,
+		`2|uplink.tls.key_file|missing`,
+	)
+}
+
+func TestSyntaxErrorHasLine(t *testing.T) {
+	_, err := Parse([]byte("gateway:\n  id: gw1\n   bad: [\n"), "broken.yaml")
+	var ps Problems
+	if !errors.As(err, &ps) || ps[0].Line == 0 || !strings.HasPrefix(ps.Error(), "broken.yaml:") {
+		t.Fatalf("syntax error %v has no file and line", err)
+	}
+}
+
+func TestSizes(t *testing.T) {
+	for in, want := range map[string]Size{"65536": 65536, "64KiB": 64 << 10, "512MiB": 512 << 20, "1GB": 1e9, "2 GiB": 2 << 30} {
+		var s Size
+		if err := s.UnmarshalText([]byte(in)); err != nil || s != want {
+			t.Errorf("%q -> %d, %v; want %d", in, s, err, want)
+		}
+	}
+	for _, bad := range []string{"", "-1", "1TB", "MiB", "1.5MiB"} {
+		var s Size
+		if err := s.UnmarshalText([]byte(bad)); err == nil {
+			t.Errorf("%q accepted as %d", bad, s)
+		}
+	}
+}
+
+func TestValidFilter(t *testing.T) {
+	for _, f := range []string{"#", "a/+/b", "a/#", "+"} {
+		if err := ValidFilter(f); err != nil {
+			t.Errorf("%q: %v", f, err)
+		}
+	}
+	for _, f := range []string{"", "a/#/b", "a#", "a/b+", "#/a"} {
+		if ValidFilter(f) == nil {
+			t.Errorf("%q accepted", f)
+		}
+	}
+}

@@ -1,0 +1,305 @@
+package config
+
+import (
+	"encoding"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/token"
+)
+
+// Problem is one mistake in a config file.
+type Problem struct {
+	File string
+	Line int    // 0 if unknown
+	Path string // e.g. devices[2].points[0].type
+	Msg  string // says what the bad value is and what is wanted
+}
+
+func (p Problem) Error() string {
+	loc := p.File
+	if p.Line > 0 {
+		loc = fmt.Sprintf("%s:%d", p.File, p.Line)
+	}
+	if p.Path == "" {
+		return fmt.Sprintf("%s: %s", loc, p.Msg)
+	}
+	return fmt.Sprintf("%s: %s: %s", loc, p.Path, p.Msg)
+}
+
+// Problems is every mistake found in a file.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Load reads, checks and completes a config file. On failure the error is a
+// Problems listing every mistake found, each with file, line and key path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(data, path)
+}
+
+// Parse is Load for content already read; name is used in messages and to
+// resolve relative paths.
+func Parse(data []byte, name string) (*Config, error) {
+	file, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return nil, Problems{{File: name, Line: errorLine(err), Msg: yamlMessage(err)}}
+	}
+	w := &walker{file: name, lines: map[string]int{}}
+	var root ast.Node
+	if len(file.Docs) > 0 {
+		root = file.Docs[0].Body
+	}
+	if len(file.Docs) > 1 {
+		w.problem(0, "", "more than one YAML document; want one")
+	}
+	if root == nil {
+		return nil, Problems{{File: name, Msg: "empty config"}}
+	}
+	w.walk(root, reflect.TypeOf(Config{}), "")
+	if len(w.problems) > 0 {
+		return nil, w.problems
+	}
+	cfg := &Config{}
+	if err := yaml.NodeToValue(root, cfg); err != nil {
+		return nil, Problems{{File: name, Line: errorLine(err), Msg: yamlMessage(err)}}
+	}
+	cfg.File = name
+	cfg.ensureDefaults()
+	if ps := cfg.validate(); len(ps) > 0 {
+		for i := range ps {
+			ps[i].File, ps[i].Line = name, w.lineOf(ps[i].Path)
+		}
+		return nil, ps
+	}
+	cfg.resolvePaths()
+	return cfg, nil
+}
+
+// resolvePaths makes file paths relative to the config file's directory.
+func (c *Config) resolvePaths() {
+	dir := filepath.Dir(c.File)
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	abs(&c.Gateway.DataDir)
+	abs(&c.LocalBroker.UsersFile)
+	for i := range c.LocalBroker.Listeners {
+		if t := c.LocalBroker.Listeners[i].TLS; t != nil {
+			abs(&t.CertFile)
+			abs(&t.KeyFile)
+			abs(&t.ClientCAFile)
+		}
+	}
+	if u := c.Uplink; u != nil {
+		abs(&u.TLS.CAFile)
+		abs(&u.TLS.CertFile)
+		abs(&u.TLS.KeyFile)
+	}
+}
+
+func errorLine(err error) int {
+	var pe interface{ GetToken() *token.Token }
+	if errors.As(err, &pe) && pe.GetToken() != nil {
+		return pe.GetToken().Position.Line
+	}
+	return 0
+}
+
+func yamlMessage(err error) string {
+	var m interface{ GetMessage() string }
+	if errors.As(err, &m) {
+		return m.GetMessage()
+	}
+	return err.Error()
+}
+
+// walker checks the YAML tree against the Config types before decoding, so
+// that every unknown key and every badly typed value is reported with its
+// line, not just the first.
+type walker struct {
+	file     string
+	lines    map[string]int
+	problems Problems
+}
+
+func (w *walker) problem(line int, path, format string, args ...any) {
+	w.problems = append(w.problems, Problem{File: w.file, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// lineOf returns the line of path or of its nearest ancestor.
+func (w *walker) lineOf(path string) int {
+	for path != "" {
+		if l, ok := w.lines[path]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return 0
+}
+
+var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+
+func (w *walker) walk(n ast.Node, t reflect.Type, path string) {
+	for {
+		switch v := n.(type) {
+		case *ast.AnchorNode:
+			n = v.Value
+			continue
+		case *ast.TagNode:
+			n = v.Value
+			continue
+		case *ast.CommentGroupNode:
+			return
+		}
+		break
+	}
+	line := n.GetToken().Position.Line
+	if _, ok := w.lines[path]; !ok {
+		w.lines[path] = line
+	}
+	if _, isNull := n.(*ast.NullNode); isNull {
+		return
+	}
+	if _, isAlias := n.(*ast.AliasNode); isAlias {
+		return
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if reflect.PointerTo(t).Implements(textUnmarshaler) {
+		s, ok := scalarText(n)
+		if !ok {
+			w.problem(line, path, "want a single value, got %s", describe(n))
+			return
+		}
+		if err := reflect.New(t).Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(s)); err != nil {
+			w.problem(line, path, "%v", err)
+		}
+		return
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		m, ok := n.(*ast.MappingNode)
+		if !ok {
+			w.problem(line, path, "want a mapping of keys, got %s", describe(n))
+			return
+		}
+		fields := yamlFields(t)
+		seen := map[string]bool{}
+		for _, kv := range m.Values {
+			key := kv.Key.GetToken().Value
+			keyLine := kv.Key.GetToken().Position.Line
+			sub := joinPath(path, key)
+			w.lines[sub] = keyLine
+			if seen[key] {
+				w.problem(keyLine, sub, "key given twice")
+				continue
+			}
+			seen[key] = true
+			f, ok := fields[key]
+			if !ok {
+				names := make([]string, 0, len(fields))
+				for k := range fields {
+					names = append(names, k)
+				}
+				slices.Sort(names)
+				w.problem(keyLine, sub, "unknown key %q; want one of %s", key, strings.Join(names, ", "))
+				continue
+			}
+			w.walk(kv.Value, f.Type, sub)
+		}
+	case reflect.Slice:
+		s, ok := n.(*ast.SequenceNode)
+		if !ok {
+			w.problem(line, path, "want a list, got %s", describe(n))
+			return
+		}
+		for i, item := range s.Values {
+			w.walk(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
+		}
+	case reflect.String:
+		if _, ok := scalarText(n); !ok {
+			w.problem(line, path, "want a text value, got %s", describe(n))
+		}
+	case reflect.Int, reflect.Int64, reflect.Int32, reflect.Uint8, reflect.Uint16:
+		if _, ok := n.(*ast.IntegerNode); !ok {
+			w.problem(line, path, "want a whole number, got %s", describe(n))
+		}
+	case reflect.Float64:
+		switch n.(type) {
+		case *ast.IntegerNode, *ast.FloatNode:
+		default:
+			w.problem(line, path, "want a number, got %s", describe(n))
+		}
+	case reflect.Bool:
+		if _, ok := n.(*ast.BoolNode); !ok {
+			w.problem(line, path, "want true or false, got %s", describe(n))
+		}
+	}
+}
+
+func yamlFields(t reflect.Type) map[string]reflect.StructField {
+	fields := map[string]reflect.StructField{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		fields[name] = f
+	}
+	return fields
+}
+
+func scalarText(n ast.Node) (string, bool) {
+	switch n.(type) {
+	case *ast.MappingNode, *ast.SequenceNode, *ast.MappingValueNode:
+		return "", false
+	}
+	if s, ok := n.(*ast.StringNode); ok {
+		return s.Value, true
+	}
+	return n.GetToken().Value, true
+}
+
+func describe(n ast.Node) string {
+	switch n.(type) {
+	case *ast.MappingNode, *ast.MappingValueNode:
+		return "a mapping"
+	case *ast.SequenceNode:
+		return "a list"
+	}
+	return fmt.Sprintf("%q", n.GetToken().Value)
+}
+
+func joinPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}

@@ -1,0 +1,255 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lintel-gw/lintel/adapters/modbus"
+	"github.com/lintel-gw/lintel/gateway/uplink"
+)
+
+// nameRE is what a gateway, device or point name may be: one MQTT topic
+// level without wildcards, separators or a leading "$".
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+type checker struct{ problems Problems }
+
+func (c *checker) add(path, format string, args ...any) {
+	c.problems = append(c.problems, Problem{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (c *checker) name(path, value string) {
+	switch {
+	case value == "":
+		c.add(path, "missing; a name is required")
+	case !nameRE.MatchString(value):
+		c.add(path, "invalid name %q; use letters, digits, '-', '_' or '.', at most 64, starting with a letter or digit", value)
+	}
+}
+
+func (c *checker) oneOf(path, value string, allowed ...string) {
+	if !slices.Contains(allowed, value) {
+		c.add(path, "unknown value %q; want one of %s", value, strings.Join(allowed, ", "))
+	}
+}
+
+func (c *checker) required(path, value string) {
+	if value == "" {
+		c.add(path, "missing; required")
+	}
+}
+
+func (c *checker) filter(path, f string) {
+	if err := ValidFilter(f); err != nil {
+		c.add(path, "invalid topic filter %q: %v", f, err)
+	}
+}
+
+// validate checks everything that can be checked without touching the
+// machine (files are opened by `lintel run`). Defaults are already applied.
+func (cfg *Config) validate() Problems {
+	c := &checker{}
+	c.name("gateway.id", cfg.Gateway.ID)
+	c.oneOf("log.level", cfg.Log.Level, "debug", "info", "warn", "error")
+	c.oneOf("log.format", cfg.Log.Format, "text", "json")
+
+	lb := cfg.LocalBroker
+	listenerNames := map[string]bool{}
+	for i, l := range lb.Listeners {
+		p := fmt.Sprintf("local_broker.listeners[%d]", i)
+		c.name(p+".name", l.Name)
+		if listenerNames[l.Name] {
+			c.add(p+".name", "duplicate listener name %q", l.Name)
+		}
+		listenerNames[l.Name] = true
+		host, _, err := net.SplitHostPort(l.Address)
+		if err != nil {
+			c.add(p+".address", "invalid address %q; want host:port, e.g. 127.0.0.1:1883", l.Address)
+			continue
+		}
+		if l.TLS == nil && !isLoopbackHost(host) {
+			c.add(p+".address", "address %q is not loopback, so this listener needs tls (cert_file, key_file); plain MQTT is only allowed on 127.0.0.1, ::1 or localhost", l.Address)
+		}
+		if l.TLS != nil {
+			c.required(p+".tls.cert_file", l.TLS.CertFile)
+			c.required(p+".tls.key_file", l.TLS.KeyFile)
+		}
+	}
+	for i, r := range lb.ACL {
+		p := fmt.Sprintf("local_broker.acl[%d]", i)
+		if r.User != "*" {
+			c.name(p+".user", r.User)
+		}
+		if len(r.Read)+len(r.Write) == 0 {
+			c.add(p, "rule grants nothing; give read or write filters")
+		}
+		for j, f := range r.Read {
+			c.filter(fmt.Sprintf("%s.read[%d]", p, j), f)
+		}
+		for j, f := range r.Write {
+			c.filter(fmt.Sprintf("%s.write[%d]", p, j), f)
+		}
+	}
+	if lb.Limits.MaxPacket < 1024 || lb.Limits.MaxPacket > 256<<20 {
+		c.add("local_broker.limits.max_packet", "%d bytes is out of range; want 1KiB to 256MiB", lb.Limits.MaxPacket)
+	}
+	if lb.Limits.MaxClients < 1 {
+		c.add("local_broker.limits.max_clients", "%d; want at least 1", lb.Limits.MaxClients)
+	}
+
+	buses := map[string]Bus{}
+	for i, b := range cfg.Buses {
+		p := fmt.Sprintf("buses[%d]", i)
+		c.name(p+".name", b.Name)
+		if _, dup := buses[b.Name]; dup {
+			c.add(p+".name", "duplicate bus name %q", b.Name)
+		}
+		buses[b.Name] = b
+		switch b.Type {
+		case "modbus-tcp":
+			if _, _, err := net.SplitHostPort(b.Address); err != nil {
+				c.add(p+".address", "invalid address %q; want host:port, e.g. 10.0.5.20:502", b.Address)
+			}
+		case "modbus-rtu":
+			c.required(p+".port", b.Port)
+			if b.Baud < 300 || b.Baud > 4_000_000 {
+				c.add(p+".baud", "%d is not a usable baud rate", b.Baud)
+			}
+			c.oneOf(p+".parity", b.Parity, "none", "even", "odd")
+			if b.StopBits != 1 && b.StopBits != 2 {
+				c.add(p+".stop_bits", "%d; want 1 or 2", b.StopBits)
+			}
+		default:
+			c.add(p+".type", "unknown bus type %q; want one of modbus-tcp, modbus-rtu", b.Type)
+		}
+		if b.Timeout.D() < 10*time.Millisecond || b.Timeout.D() > time.Minute {
+			c.add(p+".timeout", "%v is out of range; want 10ms to 1m", b.Timeout.D())
+		}
+	}
+
+	devices := map[string]bool{}
+	for i, d := range cfg.Devices {
+		p := fmt.Sprintf("devices[%d]", i)
+		c.name(p+".name", d.Name)
+		if devices[d.Name] {
+			c.add(p+".name", "duplicate device name %q", d.Name)
+		}
+		devices[d.Name] = true
+		if _, ok := buses[d.Bus]; !ok {
+			c.add(p+".bus", "unknown bus %q; define it under buses", d.Bus)
+		}
+		if d.Unit < 0 || d.Unit > 247 {
+			c.add(p+".unit", "unit id %d is out of range 0-247", d.Unit)
+		}
+		if d.Poll.D() < 50*time.Millisecond {
+			c.add(p+".poll", "%v is too short; want at least 50ms", d.Poll.D())
+		}
+		if len(d.Points) == 0 {
+			c.add(p+".points", "device has no points")
+		}
+		points := map[string]bool{}
+		for j, pt := range d.Points {
+			pp := fmt.Sprintf("%s.points[%d]", p, j)
+			c.name(pp+".name", pt.Name)
+			if points[pt.Name] {
+				c.add(pp+".name", "duplicate point name %q in device %q", pt.Name, d.Name)
+			}
+			points[pt.Name] = true
+			c.point(pp, pt)
+		}
+	}
+
+	if u := cfg.Uplink; u != nil {
+		if err := uplink.CheckBroker(u.Broker); err != nil {
+			c.add("uplink.broker", "%v", err)
+		}
+		c.required("uplink.tls.ca_file", u.TLS.CAFile)
+		c.required("uplink.tls.cert_file", u.TLS.CertFile)
+		c.required("uplink.tls.key_file", u.TLS.KeyFile)
+		for i, f := range u.Forward {
+			c.filter(fmt.Sprintf("uplink.forward[%d]", i), f)
+		}
+		if strings.ContainsAny(u.TopicPrefix, "+#") {
+			c.add("uplink.topic_prefix", "prefix %q must not contain wildcards", u.TopicPrefix)
+		}
+		if u.MaxInflight < 1 || u.MaxInflight > 65535 {
+			c.add("uplink.max_inflight", "%d is out of range 1-65535", u.MaxInflight)
+		}
+	}
+
+	if cfg.Buffer.MaxBytes < 1<<20 {
+		c.add("buffer.max_bytes", "%d bytes is too small; want at least 1MiB", cfg.Buffer.MaxBytes)
+	}
+	c.oneOf("buffer.full_policy", cfg.Buffer.FullPolicy, "drop-oldest", "reject-new")
+	if ci := cfg.Buffer.CommitInterval.D(); ci < 10*time.Millisecond || ci > 10*time.Second {
+		c.add("buffer.commit_interval", "%v is out of range; want 10ms to 10s", ci)
+	}
+	return c.problems
+}
+
+func (c *checker) point(path string, pt Point) {
+	table, terr := modbus.ParseTable(pt.Table)
+	if terr != nil {
+		c.add(path+".table", "%v", terr)
+	}
+	typ, yerr := modbus.ParseType(pt.Type)
+	if yerr != nil {
+		c.add(path+".type", "%v", yerr)
+	}
+	if _, err := modbus.ParseOrder(pt.Order); err != nil {
+		c.add(path+".order", "%v", err)
+	}
+	if pt.Address < 0 || pt.Address > 65535 {
+		c.add(path+".address", "address %d is out of range 0-65535", pt.Address)
+	}
+	if pt.Scale != nil && *pt.Scale == 0 {
+		c.add(path+".scale", "scale 0 would zero every value")
+	}
+	if pt.Report.Deadband < 0 {
+		c.add(path+".report.deadband", "%v; want 0 or more", pt.Report.Deadband)
+	}
+	if terr != nil || yerr != nil {
+		return
+	}
+	switch {
+	case table.IsBits() && typ != modbus.Bool:
+		c.add(path+".type", "type %q cannot be read from table %q; want bool", pt.Type, pt.Table)
+	case !table.IsBits() && typ == modbus.Bool:
+		c.add(path+".type", "type bool needs table coil or discrete, not %q", pt.Table)
+	case !table.IsBits() && pt.Address+typ.Registers() > 65536:
+		c.add(path+".address", "%s at %d runs past register 65535", pt.Type, pt.Address)
+	}
+	if pt.Writable && table != modbus.Coil && table != modbus.Holding {
+		c.add(path+".writable", "table %q is read-only; only coil and holding points can be writable", pt.Table)
+	}
+}
+
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// ValidFilter checks an MQTT topic filter: "#" only as the last level, "+"
+// only as a whole level.
+func ValidFilter(f string) error {
+	if f == "" {
+		return fmt.Errorf("empty")
+	}
+	levels := strings.Split(f, "/")
+	for i, l := range levels {
+		if strings.Contains(l, "#") && (l != "#" || i != len(levels)-1) {
+			return fmt.Errorf("'#' must be a whole level and the last one")
+		}
+		if strings.Contains(l, "+") && l != "+" {
+			return fmt.Errorf("'+' must be a whole level")
+		}
+	}
+	return nil
+}
