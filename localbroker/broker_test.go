@@ -260,7 +260,7 @@ func TestQoS1BufferFailureDisconnects(t *testing.T) {
 		Spool:   spool,
 	})
 	lost := make(chan struct{})
-	opts := paho.NewClientOptions().AddBroker("tcp://"+b.addr).SetClientID("bms-1").SetUsername("bms").SetPassword("bms-password").
+	opts := paho.NewClientOptions().AddBroker("tcp://" + b.addr).SetClientID("bms-1").SetUsername("bms").SetPassword("bms-password").
 		SetAutoReconnect(false).SetConnectionLostHandler(func(paho.Client, error) { close(lost) })
 	c := paho.NewClient(opts)
 	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {

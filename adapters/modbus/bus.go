@@ -1,6 +1,7 @@
 package modbus
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -47,9 +48,30 @@ type BusConfig struct {
 	// URL is a simonvetter/modbus client URL, e.g. tcp://10.0.5.20:502.
 	URL     string
 	Timeout time.Duration
+	// Serial applies to rtu:// URLs only.
+	Serial Serial
 	// OfflineAfter is the number of failed polls in a row after which a
 	// device is reported offline (default 3).
 	OfflineAfter int
+}
+
+// Serial is the line setting of an RTU bus. simonvetter/modbus defaults to
+// two stop bits without parity; most field devices are 8N1, so Lintel always
+// sets stop bits explicitly.
+type Serial struct {
+	Baud     int    // default 9600
+	Parity   string // none (default), even, odd
+	StopBits int    // default 1
+}
+
+func (s Serial) parity() uint {
+	switch s.Parity {
+	case "even":
+		return mb.PARITY_EVEN
+	case "odd":
+		return mb.PARITY_ODD
+	}
+	return mb.PARITY_NONE
 }
 
 // Bus polls the devices of one Modbus bus, one transaction at a time.
@@ -306,10 +328,14 @@ func engineering(p Point, raw float64) float64 {
 // Callers hold b.mu.
 func (b *Bus) connect(unit uint8) (*mb.ModbusClient, error) {
 	if b.client == nil {
+		ser := b.cfg.Serial
 		c, err := mb.NewClient(&mb.ClientConfiguration{
 			URL:      b.cfg.URL,
 			Timeout:  b.cfg.Timeout,
-			StopBits: 1, // the library defaults to 2 without parity; field devices are 8N1
+			Speed:    uint(cmp.Or(ser.Baud, 9600)),
+			DataBits: 8,
+			Parity:   ser.parity(),
+			StopBits: uint(cmp.Or(ser.StopBits, 1)),
 			Logger:   slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
 		})
 		if err != nil {

@@ -1,0 +1,229 @@
+// Command lintel is the Lintel edge gateway.
+//
+//	lintel run --config F      run the gateway
+//	lintel demo                everything on loopback with a simulated building
+//	lintel check --config F    check a config file; list every problem
+//	lintel passwd add|remove|list --file F [NAME]
+//	lintel version
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"golang.org/x/term"
+
+	"github.com/lintel-gw/lintel/gateway"
+	"github.com/lintel-gw/lintel/gateway/config"
+	"github.com/lintel-gw/lintel/gateway/demo"
+	"github.com/lintel-gw/lintel/localbroker"
+)
+
+const usage = `usage: lintel <command> [flags]
+
+commands:
+  run --config F                      run the gateway
+  demo [--data-dir D] [--listen A]    simulated building, local broker and an mTLS cloud on loopback
+  check --config F                    check a config file and list every problem
+  passwd add|remove|list --file F [NAME]
+                                      manage local broker users (bcrypt); add reads the
+                                      password from the terminal, or one line of stdin
+  version                             print the version
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := runCommand(ctx, os.Args[1], os.Args[2:], os.Stdin, os.Stdout, os.Stderr)
+	var exit exitCode
+	switch {
+	case errors.As(err, &exit):
+		os.Exit(int(exit))
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(2)
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "lintel:", err)
+		os.Exit(1)
+	}
+}
+
+// exitCode ends the program with a status after the command printed its own
+// message.
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit %d", int(e)) }
+
+func runCommand(ctx context.Context, cmd string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	switch cmd {
+	case "run":
+		return cmdRun(ctx, args, stderr)
+	case "demo":
+		return cmdDemo(ctx, args, stdout, stderr)
+	case "check":
+		return cmdCheck(args, stdout, stderr)
+	case "passwd":
+		return cmdPasswd(args, stdin, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "lintel", version())
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprintf(stderr, "lintel: unknown command %q\n%s", cmd, usage)
+	return exitCode(2)
+}
+
+func version() string {
+	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" && info.Main.Version != "(devel)" {
+		return info.Main.Version
+	}
+	return "dev"
+}
+
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("lintel "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var l slog.Level
+	l.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlags("run", stderr)
+	path := fs.String("config", "/etc/lintel/lintel.yaml", "config file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
+	gw, err := gateway.New(cfg, gateway.Options{Version: version(), Logger: log})
+	if err != nil {
+		return err
+	}
+	return gw.Run(ctx)
+}
+
+func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("demo", stderr)
+	dataDir := fs.String("data-dir", "", "keep the buffer and generated files here (default: a temporary directory)")
+	listen := fs.String("listen", "127.0.0.1:0", "local broker address (loopback)")
+	verbose := fs.Bool("v", false, "log gateway activity at info level")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	level := "warn"
+	if *verbose {
+		level = "info"
+	}
+	return demo.Run(ctx, demo.Options{
+		DataDir: *dataDir, Listen: *listen, Out: stdout,
+		Logger: newLogger(stderr, level, "text"), Version: version(),
+	})
+}
+
+func cmdCheck(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("check", stderr)
+	path := fs.String("config", "/etc/lintel/lintel.yaml", "config file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if _, err := config.Load(*path); err != nil {
+		var ps config.Problems
+		if errors.As(err, &ps) {
+			fmt.Fprintf(stderr, "%s: %d problem(s)\n%v\n", *path, len(ps), ps)
+		} else {
+			fmt.Fprintln(stderr, err)
+		}
+		return exitCode(1)
+	}
+	fmt.Fprintln(stdout, "ok")
+	return nil
+}
+
+func cmdPasswd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitCode(2)
+	}
+	action := args[0]
+	fs := newFlags("passwd "+action, stderr)
+	file := fs.String("file", "/etc/lintel/users", "users file")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	users, err := localbroker.LoadUsers(*file)
+	if errors.Is(err, os.ErrNotExist) && action == "add" {
+		users, err = localbroker.NewUsers(), nil
+	}
+	if err != nil {
+		return err
+	}
+	switch action {
+	case "list":
+		for _, n := range users.Names() {
+			fmt.Fprintln(stdout, n)
+		}
+		return nil
+	case "add", "remove":
+		if fs.NArg() != 1 {
+			return fmt.Errorf("passwd %s: want exactly one user name", action)
+		}
+		name := fs.Arg(0)
+		if action == "remove" {
+			if !users.Remove(name) {
+				return fmt.Errorf("no user %q in %s", name, *file)
+			}
+		} else {
+			pw, err := readPassword(stdin, stderr)
+			if err != nil {
+				return err
+			}
+			if err := users.Set(name, pw); err != nil {
+				return err
+			}
+		}
+		return users.WriteFile(*file)
+	}
+	return fmt.Errorf("passwd: unknown action %q; want add, remove or list", action)
+}
+
+// readPassword prompts without echo on a terminal, else reads one line.
+func readPassword(stdin io.Reader, stderr io.Writer) ([]byte, error) {
+	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(stderr, "password: ")
+		pw, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(stderr)
+		return pw, err
+	}
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && line == "" {
+		return nil, fmt.Errorf("reading password from stdin: %w", err)
+	}
+	return []byte(strings.TrimRight(line, "\r\n")), nil
+}

@@ -1,0 +1,11 @@
+// Package configs holds Lintel's shipped configuration files: demo.yaml (run
+// by `lintel demo`, embedded here), the annotated lintel.example.yaml. Every
+// file in this folder is parsed by a test.
+package configs
+
+import _ "embed"
+
+// Demo is demo.yaml.
+//
+//go:embed demo.yaml
+var Demo []byte

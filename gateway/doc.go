@@ -1,0 +1,12 @@
+// Package gateway wires Lintel together: it builds the buffer, the local
+// broker, one adapter per bus and the uplink from a config, and runs them
+// with a defined start and stop order.
+//
+//	serial/TCP ─▶ adapter ─▶ localbroker.Publish ─▶ buffer (group commit)
+//	           ─▶ uplink ─▶ cloud (QoS1, mTLS) ─▶ PUBACK ─▶ buffer.Ack
+//
+// Stop order: adapters (finish the current transaction), local broker,
+// uplink (bounded drain of in-flight PUBACKs), buffer. The subpackages are
+// config (lintel.yaml), uplink (the cloud connection), pki (certificates for
+// the demo and tests) and demo (`lintel demo`).
+package gateway

@@ -1,0 +1,283 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lintel-gw/lintel/adapters"
+	"github.com/lintel-gw/lintel/adapters/modbus"
+	"github.com/lintel-gw/lintel/buffer"
+	"github.com/lintel-gw/lintel/gateway/config"
+	"github.com/lintel-gw/lintel/gateway/uplink"
+	"github.com/lintel-gw/lintel/localbroker"
+)
+
+// Options are what the caller adds to a config.
+type Options struct {
+	Version string
+	Logger  *slog.Logger
+}
+
+// Gateway is one running Lintel: buffer, local broker, adapters and uplink.
+type Gateway struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	queue   *buffer.Queue
+	broker  *localbroker.Broker
+	buses   map[string]adapters.Adapter
+	uplink  *uplink.Uplink // nil: buffer only
+	pubErrs atomic.Uint64
+}
+
+// Stats is a snapshot for status displays.
+type Stats struct {
+	Buffer        buffer.Stats
+	Uplink        uplink.Stats
+	PublishErrors uint64
+}
+
+// New builds every part from cfg: it opens the buffer, binds the broker's
+// listeners and loads keys and certificates, so that a missing file or a
+// taken port fails here, before anything runs.
+func New(cfg *config.Config, opts Options) (g *Gateway, err error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	g = &Gateway{cfg: cfg, log: log, buses: map[string]adapters.Adapter{}}
+	if err := os.MkdirAll(cfg.Gateway.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("gateway.data_dir: %w", err)
+	}
+	g.queue, err = buffer.Open(filepath.Join(cfg.Gateway.DataDir, "buffer.db"), buffer.Options{
+		CommitInterval: cfg.Buffer.CommitInterval.D(),
+		MaxBytes:       int64(cfg.Buffer.MaxBytes),
+		FullPolicy:     buffer.FullPolicy(cfg.Buffer.FullPolicy),
+		Logger:         log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			g.close()
+		}
+	}()
+
+	forward := []string{"lintel/" + cfg.Gateway.ID + "/#"}
+	if cfg.Uplink != nil {
+		forward = cfg.Uplink.Forward
+	}
+	bcfg, err := brokerConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	bcfg.Forward, bcfg.Spool = forward, g.queue
+	if g.broker, err = localbroker.New(bcfg, log); err != nil {
+		return nil, fmt.Errorf("local_broker: %w", err)
+	}
+
+	for _, b := range cfg.Buses {
+		bus, err := newBus(b, cfg.Devices, log)
+		if err != nil {
+			return nil, fmt.Errorf("bus %q: %w", b.Name, err)
+		}
+		g.buses[b.Name] = bus
+	}
+
+	if u := cfg.Uplink; u != nil {
+		tlsCfg, err := uplink.LoadTLS(u.TLS.CAFile, u.TLS.CertFile, u.TLS.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("uplink.tls: %w", err)
+		}
+		g.uplink, err = uplink.New(uplink.Config{
+			Broker:      u.Broker,
+			TLS:         tlsCfg,
+			GatewayID:   cfg.Gateway.ID,
+			TopicPrefix: u.TopicPrefix,
+			MaxInflight: u.MaxInflight,
+			Version:     opts.Version,
+			Buffered:    func() uint64 { return g.queue.Stats().Records },
+		}, g.queue, log)
+		if err != nil {
+			return nil, fmt.Errorf("uplink: %w", err)
+		}
+	}
+	return g, nil
+}
+
+func brokerConfig(cfg *config.Config) (localbroker.Config, error) {
+	lb := cfg.LocalBroker
+	out := localbroker.Config{
+		Limits: localbroker.Limits{MaxPacket: uint32(lb.Limits.MaxPacket), MaxClients: int64(lb.Limits.MaxClients)},
+	}
+	if lb.UsersFile != "" {
+		users, err := localbroker.LoadUsers(lb.UsersFile)
+		if err != nil {
+			return out, fmt.Errorf("local_broker.users_file: %w", err)
+		}
+		out.Users = users
+	}
+	rules := make([]localbroker.Rule, len(lb.ACL))
+	for i, r := range lb.ACL {
+		rules[i] = localbroker.Rule{User: r.User, Read: r.Read, Write: r.Write}
+	}
+	out.ACL = localbroker.NewACL(rules)
+	for i, l := range lb.Listeners {
+		listener := localbroker.Listener{Name: l.Name, Address: l.Address}
+		if l.TLS != nil {
+			t, err := serverTLS(l.TLS)
+			if err != nil {
+				return out, fmt.Errorf("local_broker.listeners[%d].tls: %w", i, err)
+			}
+			listener.TLS = t
+		}
+		out.Listeners = append(out.Listeners, listener)
+	}
+	return out, nil
+}
+
+func serverTLS(c *config.ServerTLS) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	t := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if c.ClientCAFile != "" {
+		pem, err := os.ReadFile(c.ClientCAFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("client_ca_file %s: no PEM certificate", c.ClientCAFile)
+		}
+		t.ClientCAs, t.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return t, nil
+}
+
+func newBus(b config.Bus, all []config.Device, log *slog.Logger) (*modbus.Bus, error) {
+	var url string
+	switch b.Type {
+	case "modbus-tcp":
+		url = "tcp://" + b.Address
+	case "modbus-rtu":
+		url = "rtu://" + b.Port
+	default:
+		return nil, fmt.Errorf("unsupported bus type %q", b.Type)
+	}
+	var devices []modbus.Device
+	for _, d := range all {
+		if d.Bus != b.Name {
+			continue
+		}
+		md := modbus.Device{Name: d.Name, Unit: uint8(d.Unit), Poll: d.Poll.D()}
+		for _, p := range d.Points {
+			table, _ := modbus.ParseTable(p.Table) // validated by config
+			typ, _ := modbus.ParseType(p.Type)
+			order, _ := modbus.ParseOrder(p.Order)
+			scale := 1.0
+			if p.Scale != nil {
+				scale = *p.Scale
+			}
+			md.Points = append(md.Points, modbus.Point{
+				Name: p.Name, Table: table, Address: uint16(p.Address), Type: typ, Order: order,
+				Scale: scale, Offset: p.Offset, Unit: p.Unit, Writable: p.Writable,
+				Deadband: p.Report.Deadband, MaxInterval: p.Report.MaxInterval.D(),
+			})
+		}
+		devices = append(devices, md)
+	}
+	return modbus.NewBus(modbus.BusConfig{
+		Name: b.Name, URL: url, Timeout: b.Timeout.D(),
+		Serial: modbus.Serial{Baud: b.Baud, Parity: b.Parity, StopBits: b.StopBits},
+	}, devices, log)
+}
+
+// LocalAddr returns the bound address of a local broker listener.
+func (g *Gateway) LocalAddr(listener string) string { return g.broker.Addr(listener) }
+
+// Broker returns the local broker, for in-process subscribers.
+func (g *Gateway) Broker() *localbroker.Broker { return g.broker }
+
+// Stats returns a snapshot of the gateway's counters.
+func (g *Gateway) Stats() Stats {
+	s := Stats{Buffer: g.queue.Stats(), PublishErrors: g.pubErrs.Load()}
+	if g.uplink != nil {
+		s.Uplink = g.uplink.Stats()
+	}
+	return s
+}
+
+// Run runs until ctx ends, then stops in order: adapters, local broker,
+// uplink (bounded drain of in-flight PUBACKs), buffer. An adapter that fails
+// is logged; the others keep running.
+func (g *Gateway) Run(ctx context.Context) error {
+	defer g.close()
+	if err := g.broker.Start(); err != nil {
+		return fmt.Errorf("local broker: %w", err)
+	}
+	g.log.Info("gateway running", "id", g.cfg.Gateway.ID, "buses", len(g.buses), "uplink", g.uplink != nil)
+
+	upCtx, stopUplink := context.WithCancel(context.Background())
+	var upDone sync.WaitGroup
+	if g.uplink != nil {
+		upDone.Go(func() { g.uplink.Run(upCtx) })
+	}
+
+	adCtx, stopAdapters := context.WithCancel(ctx)
+	var adDone sync.WaitGroup
+	pub := adapters.PublisherFunc(g.publish)
+	for name, a := range g.buses {
+		adDone.Go(func() {
+			if err := a.Run(adCtx, pub); err != nil && !errors.Is(err, context.Canceled) {
+				g.log.Error("bus stopped", "bus", name, "err", err)
+			}
+		})
+	}
+
+	<-ctx.Done()
+	g.log.Info("gateway stopping")
+	stopAdapters()
+	adDone.Wait()
+	g.broker.Close()
+	stopUplink()
+	upDone.Wait()
+	return nil
+}
+
+// publish is the Publisher handed to adapters. A buffer failure is logged
+// and counted, not returned: local delivery happened and the adapter must
+// keep polling.
+func (g *Gateway) publish(ctx context.Context, m adapters.Message) error {
+	topic := "lintel/" + g.cfg.Gateway.ID + "/" + m.Device + "/" + m.Point
+	err := g.broker.Publish(ctx, topic, m.Payload, m.Retain)
+	if err != nil && ctx.Err() == nil {
+		if g.pubErrs.Add(1)%1000 == 1 { // the first, then every 1000th
+			g.log.Warn("reading not buffered", "topic", topic, "err", err, "total", g.pubErrs.Load())
+		}
+		return nil
+	}
+	return ctx.Err()
+}
+
+func (g *Gateway) close() {
+	if g.queue != nil {
+		if err := g.queue.Close(); err != nil {
+			g.log.Error("closing buffer", "err", err)
+		}
+	}
+}
+
+// ShutdownTimeout is how long callers should allow Run to return after ctx
+// ends: adapters finish their transaction, the uplink drains for 2 s.
+const ShutdownTimeout = 10 * time.Second
