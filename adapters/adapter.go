@@ -35,6 +35,9 @@ type Message struct {
 	Point   string // StatusPoint for device status
 	Payload []byte // JSON, see Reading and DeviceStatus
 	Retain  bool
+	// High marks status, alarms and access events: they are delivered to
+	// the cloud before ordinary readings and evicted from a full buffer last.
+	High bool
 }
 
 // StatusPoint is the point name of a device's retained status message.

@@ -130,7 +130,7 @@ func verifyFile(t *testing.T, path string) map[int]bool {
 			return fmt.Errorf("consistency check: %w", err)
 		}
 		var last uint64
-		return tx.Bucket(bucketRecords).ForEach(func(k, v []byte) error {
+		return tx.Bucket(bucketNormal).ForEach(func(k, v []byte) error {
 			seq := uint64(0)
 			for _, b := range k {
 				seq = seq<<8 | uint64(b)
@@ -139,7 +139,7 @@ func verifyFile(t *testing.T, path string) map[int]bool {
 				return fmt.Errorf("seq %d after %d: out of order", seq, last)
 			}
 			last = seq
-			r, err := decodeRecord(seq, v)
+			r, err := decodeRecord(seq, v, Normal)
 			if err != nil {
 				return err
 			}

@@ -17,16 +17,20 @@ import (
 var (
 	// ErrClosed is returned by calls made after Close.
 	ErrClosed = errors.New("buffer closed")
-	// ErrFull is returned by Append and Enqueue under the reject-new policy
-	// when the records do not fit in MaxBytes.
+	// ErrFull is returned by Append under the reject-new policy when the
+	// records do not fit in MaxBytes.
 	ErrFull = errors.New("buffer full")
+	// ErrLocked is returned by Open and ReadStats when another process
+	// (normally the running daemon) has the file open.
+	ErrLocked = errors.New("buffer file in use by another process")
 )
 
 // FullPolicy says what happens when a commit would exceed MaxBytes.
 type FullPolicy string
 
 const (
-	// DropOldest evicts the oldest records to make room (counted as drops).
+	// DropOldest evicts the oldest records to make room: Normal ones
+	// first, High ones only when no Normal record is left.
 	DropOldest FullPolicy = "drop-oldest"
 	// RejectNew refuses the new records with ErrFull.
 	RejectNew FullPolicy = "reject-new"
@@ -42,6 +46,9 @@ type Options struct {
 	MaxBytes int64
 	// FullPolicy applies when MaxBytes would be exceeded.
 	FullPolicy FullPolicy
+	// TTL drops records older than this, counted as expired; 0 keeps them
+	// until delivered or evicted.
+	TTL time.Duration
 	// Logger receives quarantine and commit failures.
 	Logger *slog.Logger
 }
@@ -64,31 +71,58 @@ func (o *Options) ensureDefaults() {
 	}
 }
 
+// Drops counts records that were not delivered, by reason.
+type Drops struct {
+	Full     uint64 `json:"full"`     // evicted to make room (drop-oldest)
+	Rejected uint64 `json:"rejected"` // refused (reject-new)
+	Expired  uint64 `json:"expired"`  // older than the TTL
+}
+
 // Stats is a snapshot of the queue.
 type Stats struct {
-	Records     uint64 // committed, unacked records
-	Bytes       int64  // their encoded size
-	NextSeq     uint64 // the sequence number the next record will get
-	Commits     uint64 // transactions committed since Open
-	DropsFull   uint64 // records evicted or refused because the buffer was full
-	CommitFails uint64 // group commits that failed (e.g. disk full)
-	Oldest      time.Time
-	Quarantined string // path of a bad file moved aside at Open, if any
+	Records     uint64    `json:"records"` // committed, not yet deleted
+	High        uint64    `json:"high"`    // of which priority High
+	Bytes       int64     `json:"bytes"`   // their encoded size
+	NextSeq     uint64    `json:"next_seq"`
+	Commits     uint64    `json:"commits"`      // transactions since Open
+	CommitFails uint64    `json:"commit_fails"` // failed group commits (e.g. disk full)
+	Drops       Drops     `json:"drops"`        // since Open
+	Oldest      time.Time `json:"oldest"`       // time of the oldest record, zero if empty
+	Quarantined string    `json:"quarantined,omitempty"`
 }
 
 var (
-	bucketRecords = []byte("records")
-	bucketMeta    = []byte("meta")
-	keyNextSeq    = []byte("next_seq")
-	keyBytes      = []byte("bytes")
-	keyCount      = []byte("count")
+	bucketHigh   = []byte("high")
+	bucketNormal = []byte("normal")
+	bucketMeta   = []byte("meta")
+	keyNextSeq   = []byte("next_seq")
+	keyBytes     = []byte("bytes")
+	keyCount     = []byte("count")
+	keyHigh      = []byte("count_high")
 )
+
+func bucketOf(p Priority) []byte {
+	if p == High {
+		return bucketHigh
+	}
+	return bucketNormal
+}
 
 // op is one request to the writer goroutine.
 type op struct {
 	recs []Record
 	acks []uint64
 	done chan error // nil: the caller does not wait
+}
+
+// cursors say what Read hands out next. Records with seq ≥ liveFrom are
+// "live": committed since the last Rewind; older ones are the backlog.
+type cursors struct {
+	high     uint64 // next High seq
+	backlog  uint64 // next Normal seq below liveFrom
+	liveFrom uint64
+	live     uint64 // next Normal seq at or above liveFrom
+	gen      uint64 // bumped by Rewind
 }
 
 // Queue is a durable FIFO. All methods are safe for concurrent use.
@@ -102,16 +136,16 @@ type Queue struct {
 	stopped chan struct{}
 	closeMu sync.Once
 
-	mu       sync.Mutex
-	stats    Stats
-	readNext uint64        // next seq Read hands out
-	changed  chan struct{} // closed and replaced after every commit
+	mu      sync.Mutex
+	stats   Stats
+	cur     cursors
+	changed chan struct{} // closed and replaced after every commit
 }
 
 // Open opens or creates the queue file at path (mode 0600). A file that cannot
 // be opened or fails its consistency check is quarantined and replaced by an
-// empty one; only an error that a new file would not fix (a lock held by
-// another process, a directory that cannot be written) is returned.
+// empty one; only an error that a new file would not fix (ErrLocked, a
+// directory that cannot be written) is returned.
 func Open(path string, opts Options) (*Queue, error) {
 	opts.ensureDefaults()
 	q := &Queue{
@@ -124,8 +158,8 @@ func Open(path string, opts Options) (*Queue, error) {
 	}
 	db, err := openChecked(path)
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("buffer %s: in use by another process", path)
+		if errors.Is(err, ErrLocked) {
+			return nil, fmt.Errorf("buffer %s: %w", path, err)
 		}
 		bad := fmt.Sprintf("%s.bad-%s", path, time.Now().UTC().Format("20060102T150405Z"))
 		if rerr := os.Rename(path, bad); rerr != nil {
@@ -138,10 +172,16 @@ func Open(path string, opts Options) (*Queue, error) {
 		}
 	}
 	q.db = db
-	if err := q.load(); err != nil {
+	err = db.View(func(tx *bolt.Tx) error {
+		q.stats = readStats(tx, q.stats)
+		return nil
+	})
+	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("buffer %s: %w", path, err)
 	}
+	q.cur.liveFrom = q.stats.NextSeq // everything already stored is backlog
+	q.cur.live = q.stats.NextSeq
 	go q.write()
 	return q, nil
 }
@@ -158,11 +198,14 @@ func openChecked(path string) (db *bolt.DB, err error) {
 		}
 	}()
 	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, ErrLocked
+	}
 	if err != nil {
 		return nil, err
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketRecords, bucketMeta} {
+		for _, name := range [][]byte{bucketHigh, bucketNormal, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -179,19 +222,52 @@ func openChecked(path string) (db *bolt.DB, err error) {
 	return db, nil
 }
 
-func (q *Queue) load() error {
-	return q.db.View(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		q.stats.NextSeq = max(getUint(meta, keyNextSeq), 1)
-		q.stats.Records = getUint(meta, keyCount)
-		q.stats.Bytes = int64(getUint(meta, keyBytes))
-		if k, v := tx.Bucket(bucketRecords).Cursor().First(); k != nil {
-			if r, err := decodeRecord(binary.BigEndian.Uint64(k), v); err == nil {
-				q.stats.Oldest = r.Time
-			}
+// readStats reads the persisted counters; prev supplies the in-memory ones.
+func readStats(tx *bolt.Tx, prev Stats) Stats {
+	meta := tx.Bucket(bucketMeta)
+	prev.NextSeq = max(getUint(meta, keyNextSeq), 1)
+	prev.Records = getUint(meta, keyCount)
+	prev.High = getUint(meta, keyHigh)
+	prev.Bytes = int64(getUint(meta, keyBytes))
+	prev.Oldest = oldest(tx)
+	return prev
+}
+
+// ReadStats reads the counters of a queue file without changing it. It
+// returns ErrLocked while a daemon has the file open.
+func ReadStats(path string) (Stats, error) {
+	if _, err := os.Stat(path); err != nil {
+		return Stats{}, err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 100 * time.Millisecond})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return Stats{}, ErrLocked
+	}
+	if err != nil {
+		return Stats{}, err
+	}
+	defer db.Close()
+	var s Stats
+	err = db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketMeta) == nil || tx.Bucket(bucketNormal) == nil || tx.Bucket(bucketHigh) == nil {
+			return errors.New("not a Lintel buffer file")
 		}
+		s = readStats(tx, s)
 		return nil
 	})
+	return s, err
+}
+
+func oldest(tx *bolt.Tx) time.Time {
+	var t time.Time
+	for _, name := range [][]byte{bucketHigh, bucketNormal} {
+		if _, v := tx.Bucket(name).Cursor().First(); v != nil {
+			if rt, ok := recordTime(v); ok && (t.IsZero() || rt.Before(t)) {
+				t = rt
+			}
+		}
+	}
+	return t
 }
 
 // Append stores recs and returns once they are fsynced. It sets each record's
@@ -249,37 +325,54 @@ func (q *Queue) submit(ctx context.Context, o op) error {
 	}
 }
 
-// Read returns up to max committed records, oldest first, starting after the
-// last one handed out. It blocks until at least one is available or ctx ends.
-func (q *Queue) Read(ctx context.Context, max int) ([]Record, error) {
-	if max <= 0 {
-		max = 1
+// Read returns up to n committed records that were not handed out since the
+// last Rewind, blocking until at least one is available or ctx ends. The
+// order: High records oldest first; then Normal records, interleaving live
+// ones (committed since the last Rewind) with the backlog, each part oldest
+// first, so that fresh readings are not stuck behind hours of backlog.
+func (q *Queue) Read(ctx context.Context, n int) ([]Record, error) {
+	if n <= 0 {
+		n = 1
 	}
 	for {
 		q.mu.Lock()
-		from, changed := q.readNext, q.changed
+		cur, changed := q.cur, q.changed
 		q.mu.Unlock()
 
 		var recs []Record
+		next := cur
 		err := q.db.View(func(tx *bolt.Tx) error {
-			c := tx.Bucket(bucketRecords).Cursor()
-			for k, v := c.Seek(seqKey(from)); k != nil && len(recs) < max; k, v = c.Next() {
-				r, err := decodeRecord(binary.BigEndian.Uint64(k), v)
-				if err != nil {
-					return err
+			var err error
+			scan := func(bucket []byte, prio Priority, from, below uint64, limit int) uint64 {
+				c := tx.Bucket(bucket).Cursor()
+				for k, v := c.Seek(seqKey(from)); k != nil && limit > 0 && err == nil; k, v = c.Next() {
+					seq := binary.BigEndian.Uint64(k)
+					if below > 0 && seq >= below {
+						break
+					}
+					var r Record
+					if r, err = decodeRecord(seq, v, prio); err == nil {
+						recs = append(recs, r)
+						from = seq + 1
+						limit--
+					}
 				}
-				recs = append(recs, r)
+				return from
 			}
-			return nil
+			next.high = scan(bucketHigh, High, cur.high, 0, n)
+			room := n - len(recs)
+			next.live = scan(bucketNormal, Normal, max(cur.live, cur.liveFrom), 0, (room+1)/2)
+			next.backlog = scan(bucketNormal, Normal, cur.backlog, cur.liveFrom, n-len(recs))
+			next.live = scan(bucketNormal, Normal, next.live, 0, n-len(recs))
+			return err
 		})
 		if err != nil {
 			return nil, fmt.Errorf("read: %w", err)
 		}
 		if len(recs) > 0 {
 			q.mu.Lock()
-			// A Rewind between our snapshot and now wins.
-			if q.readNext == from {
-				q.readNext = recs[len(recs)-1].Seq + 1
+			if q.cur.gen == cur.gen { // a Rewind in between wins
+				q.cur = next
 			}
 			q.mu.Unlock()
 			return recs, nil
@@ -294,11 +387,12 @@ func (q *Queue) Read(ctx context.Context, max int) ([]Record, error) {
 	}
 }
 
-// Rewind makes the next Read start again at the oldest unacked record, e.g.
-// after the uplink lost its connection with records in flight.
+// Rewind makes Read hand out every stored record again, e.g. after the uplink
+// lost its connection with records in flight. What is stored now becomes the
+// backlog; records committed from now on are live.
 func (q *Queue) Rewind() {
 	q.mu.Lock()
-	q.readNext = 0
+	q.cur = cursors{liveFrom: q.stats.NextSeq, live: q.stats.NextSeq, gen: q.cur.gen + 1}
 	q.mu.Unlock()
 	q.notify()
 }
@@ -355,12 +449,7 @@ func (q *Queue) write() {
 				break gather
 			}
 		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
+		timer.Stop()
 		if closing {
 			q.commit(q.drain(batch))
 			return
@@ -393,19 +482,44 @@ func (q *Queue) commit(batch []op) {
 	q.mu.Unlock()
 
 	results := make([]error, len(batch))
-	var oldest time.Time
-	var drops uint64
+	now := time.Now()
 	err := q.db.Update(func(tx *bolt.Tx) error {
-		recs := tx.Bucket(bucketRecords)
-		recs.FillPercent = 1 // keys only ever grow: pack pages full
+		buckets := [2]*bolt.Bucket{tx.Bucket(bucketNormal), tx.Bucket(bucketHigh)}
+		for _, b := range buckets {
+			b.FillPercent = 1 // keys only ever grow: pack pages full
+		}
+		remove := func(prio Priority, k, v []byte) error {
+			st.Bytes -= int64(len(v))
+			st.Records--
+			if prio == High {
+				st.High--
+			}
+			return buckets[prio.index()].Delete(k)
+		}
 		for _, o := range batch {
 			for _, seq := range o.acks {
-				if v := recs.Get(seqKey(seq)); v != nil {
-					st.Bytes -= int64(len(v))
-					st.Records--
-					if err := recs.Delete(seqKey(seq)); err != nil {
+				for prio, b := range buckets {
+					if v := b.Get(seqKey(seq)); v != nil {
+						if err := remove(Priority(prio), seqKey(seq), v); err != nil {
+							return err
+						}
+						break
+					}
+				}
+			}
+		}
+		if q.opts.TTL > 0 {
+			cutoff := now.Add(-q.opts.TTL)
+			for prio, b := range buckets {
+				c := b.Cursor()
+				for k, v := c.First(); k != nil; k, v = c.First() {
+					if t, ok := recordTime(v); ok && !t.Before(cutoff) {
+						break
+					}
+					if err := remove(Priority(prio), k, v); err != nil {
 						return err
 					}
+					st.Drops.Expired++
 				}
 			}
 		}
@@ -422,37 +536,40 @@ func (q *Queue) commit(batch []op) {
 			if st.Bytes+size > q.opts.MaxBytes {
 				if q.opts.FullPolicy == RejectNew || size > q.opts.MaxBytes {
 					results[i] = ErrFull
-					drops += uint64(len(o.recs))
+					st.Drops.Rejected += uint64(len(o.recs))
 					continue
 				}
-				n, freed, err := evictOldest(recs, st.Bytes+size-q.opts.MaxBytes)
-				if err != nil {
-					return err
+				// Evict Normal records first; High ones only if needed.
+				for _, prio := range []Priority{Normal, High} {
+					c := buckets[prio.index()].Cursor()
+					for k, v := c.First(); k != nil && st.Bytes+size > q.opts.MaxBytes; k, v = c.First() {
+						if err := remove(prio, k, v); err != nil {
+							return err
+						}
+						st.Drops.Full++
+					}
 				}
-				st.Records -= n
-				st.Bytes -= freed
-				drops += n
 			}
 			for j := range o.recs {
-				o.recs[j].Seq = st.NextSeq
-				if err := recs.Put(seqKey(st.NextSeq), encoded[j]); err != nil {
+				r := &o.recs[j]
+				r.Seq = st.NextSeq
+				if err := buckets[r.Priority.index()].Put(seqKey(r.Seq), encoded[j]); err != nil {
 					return err
 				}
 				st.NextSeq++
+				if r.Priority == High {
+					st.High++
+				}
 			}
 			st.Records += uint64(len(o.recs))
 			st.Bytes += size
 		}
-		if k, v := recs.Cursor().First(); k != nil {
-			if r, err := decodeRecord(binary.BigEndian.Uint64(k), v); err == nil {
-				oldest = r.Time
-			}
-		}
+		st.Oldest = oldest(tx)
 		meta := tx.Bucket(bucketMeta)
 		for _, kv := range []struct {
 			k []byte
 			v uint64
-		}{{keyNextSeq, st.NextSeq}, {keyCount, st.Records}, {keyBytes, uint64(st.Bytes)}} {
+		}{{keyNextSeq, st.NextSeq}, {keyCount, st.Records}, {keyHigh, st.High}, {keyBytes, uint64(st.Bytes)}} {
 			if err := meta.Put(kv.k, binary.BigEndian.AppendUint64(nil, kv.v)); err != nil {
 				return err
 			}
@@ -461,21 +578,20 @@ func (q *Queue) commit(batch []op) {
 	})
 
 	q.mu.Lock()
+	prev := q.stats
 	if err != nil {
 		q.stats.CommitFails++
 	} else {
 		st.Commits++
-		st.DropsFull += drops
-		st.Oldest = oldest
-		st.CommitFails = q.stats.CommitFails
-		st.Quarantined = q.stats.Quarantined
+		st.CommitFails = prev.CommitFails
 		q.stats = st
 	}
 	q.mu.Unlock()
 	if err != nil {
 		q.log.Error("group commit failed; stored records are untouched", "ops", len(batch), "err", err)
-	} else if drops > 0 {
-		q.log.Warn("buffer full", "policy", q.opts.FullPolicy, "dropped", drops)
+	} else if d := st.Drops; d != prev.Drops {
+		q.log.Warn("records dropped", "full", d.Full-prev.Drops.Full, "rejected", d.Rejected-prev.Drops.Rejected,
+			"expired", d.Expired-prev.Drops.Expired, "policy", q.opts.FullPolicy)
 	}
 	for i, o := range batch {
 		if o.done == nil {
@@ -490,19 +606,6 @@ func (q *Queue) commit(batch []op) {
 	if err == nil {
 		q.notify()
 	}
-}
-
-// evictOldest deletes records from the front until at least need bytes are freed.
-func evictOldest(b *bolt.Bucket, need int64) (n uint64, freed int64, err error) {
-	c := b.Cursor()
-	for k, v := c.First(); k != nil && freed < need; k, v = c.First() {
-		freed += int64(len(v))
-		n++
-		if err := c.Delete(); err != nil {
-			return n, freed, err
-		}
-	}
-	return n, freed, nil
 }
 
 func getUint(b *bolt.Bucket, k []byte) uint64 {

@@ -7,15 +7,42 @@ import (
 	"time"
 )
 
+// Priority is a record's delivery class.
+type Priority uint8
+
+const (
+	// Normal is ordinary telemetry: delivered after High, evicted first.
+	Normal Priority = iota
+	// High is for status, access and alarm events: delivered first and
+	// evicted only when no Normal record is left.
+	High
+)
+
+// index is the class's slot: unknown values count as Normal.
+func (p Priority) index() int {
+	if p == High {
+		return 1
+	}
+	return 0
+}
+
+func (p Priority) String() string {
+	if p == High {
+		return "high"
+	}
+	return "normal"
+}
+
 // Record is one message waiting for delivery.
 type Record struct {
 	// Seq is assigned by the queue when the record is committed.
 	Seq uint64
 	// Time is when the record was handed to the queue.
-	Time    time.Time
-	Topic   string
-	Payload []byte
-	Retain  bool
+	Time     time.Time
+	Topic    string
+	Payload  []byte
+	Retain   bool
+	Priority Priority // not stored in the value: each class has its own bucket
 }
 
 const (
@@ -42,16 +69,25 @@ func (r *Record) encode() []byte {
 	return append(buf, r.Payload...)
 }
 
+// recordTime reads only the time stamp of an encoded record.
+func recordTime(b []byte) (time.Time, bool) {
+	if len(b) < headerSize || b[0] != recordVersion {
+		return time.Time{}, false
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(b[2:10]))), true
+}
+
 // decodeRecord copies what it needs out of b: bbolt memory is only valid
 // inside the transaction.
-func decodeRecord(seq uint64, b []byte) (Record, error) {
+func decodeRecord(seq uint64, b []byte, prio Priority) (Record, error) {
 	if len(b) < headerSize+1 || b[0] != recordVersion {
 		return Record{}, fmt.Errorf("record %d: %w", seq, errBadRecord)
 	}
 	r := Record{
-		Seq:    seq,
-		Retain: b[1]&flagRetain != 0,
-		Time:   time.Unix(0, int64(binary.BigEndian.Uint64(b[2:10]))),
+		Seq:      seq,
+		Priority: prio,
+		Retain:   b[1]&flagRetain != 0,
+		Time:     time.Unix(0, int64(binary.BigEndian.Uint64(b[2:10]))),
 	}
 	n, w := binary.Uvarint(b[headerSize:])
 	if w <= 0 || uint64(len(b)-headerSize-w) < n {

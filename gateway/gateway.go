@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -61,6 +62,7 @@ func New(cfg *config.Config, opts Options) (g *Gateway, err error) {
 		CommitInterval: cfg.Buffer.CommitInterval.D(),
 		MaxBytes:       int64(cfg.Buffer.MaxBytes),
 		FullPolicy:     buffer.FullPolicy(cfg.Buffer.FullPolicy),
+		TTL:            cfg.Buffer.TTL.D(),
 		Logger:         log,
 	})
 	if err != nil {
@@ -191,7 +193,7 @@ func newBus(b config.Bus, all []config.Device, log *slog.Logger) (*modbus.Bus, e
 			}
 			md.Points = append(md.Points, modbus.Point{
 				Name: p.Name, Table: table, Address: uint16(p.Address), Type: typ, Order: order,
-				Scale: scale, Offset: p.Offset, Unit: p.Unit, Writable: p.Writable,
+				Scale: scale, Offset: p.Offset, Unit: p.Unit, Writable: p.Writable, High: p.Priority == "high",
 				Deadband: p.Report.Deadband, MaxInterval: p.Report.MaxInterval.D(),
 			})
 		}
@@ -245,13 +247,24 @@ func (g *Gateway) Run(ctx context.Context) error {
 		})
 	}
 
-	<-ctx.Done()
+	g.writeStats()
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for running := true; running; {
+		select {
+		case <-tick.C:
+			g.writeStats()
+		case <-ctx.Done():
+			running = false
+		}
+	}
 	g.log.Info("gateway stopping")
 	stopAdapters()
 	adDone.Wait()
 	g.broker.Close()
 	stopUplink()
 	upDone.Wait()
+	os.Remove(filepath.Join(g.cfg.Gateway.DataDir, statsFile)) // the file itself is readable again
 	return nil
 }
 
@@ -260,7 +273,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 // keep polling.
 func (g *Gateway) publish(ctx context.Context, m adapters.Message) error {
 	topic := "lintel/" + g.cfg.Gateway.ID + "/" + m.Device + "/" + m.Point
-	err := g.broker.Publish(ctx, topic, m.Payload, m.Retain)
+	prio := buffer.Normal
+	if m.High {
+		prio = buffer.High
+	}
+	err := g.broker.Publish(ctx, topic, m.Payload, m.Retain, prio)
 	if err != nil && ctx.Err() == nil {
 		if g.pubErrs.Add(1)%1000 == 1 { // the first, then every 1000th
 			g.log.Warn("reading not buffered", "topic", topic, "err", err, "total", g.pubErrs.Load())
@@ -281,3 +298,45 @@ func (g *Gateway) close() {
 // ShutdownTimeout is how long callers should allow Run to return after ctx
 // ends: adapters finish their transaction, the uplink drains for 2 s.
 const ShutdownTimeout = 10 * time.Second
+
+// statsFile is where a running gateway leaves a snapshot of the buffer's
+// counters for `lintel buffer stats` (the bbolt file is locked while open).
+const statsFile = "buffer-stats.json"
+
+// BufferStats returns the buffer counters of the gateway configured by cfg:
+// read from the file when no daemon runs, else from the snapshot the daemon
+// writes every few seconds. live says which.
+func BufferStats(cfg *config.Config) (s buffer.Stats, asOf time.Time, live bool, err error) {
+	s, err = buffer.ReadStats(filepath.Join(cfg.Gateway.DataDir, "buffer.db"))
+	if !errors.Is(err, buffer.ErrLocked) {
+		return s, time.Now(), false, err
+	}
+	path := filepath.Join(cfg.Gateway.DataDir, statsFile)
+	data, rerr := os.ReadFile(path)
+	if rerr != nil {
+		return s, time.Time{}, true, fmt.Errorf("the buffer is in use by a running gateway and its snapshot is unreadable: %w", rerr)
+	}
+	var snap struct {
+		At    time.Time    `json:"at"`
+		Stats buffer.Stats `json:"buffer"`
+	}
+	if err := json.Unmarshal(data, &snap); err != nil {
+		return s, time.Time{}, true, fmt.Errorf("%s: %w", path, err)
+	}
+	return snap.Stats, snap.At, true, nil
+}
+
+// writeStats writes the snapshot atomically (mode 0600).
+func (g *Gateway) writeStats() {
+	data, _ := json.Marshal(struct {
+		At    time.Time    `json:"at"`
+		Stats buffer.Stats `json:"buffer"`
+	}{time.Now(), g.queue.Stats()})
+	path := filepath.Join(g.cfg.Gateway.DataDir, statsFile)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		g.log.Warn("cannot write buffer stats snapshot", "err", err)
+		return
+	}
+	os.Rename(tmp, path)
+}

@@ -27,6 +27,7 @@ type Point struct {
 	Offset   float64
 	Unit     string
 	Writable bool
+	High     bool // alarm bits and the like: delivered first, evicted last
 	// Deadband: a new value is published when it differs from the last
 	// published one by more than this (0: any change).
 	Deadband float64
@@ -216,7 +217,7 @@ func (b *Bus) poll(ctx context.Context, d *deviceState, pub adapters.Publisher) 
 				continue
 			}
 			payload, _ := json.Marshal(adapters.Reading{V: v, Unit: p.Unit, TS: adapters.Timestamp(at), Q: adapters.QualityGood})
-			if err := pub.Publish(ctx, adapters.Message{Device: d.Name, Point: p.Name, Payload: payload}); err != nil {
+			if err := pub.Publish(ctx, adapters.Message{Device: d.Name, Point: p.Name, Payload: payload, High: p.High}); err != nil {
 				return err
 			}
 			d.last[p.Name] = published{v: v, at: at}
@@ -243,7 +244,7 @@ func (b *Bus) poll(ctx context.Context, d *deviceState, pub adapters.Publisher) 
 func (b *Bus) publishStatus(ctx context.Context, d *deviceState, pub adapters.Publisher, online bool, errText string) {
 	d.online, d.reported = online, true
 	payload, _ := json.Marshal(adapters.DeviceStatus{Online: online, Since: adapters.Timestamp(time.Now()), Error: errText})
-	if err := pub.Publish(ctx, adapters.Message{Device: d.Name, Point: adapters.StatusPoint, Payload: payload, Retain: true}); err != nil {
+	if err := pub.Publish(ctx, adapters.Message{Device: d.Name, Point: adapters.StatusPoint, Payload: payload, Retain: true, High: true}); err != nil {
 		b.log.Warn("cannot publish device status", "device", d.Name, "err", err)
 	}
 }

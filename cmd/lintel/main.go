@@ -10,6 +10,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,9 +21,11 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/term"
 
+	"github.com/lintel-gw/lintel/buffer"
 	"github.com/lintel-gw/lintel/gateway"
 	"github.com/lintel-gw/lintel/gateway/config"
 	"github.com/lintel-gw/lintel/gateway/demo"
@@ -38,6 +41,7 @@ commands:
   passwd add|remove|list --file F [NAME]
                                       manage local broker users (bcrypt); add reads the
                                       password from the terminal, or one line of stdin
+  buffer stats --config F [--json]    buffer depth, age and drops (daemon running or not)
   version                             print the version
 `
 
@@ -77,6 +81,8 @@ func runCommand(ctx context.Context, cmd string, args []string, stdin io.Reader,
 		return cmdCheck(args, stdout, stderr)
 	case "passwd":
 		return cmdPasswd(args, stdin, stdout, stderr)
+	case "buffer":
+		return cmdBuffer(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "lintel", version())
 		return nil
@@ -145,6 +151,52 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		DataDir: *dataDir, Listen: *listen, Out: stdout,
 		Logger: newLogger(stderr, level, "text"), Version: version(),
 	})
+}
+
+func cmdBuffer(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "stats" {
+		fmt.Fprint(stderr, usage)
+		return exitCode(2)
+	}
+	fs := newFlags("buffer stats", stderr)
+	path := fs.String("config", "/etc/lintel/lintel.yaml", "config file")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	s, at, live, err := gateway.BufferStats(cfg)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(struct {
+			At      time.Time    `json:"at"`
+			Running bool         `json:"daemon_running"`
+			Buffer  buffer.Stats `json:"buffer"`
+		}{at, live, s})
+	}
+	source := "from the file (no gateway running)"
+	if live {
+		source = fmt.Sprintf("from the running gateway, as of %s", at.Format(time.RFC3339))
+	}
+	age := "-"
+	if !s.Oldest.IsZero() {
+		age = time.Since(s.Oldest).Round(time.Second).String()
+	}
+	fmt.Fprintf(stdout, "buffer %s\n", source)
+	fmt.Fprintf(stdout, "  records      %d (%d high priority)\n", s.Records, s.High)
+	fmt.Fprintf(stdout, "  bytes        %d\n", s.Bytes)
+	fmt.Fprintf(stdout, "  oldest       %s\n", age)
+	fmt.Fprintf(stdout, "  next seq     %d\n", s.NextSeq)
+	fmt.Fprintf(stdout, "  drops        full %d, rejected %d, expired %d (since the gateway started)\n", s.Drops.Full, s.Drops.Rejected, s.Drops.Expired)
+	if s.Quarantined != "" {
+		fmt.Fprintf(stdout, "  QUARANTINED  a bad buffer file was moved to %s\n", s.Quarantined)
+	}
+	return nil
 }
 
 func cmdCheck(args []string, stdout, stderr io.Writer) error {

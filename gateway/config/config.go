@@ -102,6 +102,7 @@ type Point struct {
 	Offset   float64  `yaml:"offset"`
 	Unit     string   `yaml:"unit"`
 	Writable bool     `yaml:"writable"`
+	Priority string   `yaml:"priority"` // normal (default) or high: delivered first, evicted last
 	Report   Report   `yaml:"report"`
 }
 
@@ -132,6 +133,7 @@ type Buffer struct {
 	MaxBytes       Size     `yaml:"max_bytes"`
 	FullPolicy     string   `yaml:"full_policy"` // drop-oldest, reject-new
 	CommitInterval Duration `yaml:"commit_interval"`
+	TTL            Duration `yaml:"ttl"` // 0: keep until delivered or evicted
 }
 
 // Duration is a Go duration string in YAML ("500ms", "5m").

@@ -188,6 +188,9 @@ func (cfg *Config) validate() Problems {
 	if ci := cfg.Buffer.CommitInterval.D(); ci < 10*time.Millisecond || ci > 10*time.Second {
 		c.add("buffer.commit_interval", "%v is out of range; want 10ms to 10s", ci)
 	}
+	if ttl := cfg.Buffer.TTL.D(); ttl != 0 && ttl < time.Minute {
+		c.add("buffer.ttl", "%v is too short; want 0 (no expiry) or at least 1m", ttl)
+	}
 	return c.problems
 }
 
@@ -208,6 +211,9 @@ func (c *checker) point(path string, pt Point) {
 	}
 	if pt.Scale != nil && *pt.Scale == 0 {
 		c.add(path+".scale", "scale 0 would zero every value")
+	}
+	if pt.Priority != "" {
+		c.oneOf(path+".priority", pt.Priority, "normal", "high")
 	}
 	if pt.Report.Deadband < 0 {
 		c.add(path+".report.deadband", "%v; want 0 or more", pt.Report.Deadband)
