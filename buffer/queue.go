@@ -197,7 +197,9 @@ func openChecked(path string) (db *bolt.DB, err error) {
 			db, err = nil, fmt.Errorf("corrupt file: %v", p)
 		}
 	}()
-	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	// NoFreelistSync saves one page write per commit (SD wear); bbolt
+	// rebuilds the freelist by scanning at open instead, as etcd does.
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, ErrLocked
 	}
