@@ -27,7 +27,12 @@ type env struct {
 	queue *buffer.Queue
 }
 
-func newEnv(t *testing.T) *env {
+// newEnv uses a 5 ms commit interval so that tests run fast.
+func newEnv(t testing.TB) *env {
+	return newEnvWith(t, buffer.Options{CommitInterval: 5 * time.Millisecond})
+}
+
+func newEnvWith(t testing.TB, opts buffer.Options) *env {
 	t.Helper()
 	ca, err := pki.NewCA("test-ca", time.Hour)
 	if err != nil {
@@ -38,7 +43,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(cloud.Stop)
-	q, err := buffer.Open(filepath.Join(t.TempDir(), "buffer.db"), buffer.Options{CommitInterval: 5 * time.Millisecond})
+	q, err := buffer.Open(filepath.Join(t.TempDir(), "buffer.db"), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +51,7 @@ func newEnv(t *testing.T) *env {
 	return &env{ca: ca, cloud: cloud, queue: q}
 }
 
-func (e *env) clientTLS(t *testing.T, ca *pki.CA) *tls.Config {
+func (e *env) clientTLS(t testing.TB, ca *pki.CA) *tls.Config {
 	t.Helper()
 	pair, err := ca.Client("gw1", time.Hour)
 	if err != nil {

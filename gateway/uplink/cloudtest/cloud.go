@@ -53,7 +53,8 @@ type Broker struct {
 	pubacked  map[uint64]int // seq → PUBACKs sent for it
 	inflight  map[string]map[uint16]uint64
 	watchers  []func(Message)
-	killAfter int // >0: drop everything once this many more PUBLISHes arrive
+	killAfter int  // >0: drop everything once this many more PUBLISHes arrive
+	discard   bool // benchmarks: do not keep messages, only call watchers
 }
 
 // Start mints a server certificate from ca and listens on 127.0.0.1:0.
@@ -135,6 +136,14 @@ func (b *Broker) Restart() error {
 	return fmt.Errorf("restart cloud broker on %s: %w", b.addr, err)
 }
 
+// Discard stops keeping received messages (Received stays empty and
+// Pubacked false); watchers are still called. For benchmarks.
+func (b *Broker) Discard() {
+	b.mu.Lock()
+	b.discard = true
+	b.mu.Unlock()
+}
+
 // KillAfter makes the broker crash when the n-th next PUBLISH arrives,
 // before that PUBLISH is acknowledged.
 func (b *Broker) KillAfter(n int) {
@@ -190,8 +199,10 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	m := Message{Topic: pk.TopicName, Payload: bytes.Clone(pk.Payload), Retain: pk.FixedHeader.Retain, Client: clientName(cl), At: time.Now()}
 	b := h.b
 	b.mu.Lock()
-	b.received = append(b.received, m)
-	if pk.FixedHeader.Qos > 0 {
+	if !b.discard {
+		b.received = append(b.received, m)
+	}
+	if pk.FixedHeader.Qos > 0 && !b.discard {
 		if b.inflight[cl.ID] == nil {
 			b.inflight[cl.ID] = map[uint16]uint64{}
 		}
