@@ -32,23 +32,23 @@ func TestCrashChild(t *testing.T) {
 		os.Exit(2)
 	}
 	start, _ := strconv.Atoi(os.Getenv(crashChildEnv + "_START"))
-	out := make(chan int, 1024)
+	out := make(chan [2]uint64, 1024)
 	const writers = 4
 	for w := range writers {
 		go func() {
 			for i := start + w; ; i += writers {
-				r := Record{Topic: "t", Payload: []byte(strconv.Itoa(i))}
-				if err := q.Append(context.Background(), r); err != nil {
+				recs := []Record{{Topic: "t", Payload: []byte(strconv.Itoa(i))}}
+				if err := q.Append(context.Background(), recs...); err != nil {
 					fmt.Println("append:", err)
 					os.Exit(2)
 				}
-				out <- i
+				out <- [2]uint64{uint64(i), recs[0].Seq}
 			}
 		}()
 	}
 	w := bufio.NewWriter(os.Stdout)
-	for i := range out {
-		fmt.Fprintln(w, i)
+	for r := range out {
+		fmt.Fprintln(w, r[0], r[1])
 		if len(out) == 0 {
 			w.Flush()
 		}
@@ -57,13 +57,15 @@ func TestCrashChild(t *testing.T) {
 
 // TestKillDuringAppend SIGKILLs an appending process 20 times at random moments
 // and checks after each restart that every record whose Append had returned
-// is present, in seq order, and that the file passes bbolt's check.
+// is present, in seq order, that the file passes bbolt's check, and that the
+// reopened queue never hands out a seq that was already acknowledged.
 func TestKillDuringAppend(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns 20 processes")
 	}
 	path := filepath.Join(t.TempDir(), "buffer.db")
 	acked := map[int]bool{}
+	var maxSeq uint64
 	next := 0
 	for round := range 20 {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$")
@@ -92,11 +94,13 @@ func TestKillDuringAppend(t *testing.T) {
 				if !ok {
 					break read
 				}
-				n, err := strconv.Atoi(l)
-				if err != nil {
+				var n int
+				var seq uint64
+				if _, err := fmt.Sscan(l, &n, &seq); err != nil {
 					t.Fatalf("round %d: child said %q", round, l)
 				}
 				acked[n] = true
+				maxSeq = max(maxSeq, seq)
 				roundAcked++
 			case <-kill:
 				cmd.Process.Signal(syscall.SIGKILL)
@@ -111,6 +115,13 @@ func TestKillDuringAppend(t *testing.T) {
 			if !seen[n] {
 				t.Fatalf("round %d: record %d was acknowledged by Append but is missing after kill -9", round, n)
 			}
+		}
+		stats, err := ReadStats(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stats.NextSeq <= maxSeq {
+			t.Fatalf("round %d: next seq %d after restart, but seq %d was already acknowledged", round, stats.NextSeq, maxSeq)
 		}
 		t.Logf("round %d: %d appends acknowledged before kill, %d records on disk", round, roundAcked, len(seen))
 	}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/lintel-gw/lintel/buffer"
 	"github.com/lintel-gw/lintel/gateway/pki"
 	"github.com/lintel-gw/lintel/gateway/uplink/cloudtest"
@@ -339,5 +341,42 @@ func TestWithSeq(t *testing.T) {
 		if !json.Valid([]byte(got)) {
 			t.Errorf("WithSeq(%q) = %s is not JSON", c.in, got)
 		}
+	}
+}
+
+// TestLastWillMarksGatewayOffline cuts the uplink's connection and keeps it
+// from reconnecting: the broker must then hold the retained Last Will
+// {"online":false} on lintel/<gateway>/$status.
+func TestLastWillMarksGatewayOffline(t *testing.T) {
+	e := newEnv(t)
+	proxy := newCutter(t, e.cloud.Addr())
+	u, _ := e.start(t, Config{Broker: "mqtts://" + proxy.l.Addr().String()})
+	waitUntil(t, "connected", 10*time.Second, func() bool { return u.Stats().Connected })
+	proxy.l.Close() // no reconnect
+	proxy.cut()
+	waitUntil(t, "uplink to notice", 10*time.Second, func() bool { return !u.Stats().Connected })
+
+	retained := make(chan string, 1)
+	pair, _ := e.ca.Client("observer", time.Hour)
+	cert, _ := pair.TLS()
+	obs := paho.NewClient(paho.NewClientOptions().AddBroker(e.cloud.URL()).SetClientID("observer").SetProtocolVersion(4).
+		SetTLSConfig(&tls.Config{RootCAs: e.ca.Pool(), Certificates: []tls.Certificate{cert}}))
+	if tok := obs.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	defer obs.Disconnect(100)
+	obs.Subscribe("lintel/gw1/$status", 1, func(_ paho.Client, m paho.Message) {
+		select {
+		case retained <- string(m.Payload()):
+		default:
+		}
+	})
+	select {
+	case got := <-retained:
+		if got != `{"online":false}` {
+			t.Fatalf("retained gateway status %s, want the Last Will {\"online\":false}", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no retained gateway status")
 	}
 }
