@@ -20,9 +20,17 @@
 //     numbers are persisted in the same transaction as the records, so they
 //     only grow, never repeat after a crash, and have no gaps among committed
 //     records (drops are counted separately).
-//   - Read hands out committed records oldest first, each once, until Rewind;
-//     a record is deleted only by Ack. After a restart (or Rewind) unacked
-//     records are handed out again: delivery is at-least-once and in order.
+//   - Read hands out each committed record once until Rewind; a record is
+//     deleted only by Ack. After a restart (or Rewind) unacked records are
+//     handed out again: delivery is at-least-once.
+//   - Order: High records (status, alarms, access events) first; then
+//     Normal records, interleaving those committed since the last Rewind
+//     ("live") with the older backlog. Within each of these streams records
+//     come in seq order, so a consumer sees seq gaps only while a backlog is
+//     still draining.
+//   - When MaxBytes is reached, drop-oldest evicts Normal records before
+//     High ones; reject-new refuses the new records. A TTL drops old records.
+//     Every drop is counted by reason.
 //   - A file that cannot be opened or fails bbolt's consistency check is moved
 //     aside as <name>.bad-<time> and the queue starts empty; Quarantined
 //     reports it. The gateway never crash-loops on a bad file.

@@ -10,7 +10,11 @@
 // paho runs with AutoReconnect off and CleanSession on: then a lost
 // connection fails every in-flight token instead of completing it, and the
 // uplink reconnects itself with exponential backoff and jitter (capped at
-// 60 s), rewinds the buffer and re-sends every unacked record in seq order.
+// 60 s), rewinds the buffer and re-sends every unacked record: status and
+// alarms first, then live readings interleaved with the backlog, each stream
+// in seq order (see buffer.Queue.Read). A PUBACK that takes longer than
+// AckTimeout ends the session, so a half-open connection cannot stall
+// delivery.
 // Delivery is at-least-once: each payload carries the gateway's "seq" so the
 // cloud side can drop duplicates and detect gaps.
 //
