@@ -130,17 +130,18 @@ func brokerConfig(cfg *config.Config) (localbroker.Config, error) {
 	}
 	rules := make([]localbroker.Rule, len(lb.ACL))
 	for i, r := range lb.ACL {
-		rules[i] = localbroker.Rule{User: r.User, Read: r.Read, Write: r.Write}
+		rules[i] = localbroker.Rule{User: r.User, Read: r.Read, Write: r.Write, DenyRead: r.DenyRead, DenyWrite: r.DenyWrite}
 	}
 	out.ACL = localbroker.NewACL(rules)
 	for i, l := range lb.Listeners {
-		listener := localbroker.Listener{Name: l.Name, Address: l.Address}
+		listener := localbroker.Listener{Name: l.Name, Kind: l.Type, Address: l.Address}
 		if l.TLS != nil {
 			t, err := serverTLS(l.TLS)
 			if err != nil {
 				return out, fmt.Errorf("local_broker.listeners[%d].tls: %w", i, err)
 			}
 			listener.TLS = t
+			listener.CertUsers = l.TLS.ClientCAFile != ""
 		}
 		out.Listeners = append(out.Listeners, listener)
 	}

@@ -1,15 +1,14 @@
 package localbroker
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -23,11 +22,26 @@ import (
 // on an address other than loopback.
 var ErrPlaintextNetwork = errors.New("a listener on a non-loopback address must use TLS")
 
-// Listener is one network endpoint of the broker.
+// Listener kinds.
+const (
+	TCP       = "tcp"
+	Websocket = "websocket"
+	Unix      = "unix"
+)
+
+// Listener is one endpoint of the broker.
 type Listener struct {
-	Name    string
-	Address string      // host:port; port 0 picks a free port
-	TLS     *tls.Config // nil: plain TCP, allowed on loopback only
+	Name string
+	Kind string // tcp (default), websocket, unix
+	// Address is host:port for tcp and websocket (port 0 picks a free
+	// port), the socket path for unix.
+	Address string
+	// TLS nil means plain MQTT, allowed on loopback addresses and unix
+	// sockets only.
+	TLS *tls.Config
+	// CertUsers: the client certificate's common name is the user name and
+	// no password is needed. TLS must require and verify client certificates.
+	CertUsers bool
 }
 
 // Limits bound what one client can cost the gateway.
@@ -56,6 +70,9 @@ type Config struct {
 	// AppendTimeout bounds how long a client's QoS1 publish waits for the
 	// buffer before the client is disconnected (default 10s).
 	AppendTimeout time.Duration
+	// GuardBase is the first back-off after repeated failed logins from one
+	// address (default 1s, doubling to 5 minutes).
+	GuardBase time.Duration
 }
 
 func (c *Config) ensureDefaults() {
@@ -106,10 +123,11 @@ func New(cfg Config, logger *slog.Logger) (*Broker, error) {
 		SysTopicResendInterval: 10,
 		Logger:                 slog.New(minLevel{Handler: log.Handler(), min: slog.LevelWarn}),
 	})
-	b := &Broker{srv: srv, cfg: cfg, log: log, auth: &authHook{log: log}}
+	b := &Broker{srv: srv, cfg: cfg, log: log}
+	b.auth = &authHook{log: log, guard: newGuard(cfg.GuardBase), certUsers: map[string]bool{}}
 	b.auth.users.Store(cfg.Users)
 	b.auth.acl.Store(cfg.ACL)
-	if err := srv.AddHook(b.auth, nil); err != nil {
+	if err := srv.AddHook(b.auth, nil); err != nil { // first: denied publishes stop here
 		return nil, err
 	}
 	if len(cfg.Forward) > 0 && cfg.Spool != nil {
@@ -119,24 +137,65 @@ func New(cfg Config, logger *slog.Logger) (*Broker, error) {
 		}
 	}
 	for _, l := range cfg.Listeners {
+		if err := b.addListener(l); err != nil {
+			srv.Close()
+			return nil, fmt.Errorf("listener %q (%s): %w", l.Name, l.Address, err)
+		}
+	}
+	return b, nil
+}
+
+func (b *Broker) addListener(l Listener) error {
+	if l.CertUsers && (l.TLS == nil || l.TLS.ClientAuth != tls.RequireAndVerifyClientCert) {
+		return errors.New("certificate user names need TLS that requires and verifies client certificates")
+	}
+	cfg := listeners.Config{ID: l.Name, Address: l.Address, TLSConfig: l.TLS}
+	var ln listeners.Listener
+	switch l.Kind {
+	case "", TCP:
 		if l.TLS == nil {
 			if err := requireLoopback(l.Address); err != nil {
-				return nil, fmt.Errorf("listener %q (%s): %w", l.Name, l.Address, err)
+				return err
 			}
 		}
-		tcp := listeners.NewTCP(listeners.Config{ID: l.Name, Address: l.Address, TLSConfig: l.TLS})
-		if err := srv.AddListener(tcp); err != nil {
-			return nil, fmt.Errorf("listener %q: %w", l.Name, err)
+		tcp := listeners.NewTCP(cfg)
+		if err := b.srv.AddListener(tcp); err != nil {
+			return err
 		}
 		if l.TLS == nil {
 			// Defence in depth: check where the socket really is bound.
 			if err := requireLoopback(tcp.Address()); err != nil {
-				srv.Close()
-				return nil, fmt.Errorf("listener %q bound to %s: %w", l.Name, tcp.Address(), err)
+				return fmt.Errorf("bound to %s: %w", tcp.Address(), err)
 			}
 		}
+		b.auth.certUsers[l.Name] = l.CertUsers
+		return nil
+	case Websocket:
+		if l.TLS == nil {
+			if err := requireLoopback(l.Address); err != nil {
+				return err
+			}
+		}
+		ln = listeners.NewWebsocket(cfg)
+	case Unix:
+		if l.TLS != nil {
+			return errors.New("unix sockets take no TLS")
+		}
+		ln = listeners.NewUnixSock(cfg)
+	default:
+		return fmt.Errorf("unknown listener kind %q", l.Kind)
 	}
-	return b, nil
+	if err := b.srv.AddListener(ln); err != nil {
+		return err
+	}
+	if l.Kind == Unix {
+		// Local clients only, but not every local user: owner and group.
+		if err := os.Chmod(l.Address, 0o660); err != nil {
+			return err
+		}
+	}
+	b.auth.certUsers[l.Name] = l.CertUsers
+	return nil
 }
 
 // requireLoopback refuses addresses that are not on a loopback interface;
@@ -220,102 +279,8 @@ func (b *Broker) Subscribe(filter string, fn func(topic string, payload []byte))
 	return func() { b.srv.Unsubscribe(filter, id) }, nil
 }
 
-// AuthFailures is the number of refused connection attempts so far.
-func (b *Broker) AuthFailures() uint64 { return b.auth.failures.Load() }
-
-// authHook authenticates with bcrypt and authorises with the ACL.
-type authHook struct {
-	mqtt.HookBase
-	users    atomic.Pointer[Users]
-	acl      atomic.Pointer[ACL]
-	log      *slog.Logger
-	failures atomic.Uint64
-}
-
-func (h *authHook) ID() string { return "lintel-auth" }
-
-func (h *authHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck}, []byte{b})
-}
-
-// OnConnectAuthenticate refuses anonymous clients and wrong passwords.
-func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
-	user := string(pk.Connect.Username)
-	if user != "" && h.users.Load().Check(user, pk.Connect.Password) {
-		return true
-	}
-	h.failures.Add(1)
-	h.log.Warn("client refused: bad credentials", "user", user, "remote", cl.Net.Remote, "listener", cl.Net.Listener)
-	return false
-}
-
-// OnACLCheck applies the ACL; it is not called for in-process publishes.
-func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	user := string(cl.Properties.Username)
-	acl := h.acl.Load()
-	if write {
-		return acl.CanWrite(user, topic)
-	}
-	return acl.CanRead(user, topic)
-}
-
-// forwardHook copies network clients' publishes on forwarded topics into the
-// spool. mochi calls OnPublish before it sends the PUBACK, so a QoS1 client's
-// PUBACK means the message is durable.
-type forwardHook struct {
-	mqtt.HookBase
-	filters []string
-	spool   Spool
-	timeout time.Duration
-	log     *slog.Logger
-}
-
-func (h *forwardHook) ID() string { return "lintel-forward" }
-
-func (h *forwardHook) Provides(b byte) bool { return b == mqtt.OnPublish }
-
-func (h *forwardHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if cl.Net.Inline { // Broker.Publish already spooled it
-		return pk, nil
-	}
-	forwarded := false
-	for _, f := range h.filters {
-		if MatchTopic(f, pk.TopicName) {
-			forwarded = true
-			break
-		}
-	}
-	if !forwarded {
-		return pk, nil
-	}
-	rec := buffer.Record{Topic: pk.TopicName, Payload: bytes.Clone(pk.Payload), Retain: pk.FixedHeader.Retain}
-	ctx, cancel := context.WithTimeout(context.Background(), h.timeout)
-	defer cancel()
-	var err error
-	if pk.FixedHeader.Qos == 0 {
-		err = h.spool.Enqueue(ctx, rec)
-	} else {
-		err = h.spool.Append(ctx, rec)
-	}
-	if err == nil {
-		return pk, nil
-	}
-	h.log.Error("cannot buffer a client's message; not acknowledged", "client", cl.ID, "topic", pk.TopicName, "err", err)
-	if pk.FixedHeader.Qos == 0 {
-		return pk, nil
-	}
-	if cl.Properties.ProtocolVersion == 5 {
-		code := packets.ErrImplementationSpecificError
-		if errors.Is(err, buffer.ErrFull) {
-			code = packets.ErrQuotaExceeded
-		}
-		return pk, code // mochi answers with a failing PUBACK reason code
-	}
-	// MQTT 3.1.1 has no failing PUBACK: drop the connection so the client
-	// keeps the message and sends it again after reconnecting.
-	cl.Stop(fmt.Errorf("buffer: %w", err))
-	return pk, packets.ErrRejectPacket
-}
+// Counters returns what the broker refused so far.
+func (b *Broker) Counters() Counters { return b.auth.counters() }
 
 // minLevel drops records below min; mochi logs every connection at info.
 type minLevel struct {

@@ -121,7 +121,7 @@ func TestAnonymousAndWrongPasswordRefused(t *testing.T) {
 			t.Errorf("user %q with password %q was let in", c.user, c.pass)
 		}
 	}
-	if got := b.AuthFailures(); got != 3 {
+	if got := b.Counters().AuthFailures; got != 3 {
 		t.Errorf("auth failures = %d, want 3", got)
 	}
 	mustConnect(t, b.addr, "alice", "correct horse")

@@ -42,26 +42,34 @@ type LocalBroker struct {
 	Limits    Limits     `yaml:"limits"`
 }
 
-// Listener is one broker endpoint. Without TLS it must be on loopback.
+// Listener is one broker endpoint. Without TLS a tcp or websocket listener
+// must be on loopback.
 type Listener struct {
 	Name    string     `yaml:"name"`
-	Address string     `yaml:"address"`
+	Type    string     `yaml:"type"`    // tcp (default), websocket, unix
+	Address string     `yaml:"address"` // host:port; the socket path for unix
 	TLS     *ServerTLS `yaml:"tls"`
 }
 
 // ServerTLS is a listener's certificate and, optionally, the CA that client
-// certificates must chain to.
+// certificates must chain to. With client_ca_file set, every client must
+// present a certificate from that CA, and its common name is the user name
+// (no password).
 type ServerTLS struct {
 	CertFile     string `yaml:"cert_file"`
 	KeyFile      string `yaml:"key_file"`
 	ClientCAFile string `yaml:"client_ca_file"`
 }
 
-// ACLRule grants a user read and write access by topic filters.
+// ACLRule grants (read, write) or denies (deny_read, deny_write) a user
+// access by topic filters. "*" is every authenticated user; "%u" in a filter
+// is the user's name. The most specific filter decides; deny wins a tie.
 type ACLRule struct {
-	User  string   `yaml:"user"`
-	Read  []string `yaml:"read"`
-	Write []string `yaml:"write"`
+	User      string   `yaml:"user"`
+	Read      []string `yaml:"read"`
+	Write     []string `yaml:"write"`
+	DenyRead  []string `yaml:"deny_read"`
+	DenyWrite []string `yaml:"deny_write"`
 }
 
 // Limits bound local clients.
@@ -208,6 +216,11 @@ func (c *Config) ensureDefaults() {
 	lb := &c.LocalBroker
 	if len(lb.Listeners) == 0 {
 		lb.Listeners = []Listener{{Name: "local", Address: DefaultListener}}
+	}
+	for i := range lb.Listeners {
+		if lb.Listeners[i].Type == "" {
+			lb.Listeners[i].Type = "tcp"
+		}
 	}
 	if lb.Limits.MaxPacket == 0 {
 		lb.Limits.MaxPacket = DefaultMaxPacket

@@ -105,6 +105,9 @@ func (c *Config) resolvePaths() {
 	abs(&c.Gateway.DataDir)
 	abs(&c.LocalBroker.UsersFile)
 	for i := range c.LocalBroker.Listeners {
+		if c.LocalBroker.Listeners[i].Type == "unix" {
+			abs(&c.LocalBroker.Listeners[i].Address)
+		}
 		if t := c.LocalBroker.Listeners[i].TLS; t != nil {
 			abs(&t.CertFile)
 			abs(&t.KeyFile)

@@ -66,6 +66,14 @@ func (cfg *Config) validate() Problems {
 			c.add(p+".name", "duplicate listener name %q", l.Name)
 		}
 		listenerNames[l.Name] = true
+		c.oneOf(p+".type", l.Type, "tcp", "websocket", "unix")
+		if l.Type == "unix" {
+			c.required(p+".address", l.Address)
+			if l.TLS != nil {
+				c.add(p+".tls", "a unix socket takes no tls")
+			}
+			continue
+		}
 		host, _, err := net.SplitHostPort(l.Address)
 		if err != nil {
 			c.add(p+".address", "invalid address %q; want host:port, e.g. 127.0.0.1:1883", l.Address)
@@ -84,14 +92,13 @@ func (cfg *Config) validate() Problems {
 		if r.User != "*" {
 			c.name(p+".user", r.User)
 		}
-		if len(r.Read)+len(r.Write) == 0 {
-			c.add(p, "rule grants nothing; give read or write filters")
+		if len(r.Read)+len(r.Write)+len(r.DenyRead)+len(r.DenyWrite) == 0 {
+			c.add(p, "rule has no filters; give read, write, deny_read or deny_write")
 		}
-		for j, f := range r.Read {
-			c.filter(fmt.Sprintf("%s.read[%d]", p, j), f)
-		}
-		for j, f := range r.Write {
-			c.filter(fmt.Sprintf("%s.write[%d]", p, j), f)
+		for key, filters := range map[string][]string{"read": r.Read, "write": r.Write, "deny_read": r.DenyRead, "deny_write": r.DenyWrite} {
+			for j, f := range filters {
+				c.filter(fmt.Sprintf("%s.%s[%d]", p, key, j), f)
+			}
 		}
 	}
 	if lb.Limits.MaxPacket < 1024 || lb.Limits.MaxPacket > 256<<20 {

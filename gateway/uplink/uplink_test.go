@@ -240,7 +240,8 @@ func TestBrokerKilledMidFlight(t *testing.T) {
 	src := &recordingSource{Queue: e.queue, acked: map[uint64]bool{}}
 	e.cloud.KillAfter(700)
 	u, err := New(Config{Broker: e.cloud.URL(), TLS: e.clientTLS(t, e.ca), GatewayID: "gw1",
-		MinBackoff: 20 * time.Millisecond, MaxBackoff: 300 * time.Millisecond}, src, quiet())
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 300 * time.Millisecond,
+		ConnectTimeout: time.Second, AckTimeout: time.Second}, src, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,248 @@
+package localbroker
+
+import (
+	"bytes"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// Counters are what the broker refused, for metrics and the audit log.
+type Counters struct {
+	AuthFailures uint64 // wrong or missing credentials
+	AuthBlocked  uint64 // attempts refused unchecked while a source was backing off
+	WillDenied   uint64 // CONNECTs refused for a Will on a topic the user may not write
+	WriteDenied  uint64 // PUBLISHes dropped by the ACL
+	ReadDenied   uint64 // SUBSCRIBE filters refused by the ACL
+	Abusive      uint64 // clients disconnected for oversized topics
+}
+
+// Protocol bounds a client cannot negotiate away.
+const (
+	maxTopicBytes  = 1024
+	maxTopicLevels = 32
+	minKeepalive   = 5   // seconds
+	maxKeepalive   = 600 // seconds; 0 ("never") is raised to this
+)
+
+// authHook authenticates (bcrypt passwords or client certificates),
+// slows down guessing per source address, and authorises with the ACL.
+type authHook struct {
+	mqtt.HookBase
+	users     atomic.Pointer[Users]
+	acl       atomic.Pointer[ACL]
+	certUsers map[string]bool // listener IDs where the certificate CN is the user
+	guard     *guard
+	log       *slog.Logger
+
+	authFailures, authBlocked, willDenied, writeDenied, readDenied, abusive atomic.Uint64
+}
+
+func (h *authHook) ID() string { return "lintel-auth" }
+
+func (h *authHook) Provides(b byte) bool {
+	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish}, []byte{b})
+}
+
+func (h *authHook) counters() Counters {
+	return Counters{
+		AuthFailures: h.authFailures.Load(), AuthBlocked: h.authBlocked.Load(), WillDenied: h.willDenied.Load(),
+		WriteDenied: h.writeDenied.Load(), ReadDenied: h.readDenied.Load(), Abusive: h.abusive.Load(),
+	}
+}
+
+// OnConnect bounds the keepalive: a client asking for none (0) or for hours
+// would otherwise hold a slot forever after vanishing.
+func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	ka := cl.State.Keepalive
+	if ka == 0 || ka > maxKeepalive {
+		ka = maxKeepalive
+	}
+	ka = max(ka, minKeepalive)
+	if ka != cl.State.Keepalive {
+		cl.State.Keepalive = ka
+		cl.State.ServerKeepalive = true // MQTT 5 clients are told
+	}
+	return nil
+}
+
+// OnConnectAuthenticate refuses anonymous clients, wrong passwords, sources
+// that are backing off after failures, and Wills on topics the user may not
+// write (mochi publishes Wills without an ACL check).
+func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	source := sourceOf(cl)
+	if h.guard.blocked(source) {
+		h.authBlocked.Add(1)
+		h.log.Warn("client refused: too many failed logins from this address", "remote", cl.Net.Remote, "listener", cl.Net.Listener)
+		return false
+	}
+	user, ok := h.authenticate(cl, pk)
+	if !ok {
+		h.authFailures.Add(1)
+		h.guard.fail(source)
+		h.log.Warn("client refused: bad credentials", "user", user, "remote", cl.Net.Remote, "listener", cl.Net.Listener)
+		return false
+	}
+	h.guard.succeed(source)
+	if pk.Connect.WillFlag && !h.acl.Load().CanWrite(user, pk.Connect.WillTopic) {
+		h.willDenied.Add(1)
+		h.log.Warn("client refused: Will on a topic the user may not write", "user", user, "topic", pk.Connect.WillTopic)
+		return false
+	}
+	return true
+}
+
+func (h *authHook) authenticate(cl *mqtt.Client, pk packets.Packet) (user string, ok bool) {
+	user = string(pk.Connect.Username)
+	if h.certUsers[cl.Net.Listener] {
+		cn := peerCommonName(cl)
+		if cn == "" || (user != "" && user != cn) {
+			return user, false
+		}
+		cl.Properties.Username = []byte(cn) // the ACL applies to the certificate's name
+		return cn, true
+	}
+	return user, user != "" && h.users.Load().Check(user, pk.Connect.Password)
+}
+
+func peerCommonName(cl *mqtt.Client) string {
+	if c, ok := cl.Net.Conn.(*tls.Conn); ok {
+		if st := c.ConnectionState(); len(st.PeerCertificates) > 0 {
+			return st.PeerCertificates[0].Subject.CommonName
+		}
+	}
+	return ""
+}
+
+// OnACLCheck authorises subscriptions and deliveries. Writes are decided in
+// OnPublish, where the reply to a denied publish can be chosen.
+func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if write {
+		return true
+	}
+	if !topicWithinLimits(topic) {
+		h.readDenied.Add(1)
+		return false
+	}
+	if h.acl.Load().CanRead(string(cl.Properties.Username), topic) {
+		return true
+	}
+	h.readDenied.Add(1)
+	return false
+}
+
+// OnPublish drops denied publishes without disconnecting the client: a
+// disconnected MQTT 3.1.1 client would re-send the message after
+// reconnecting, forever. MQTT 5 clients get PUBACK 0x87 (not authorized);
+// MQTT 3.1.1 clients, which have no negative PUBACK, get an ordinary PUBACK
+// and the message goes nowhere (what Mosquitto does). Oversized topics get
+// the client disconnected.
+func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil
+	}
+	if !topicWithinLimits(pk.TopicName) {
+		h.abusive.Add(1)
+		h.log.Warn("client disconnected: topic too long or too deep", "client", cl.ID, "bytes", len(pk.TopicName))
+		cl.Stop(packets.ErrTopicNameInvalid)
+		return pk, packets.ErrRejectPacket
+	}
+	user := string(cl.Properties.Username)
+	if h.acl.Load().CanWrite(user, pk.TopicName) {
+		return pk, nil
+	}
+	h.writeDenied.Add(1)
+	h.log.Warn("publish denied by ACL", "user", user, "topic", pk.TopicName)
+	if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
+		return pk, packets.ErrNotAuthorized
+	}
+	// mochi publishes anyway on any other error for QoS 0: ignore it explicitly.
+	return pk, packets.CodeSuccessIgnore
+}
+
+func topicWithinLimits(topic string) bool {
+	return len(topic) <= maxTopicBytes && strings.Count(topic, "/") < maxTopicLevels
+}
+
+func sourceOf(cl *mqtt.Client) string {
+	host, _, err := net.SplitHostPort(cl.Net.Remote)
+	if err != nil {
+		return cl.Net.Remote // unix socket
+	}
+	return host
+}
+
+// guard slows down password guessing: after guardFree failures in a row from
+// one address, that address is refused without a check for 1 s, doubling
+// with each further failure up to 5 minutes. A success clears it.
+type guard struct {
+	mu   sync.Mutex
+	base time.Duration
+	now  func() time.Time
+	m    map[string]*failures
+}
+
+type failures struct {
+	n     int
+	until time.Time
+	last  time.Time
+}
+
+const (
+	guardFree    = 5
+	guardMax     = 5 * time.Minute
+	guardEntries = 10_000
+)
+
+func newGuard(base time.Duration) *guard {
+	if base <= 0 {
+		base = time.Second
+	}
+	return &guard{base: base, now: time.Now, m: map[string]*failures{}}
+}
+
+func (g *guard) blocked(source string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	f, ok := g.m[source]
+	return ok && g.now().Before(f.until)
+}
+
+func (g *guard) fail(source string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.now()
+	if len(g.m) >= guardEntries { // bounded memory under a spray of addresses
+		for k, f := range g.m {
+			if now.Sub(f.last) > guardMax {
+				delete(g.m, k)
+			}
+		}
+	}
+	f := g.m[source]
+	if f == nil {
+		if len(g.m) >= guardEntries {
+			return
+		}
+		f = &failures{}
+		g.m[source] = f
+	}
+	f.n++
+	f.last = now
+	if f.n >= guardFree {
+		f.until = now.Add(min(g.base<<min(f.n-guardFree, 20), guardMax))
+	}
+}
+
+func (g *guard) succeed(source string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.m, source)
+}
