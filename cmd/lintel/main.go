@@ -18,7 +18,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"os/user"
 	"runtime/debug"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -27,6 +30,7 @@ import (
 
 	"github.com/lintel-gw/lintel/buffer"
 	"github.com/lintel-gw/lintel/gateway"
+	"github.com/lintel-gw/lintel/gateway/audit"
 	"github.com/lintel-gw/lintel/gateway/config"
 	"github.com/lintel-gw/lintel/gateway/demo"
 	"github.com/lintel-gw/lintel/localbroker"
@@ -35,9 +39,14 @@ import (
 const usage = `usage: lintel <command> [flags]
 
 commands:
-  run --config F                      run the gateway
+  run --config F [--override-audit CHECK]…
+                                      run the gateway; it refuses to start when the audit
+                                      fails, unless each failing check is overridden
   demo [--data-dir D] [--listen A]    simulated building, local broker and an mTLS cloud on loopback
   check --config F                    check a config file and list every problem
+  audit --config F [--json] [--user U]
+                                      security audit (exit 1 on any FAIL); U is the service
+                                      user (default: the current user)
   passwd add|remove|list --file F [NAME]
                                       manage local broker users (bcrypt); add reads the
                                       password from the terminal, or one line of stdin
@@ -83,6 +92,8 @@ func runCommand(ctx context.Context, cmd string, args []string, stdin io.Reader,
 		return cmdPasswd(args, stdin, stdout, stderr)
 	case "buffer":
 		return cmdBuffer(args, stdout, stderr)
+	case "audit":
+		return cmdAudit(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "lintel", version())
 		return nil
@@ -117,9 +128,17 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// listFlag collects a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, strings.Split(v, ",")...); return nil }
+
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlags("run", stderr)
 	path := fs.String("config", "/etc/lintel/lintel.yaml", "config file")
+	var overrides listFlag
+	fs.Var(&overrides, "override-audit", "start although this audit check fails (repeatable; logged loudly)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -128,6 +147,24 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
+	findings := audit.Run(cfg, nil, audit.Options{ServiceUID: os.Geteuid()})
+	var refused []string
+	for _, id := range audit.Failed(findings) {
+		if slices.Contains(overrides, id) {
+			for _, f := range findings {
+				if f.Check == id && f.Status == audit.Fail {
+					log.Error("SECURITY AUDIT FAILURE OVERRIDDEN by --override-audit; fix it", "check", id, "reason", f.Reason, "fix", f.Fix)
+				}
+			}
+			continue
+		}
+		refused = append(refused, id)
+	}
+	if len(refused) > 0 {
+		printFindings(stderr, findings, true)
+		return fmt.Errorf("refusing to start: the security audit failed (%s); fix it, or pass --override-audit %s to start anyway",
+			strings.Join(refused, ", "), strings.Join(refused, ","))
+	}
 	gw, err := gateway.New(cfg, gateway.Options{Version: version(), Logger: log})
 	if err != nil {
 		return err
@@ -197,6 +234,57 @@ func cmdBuffer(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "  QUARANTINED  a bad buffer file was moved to %s\n", s.Quarantined)
 	}
 	return nil
+}
+
+func cmdAudit(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("audit", stderr)
+	path := fs.String("config", "/etc/lintel/lintel.yaml", "config file")
+	asJSON := fs.Bool("json", false, "print JSON")
+	who := fs.String("user", "", "the service user the daemon runs as, by name or uid (default: the current user)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	uid := os.Geteuid()
+	if *who != "" {
+		u, err := user.Lookup(*who)
+		if err != nil {
+			if u, err = user.LookupId(*who); err != nil {
+				return fmt.Errorf("--user %s: %w", *who, err)
+			}
+		}
+		uid, _ = strconv.Atoi(u.Uid)
+	}
+	cfg, problems, err := config.LoadForAudit(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitCode(1)
+	}
+	findings := audit.Run(cfg, problems, audit.Options{ServiceUID: uid})
+	if *asJSON {
+		json.NewEncoder(stdout).Encode(findings)
+	} else {
+		printFindings(stdout, findings, false)
+	}
+	if len(audit.Failed(findings)) > 0 {
+		return exitCode(1)
+	}
+	return nil
+}
+
+// printFindings writes one line per finding (and its fix), then a summary.
+func printFindings(w io.Writer, findings []audit.Finding, onlyProblems bool) {
+	count := map[audit.Status]int{}
+	for _, f := range findings {
+		count[f.Status]++
+		if onlyProblems && f.Status == audit.Pass {
+			continue
+		}
+		fmt.Fprintf(w, "%s  %-13s %s\n", f.Status, f.Check, f.Reason)
+		if f.Fix != "" && f.Status != audit.Pass {
+			fmt.Fprintf(w, "      %-13s fix: %s\n", "", f.Fix)
+		}
+	}
+	fmt.Fprintf(w, "audit: %d FAIL, %d WARN, %d PASS\n", count[audit.Fail], count[audit.Warn], count[audit.Pass])
 }
 
 func cmdCheck(args []string, stdout, stderr io.Writer) error {

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -74,5 +76,61 @@ func TestUnknownCommand(t *testing.T) {
 	_, stderr, err := run(t, "", "frobnicate")
 	if code, ok := err.(exitCode); !ok || code != 2 || !strings.Contains(stderr, "unknown command") {
 		t.Fatalf("%v %q", err, stderr)
+	}
+}
+
+// weakInstall writes a config whose only audit failure is a world-readable
+// users file.
+func weakInstall(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	users := localbroker.NewUsers()
+	users.Set("dash", []byte("dash-password"))
+	users.WriteFile(filepath.Join(dir, "users"))
+	os.Chmod(filepath.Join(dir, "users"), 0o644)
+	cfg := "gateway: {id: gw1, data_dir: data}\nlocal_broker:\n  listeners: [{name: local, address: 127.0.0.1:0}]\n  users_file: users\n  acl: [{user: dash, read: ['lintel/#']}]\n"
+	path := filepath.Join(dir, "lintel.yaml")
+	os.WriteFile(path, []byte(cfg), 0o600)
+	return path
+}
+
+func TestAuditExitCodesAndReport(t *testing.T) {
+	path := weakInstall(t)
+	stdout, _, err := run(t, "", "audit", "--config", path, "--user", strconv.Itoa(os.Getuid()))
+	if code, ok := err.(exitCode); !ok || code != 1 {
+		t.Fatalf("audit of a world-readable users file: %v, want exit 1", err)
+	}
+	if !strings.Contains(stdout, "FAIL  secret-files") || !strings.Contains(stdout, "fix: chmod 600") {
+		t.Fatalf("report does not name the problem and the fix:\n%s", stdout)
+	}
+	t.Logf("lintel audit output:\n%s", stdout)
+	os.Chmod(filepath.Join(filepath.Dir(path), "users"), 0o600)
+	if os.Getuid() != 0 {
+		if _, _, err := run(t, "", "audit", "--config", path); err != nil {
+			t.Fatalf("audit after the fix: %v", err)
+		}
+	}
+}
+
+func TestRunRefusesOnAuditFailureUnlessOverridden(t *testing.T) {
+	path := weakInstall(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // start and stop at once
+	var stderr bytes.Buffer
+	err := runCommand(ctx, "run", []string{"--config", path}, strings.NewReader(""), io.Discard, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "refusing to start") || !strings.Contains(err.Error(), "secret-files") {
+		t.Fatalf("run with a failing audit: %v", err)
+	}
+	overrides := []string{"--override-audit", "secret-files"}
+	if os.Getuid() == 0 {
+		overrides = append(overrides, "--override-audit", "run-as-root")
+	}
+	stderr.Reset()
+	err = runCommand(ctx, "run", append([]string{"--config", path}, overrides...), strings.NewReader(""), io.Discard, &stderr)
+	if err != nil {
+		t.Fatalf("run with overrides: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "SECURITY AUDIT FAILURE OVERRIDDEN") {
+		t.Fatalf("override not logged loudly:\n%s", stderr.String())
 	}
 }

@@ -59,9 +59,31 @@ func Load(path string) (*Config, error) {
 // Parse is Load for content already read; name is used in messages and to
 // resolve relative paths.
 func Parse(data []byte, name string) (*Config, error) {
+	cfg, problems, err := parse(data, name)
+	if err != nil {
+		return nil, err
+	}
+	if len(problems) > 0 {
+		return nil, problems
+	}
+	return cfg, nil
+}
+
+// LoadForAudit is Load for `lintel audit`: it also returns the config when
+// only validation failed, so that the audit can report on it. err is set
+// when the file cannot be read or decoded at all.
+func LoadForAudit(path string) (*Config, Problems, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("config: %w", err)
+	}
+	return parse(data, path)
+}
+
+func parse(data []byte, name string) (*Config, Problems, error) {
 	file, err := parser.ParseBytes(data, 0)
 	if err != nil {
-		return nil, Problems{{File: name, Line: errorLine(err), Msg: yamlMessage(err)}}
+		return nil, nil, Problems{{File: name, Line: errorLine(err), Msg: yamlMessage(err)}}
 	}
 	w := &walker{file: name, lines: map[string]int{}}
 	var root ast.Node
@@ -72,26 +94,24 @@ func Parse(data []byte, name string) (*Config, error) {
 		w.problem(0, "", "more than one YAML document; want one")
 	}
 	if root == nil {
-		return nil, Problems{{File: name, Msg: "empty config"}}
+		return nil, nil, Problems{{File: name, Msg: "empty config"}}
 	}
 	w.walk(root, reflect.TypeOf(Config{}), "")
 	if len(w.problems) > 0 {
-		return nil, w.problems
+		return nil, nil, w.problems
 	}
 	cfg := &Config{}
 	if err := yaml.NodeToValue(root, cfg); err != nil {
-		return nil, Problems{{File: name, Line: errorLine(err), Msg: yamlMessage(err)}}
+		return nil, nil, Problems{{File: name, Line: errorLine(err), Msg: yamlMessage(err)}}
 	}
 	cfg.File = name
 	cfg.ensureDefaults()
-	if ps := cfg.validate(); len(ps) > 0 {
-		for i := range ps {
-			ps[i].File, ps[i].Line = name, w.lineOf(ps[i].Path)
-		}
-		return nil, ps
+	ps := cfg.validate()
+	for i := range ps {
+		ps[i].File, ps[i].Line = name, w.lineOf(ps[i].Path)
 	}
 	cfg.resolvePaths()
-	return cfg, nil
+	return cfg, ps, nil
 }
 
 // resolvePaths makes file paths relative to the config file's directory.

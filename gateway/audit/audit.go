@@ -1,0 +1,357 @@
+// Package audit is `lintel audit`: it checks a configuration, and the files
+// and directories it names, for the mistakes that leave building brokers open.
+// Every finding is PASS, WARN or FAIL with the reason and the fix. `lintel
+// run` runs the same audit at start and refuses to start on a FAIL unless the
+// operator overrides that one check.
+package audit
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lintel-gw/lintel/gateway/config"
+	"github.com/lintel-gw/lintel/localbroker"
+)
+
+// Status of a finding.
+type Status string
+
+// Statuses, from good to bad.
+const (
+	Pass Status = "PASS"
+	Warn Status = "WARN"
+	Fail Status = "FAIL"
+)
+
+// Finding is the result of one check on one subject.
+type Finding struct {
+	Check  string `json:"check"`
+	Status Status `json:"status"`
+	Reason string `json:"reason"`
+	Fix    string `json:"fix,omitempty"`
+}
+
+// The checks, by ID. IDs are what `lintel run --override-audit` names.
+const (
+	CheckConfig      = "config"
+	CheckListeners   = "listener-tls"
+	CheckUsers       = "users"
+	CheckACL         = "acl-write"
+	CheckSecretFiles = "secret-files"
+	CheckUplinkTLS   = "uplink-tls"
+	CheckUplinkCert  = "uplink-cert"
+	CheckBuffer      = "buffer-cap"
+	CheckRoot        = "run-as-root"
+	CheckDataDir     = "data-dir"
+)
+
+// Options describe the machine the gateway runs on.
+type Options struct {
+	// ServiceUID is the user the daemon runs as; files must belong to it.
+	ServiceUID int
+	Now        time.Time
+}
+
+// Run audits cfg. problems are the config's validation problems (from
+// config.LoadForAudit); each is a FAIL.
+func Run(cfg *config.Config, problems config.Problems, opts Options) []Finding {
+	if opts.Now.IsZero() {
+		opts.Now = time.Now()
+	}
+	a := &auditor{cfg: cfg, opts: opts}
+	for _, p := range problems {
+		a.add(CheckConfig, Fail, p.Error(), "correct the file; `lintel check` lists every problem")
+	}
+	if len(problems) == 0 {
+		a.add(CheckConfig, Pass, "the configuration is valid", "")
+	}
+	a.listeners()
+	a.users()
+	a.acl()
+	a.secretFiles()
+	a.uplink()
+	a.buffer()
+	a.root()
+	a.dataDir()
+	return a.findings
+}
+
+// Failed returns the IDs of the checks with a FAIL, once each.
+func Failed(findings []Finding) []string {
+	var ids []string
+	seen := map[string]bool{}
+	for _, f := range findings {
+		if f.Status == Fail && !seen[f.Check] {
+			seen[f.Check] = true
+			ids = append(ids, f.Check)
+		}
+	}
+	return ids
+}
+
+type auditor struct {
+	cfg      *config.Config
+	opts     Options
+	findings []Finding
+}
+
+func (a *auditor) add(check string, st Status, reason, fix string) {
+	a.findings = append(a.findings, Finding{Check: check, Status: st, Reason: reason, Fix: fix})
+}
+
+func (a *auditor) listeners() {
+	for _, l := range a.cfg.LocalBroker.Listeners {
+		switch {
+		case l.Type == "unix":
+			a.add(CheckListeners, Pass, fmt.Sprintf("listener %q is a unix socket (mode 0660)", l.Name), "")
+		case l.TLS != nil && l.TLS.ClientCAFile != "":
+			a.add(CheckListeners, Pass, fmt.Sprintf("listener %q on %s uses TLS and requires client certificates", l.Name, l.Address), "")
+		case l.TLS != nil:
+			a.add(CheckListeners, Pass, fmt.Sprintf("listener %q on %s uses TLS; clients log in with passwords", l.Name, l.Address), "")
+		case loopback(l.Address):
+			a.add(CheckListeners, Pass, fmt.Sprintf("listener %q is on loopback %s only", l.Name, l.Address), "")
+		default:
+			a.add(CheckListeners, Fail, fmt.Sprintf("listener %q accepts plain MQTT on the network address %s", l.Name, l.Address),
+				"add tls (cert_file, key_file, ideally client_ca_file) or bind it to 127.0.0.1")
+		}
+	}
+}
+
+func loopback(address string) bool {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (a *auditor) users() {
+	lb := a.cfg.LocalBroker
+	if lb.UsersFile == "" {
+		a.add(CheckUsers, Warn, "no users_file: no network client can log in (anonymous clients are always refused)",
+			"create one with `lintel passwd add --file /etc/lintel/users NAME` if local clients need the broker")
+		return
+	}
+	users, err := localbroker.LoadUsers(lb.UsersFile)
+	if err != nil {
+		a.add(CheckUsers, Fail, err.Error(), "create or repair it with `lintel passwd add --file "+lb.UsersFile+" NAME`")
+		return
+	}
+	known := map[string]bool{}
+	for _, n := range users.Names() {
+		known[n] = true
+	}
+	a.add(CheckUsers, Pass, fmt.Sprintf("%d user(s) with bcrypt passwords; anonymous clients are always refused", len(known)), "")
+	certListener := false
+	for _, l := range lb.Listeners {
+		certListener = certListener || (l.TLS != nil && l.TLS.ClientCAFile != "")
+	}
+	for _, r := range lb.ACL {
+		if r.User != "*" && !known[r.User] && !certListener {
+			a.add(CheckUsers, Warn, fmt.Sprintf("the ACL names user %q, who is not in %s", r.User, lb.UsersFile),
+				"add the user or remove the rule")
+		}
+	}
+}
+
+// commandTopics are where writes to hardware are requested.
+const commandTopics = "lintel/+/+/+/set"
+
+func (a *auditor) acl() {
+	bad := false
+	for i, r := range a.cfg.LocalBroker.ACL {
+		for _, f := range r.Write {
+			switch {
+			case f == "#" || f == "+/#":
+				bad = true
+				a.add(CheckACL, Fail, fmt.Sprintf("acl[%d] lets %s write to every topic (%q), commands included", i, who(r.User), f),
+					"grant write only on the topics the client must publish")
+			case r.User == "*" && overlaps(f, commandTopics):
+				bad = true
+				a.add(CheckACL, Fail, fmt.Sprintf("acl[%d] lets every user write command topics (%q)", i, f),
+					"grant command topics (…/set) to one named user only, or to none")
+			case overlaps(f, commandTopics):
+				a.add(CheckACL, Warn, fmt.Sprintf("acl[%d] lets user %q write command topics (%q): it can request writes to hardware", i, r.User, f),
+					"make sure this client must send commands; narrow the filter to the points it controls")
+			}
+		}
+	}
+	if !bad {
+		a.add(CheckACL, Pass, "no rule grants write on every topic or command topics to every user; unmatched topics are denied", "")
+	}
+}
+
+func who(user string) string {
+	if user == "*" {
+		return "every user"
+	}
+	return fmt.Sprintf("user %q", user)
+}
+
+func overlaps(a, b string) bool {
+	as, bs := strings.Split(a, "/"), strings.Split(b, "/")
+	for i := 0; ; i++ {
+		if i < len(as) && as[i] == "#" || i < len(bs) && bs[i] == "#" {
+			return true
+		}
+		if i >= len(as) || i >= len(bs) {
+			return len(as) == len(bs)
+		}
+		if as[i] != "+" && bs[i] != "+" && as[i] != bs[i] {
+			return false
+		}
+	}
+}
+
+// secretFiles: the users file and every private key must be 0600 (or
+// stricter) and belong to the service user.
+func (a *auditor) secretFiles() {
+	secrets := map[string]string{}
+	if f := a.cfg.LocalBroker.UsersFile; f != "" {
+		secrets[f] = "local_broker.users_file"
+	}
+	for i, l := range a.cfg.LocalBroker.Listeners {
+		if l.TLS != nil && l.TLS.KeyFile != "" {
+			secrets[l.TLS.KeyFile] = fmt.Sprintf("local_broker.listeners[%d].tls.key_file", i)
+		}
+	}
+	if u := a.cfg.Uplink; u != nil && u.TLS.KeyFile != "" {
+		secrets[u.TLS.KeyFile] = "uplink.tls.key_file"
+	}
+	for path, key := range secrets {
+		fi, err := os.Stat(path)
+		if err != nil {
+			a.add(CheckSecretFiles, Fail, fmt.Sprintf("%s %s: %v", key, path, err), "create the file or correct the path")
+			continue
+		}
+		a.ownedPrivate(CheckSecretFiles, key, path, fi, 0o077, "chmod 600 "+path)
+	}
+}
+
+// ownedPrivate checks a file's owner and that no bits of forbidden are set.
+func (a *auditor) ownedPrivate(check, key, path string, fi os.FileInfo, forbidden os.FileMode, chmod string) {
+	ok := true
+	if fi.Mode().Perm()&forbidden != 0 {
+		ok = false
+		a.add(check, Fail, fmt.Sprintf("%s %s is open to group or others (mode %04o)", key, path, fi.Mode().Perm()), chmod)
+	}
+	if st, isUnix := fi.Sys().(*syscall.Stat_t); isUnix && int(st.Uid) != a.opts.ServiceUID {
+		ok = false
+		a.add(check, Fail, fmt.Sprintf("%s %s belongs to uid %d, not the service user (uid %d)", key, path, st.Uid, a.opts.ServiceUID),
+			fmt.Sprintf("chown %d %s", a.opts.ServiceUID, path))
+	}
+	if ok {
+		a.add(check, Pass, fmt.Sprintf("%s %s is private to the service user (mode %04o)", key, path, fi.Mode().Perm()), "")
+	}
+}
+
+func (a *auditor) uplink() {
+	u := a.cfg.Uplink
+	if u == nil {
+		a.add(CheckUplinkTLS, Pass, "no uplink: the gateway buffers only", "")
+		return
+	}
+	if !strings.HasPrefix(u.Broker, "mqtts://") && !strings.HasPrefix(u.Broker, "ssl://") && !strings.HasPrefix(u.Broker, "tls://") {
+		a.add(CheckUplinkTLS, Fail, fmt.Sprintf("uplink broker %q is not TLS", u.Broker), "use mqtts://host:8883 with a CA and a client certificate")
+		return
+	}
+	pool := x509.NewCertPool()
+	caPEM, err := os.ReadFile(u.TLS.CAFile)
+	if err != nil || !pool.AppendCertsFromPEM(caPEM) {
+		a.add(CheckUplinkTLS, Fail, fmt.Sprintf("uplink.tls.ca_file %s holds no usable CA certificate: the broker could not be verified", u.TLS.CAFile),
+			"put the PEM CA certificate that signed the cloud broker's certificate there")
+	} else {
+		a.add(CheckUplinkTLS, Pass, "mutual TLS (TLS ≥ 1.2) with the broker verified against "+u.TLS.CAFile+" only", "")
+	}
+	pair, err := tls.LoadX509KeyPair(u.TLS.CertFile, u.TLS.KeyFile)
+	if err != nil {
+		a.add(CheckUplinkCert, Fail, fmt.Sprintf("uplink client certificate: %v", err), "install the gateway's certificate and matching key")
+		return
+	}
+	cert, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		a.add(CheckUplinkCert, Fail, fmt.Sprintf("uplink client certificate: %v", err), "install a valid certificate")
+		return
+	}
+	left := cert.NotAfter.Sub(a.opts.Now)
+	switch {
+	case a.opts.Now.Before(cert.NotBefore):
+		a.add(CheckUplinkCert, Fail, fmt.Sprintf("uplink certificate %q is not valid before %s (is the clock right?)", cert.Subject.CommonName, cert.NotBefore.Format(time.RFC3339)), "check the clock (NTP) or the certificate")
+	case left <= 0:
+		a.add(CheckUplinkCert, Fail, fmt.Sprintf("uplink certificate %q expired on %s", cert.Subject.CommonName, cert.NotAfter.Format(time.RFC3339)), "renew it: the cloud will refuse the gateway")
+	case left < 30*24*time.Hour:
+		a.add(CheckUplinkCert, Warn, fmt.Sprintf("uplink certificate %q expires in %d days (%s)", cert.Subject.CommonName, int(left.Hours()/24), cert.NotAfter.Format("2006-01-02")), "renew it before it expires")
+	default:
+		a.add(CheckUplinkCert, Pass, fmt.Sprintf("uplink certificate %q valid until %s", cert.Subject.CommonName, cert.NotAfter.Format("2006-01-02")), "")
+	}
+}
+
+func (a *auditor) buffer() {
+	max := int64(a.cfg.Buffer.MaxBytes)
+	if (runtime.GOARCH == "arm" || runtime.GOARCH == "386") && max > 1<<30 {
+		a.add(CheckBuffer, Fail, fmt.Sprintf("buffer.max_bytes %d on a 32-bit system: the memory-mapped file cannot grow that large", max), "set buffer.max_bytes to 512MiB or less")
+		return
+	}
+	dir := a.cfg.Gateway.DataDir
+	for {
+		if _, err := os.Stat(dir); err == nil || dir == "/" || dir == "." {
+			break
+		}
+		dir = parent(dir)
+	}
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(dir, &fs); err != nil {
+		a.add(CheckBuffer, Warn, fmt.Sprintf("cannot measure free space for %s: %v", a.cfg.Gateway.DataDir, err), "")
+		return
+	}
+	free := int64(fs.Bavail) * int64(fs.Bsize)
+	switch {
+	case max > free:
+		a.add(CheckBuffer, Fail, fmt.Sprintf("buffer.max_bytes %d is more than the %d bytes free on %s: a long outage would fill the disk", max, free, dir), "lower buffer.max_bytes or free space")
+	case max > free/2:
+		a.add(CheckBuffer, Warn, fmt.Sprintf("buffer.max_bytes %d is more than half of the %d bytes free on %s", max, free, dir), "leave room for logs and the system")
+	default:
+		a.add(CheckBuffer, Pass, fmt.Sprintf("buffer capped at %d bytes (%s when full); %d bytes free", max, a.cfg.Buffer.FullPolicy, free), "")
+	}
+}
+
+func parent(dir string) string {
+	i := strings.LastIndex(strings.TrimRight(dir, "/"), "/")
+	if i <= 0 {
+		return "/"
+	}
+	return dir[:i]
+}
+
+func (a *auditor) root() {
+	if a.opts.ServiceUID == 0 {
+		a.add(CheckRoot, Fail, "the gateway would run as root", "run it as a dedicated user (e.g. lintel, in group dialout for serial ports)")
+		return
+	}
+	a.add(CheckRoot, Pass, fmt.Sprintf("runs as uid %d, not root", a.opts.ServiceUID), "")
+}
+
+func (a *auditor) dataDir() {
+	dir := a.cfg.Gateway.DataDir
+	fi, err := os.Stat(dir)
+	if os.IsNotExist(err) {
+		a.add(CheckDataDir, Warn, fmt.Sprintf("gateway.data_dir %s does not exist yet; it will be created with mode 0700", dir), "")
+		return
+	}
+	if err != nil {
+		a.add(CheckDataDir, Fail, err.Error(), "")
+		return
+	}
+	a.ownedPrivate(CheckDataDir, "gateway.data_dir", dir, fi, 0o077, "chmod 700 "+dir)
+}
