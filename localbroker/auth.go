@@ -3,6 +3,7 @@ package localbroker
 import (
 	"bytes"
 	"crypto/tls"
+	"errors"
 	"log/slog"
 	"net"
 	"strings"
@@ -21,7 +22,7 @@ type Counters struct {
 	WillDenied   uint64 // CONNECTs refused for a Will on a topic the user may not write
 	WriteDenied  uint64 // PUBLISHes dropped by the ACL
 	ReadDenied   uint64 // SUBSCRIBE filters refused by the ACL
-	Abusive      uint64 // clients disconnected for oversized topics
+	Abusive      uint64 // clients disconnected for oversized packets or topics
 }
 
 // Protocol bounds a client cannot negotiate away.
@@ -48,7 +49,7 @@ type authHook struct {
 func (h *authHook) ID() string { return "lintel-auth" }
 
 func (h *authHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish}, []byte{b})
+	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnDisconnect}, []byte{b})
 }
 
 func (h *authHook) counters() Counters {
@@ -119,6 +120,14 @@ func peerCommonName(cl *mqtt.Client) string {
 		}
 	}
 	return ""
+}
+
+// OnDisconnect counts clients mochi dropped for oversized packets.
+func (h *authHook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
+	if errors.Is(err, packets.ErrPacketTooLarge) {
+		h.abusive.Add(1)
+		h.log.Warn("client disconnected: packet too large", "client", cl.ID, "remote", cl.Net.Remote)
+	}
 }
 
 // OnACLCheck authorises subscriptions and deliveries. Writes are decided in

@@ -313,6 +313,10 @@ func TestKeepaliveBoundsAndTopicLimits(t *testing.T) {
 	}
 	c.Publish(strings.Repeat("a/", maxTopicLevels+1)+"x", 0, false, "deep").WaitTimeout(time.Second)
 	waitFor(t, "abusive client disconnected", func() bool { return !c.IsConnectionOpen() && b.Counters().Abusive == 1 })
+
+	big := mustConnect(t, b.addr, "dev", "dev-password")
+	big.Publish("a/b", 0, false, bytes.Repeat([]byte("x"), 70<<10)).WaitTimeout(time.Second) // over the 64 KiB default
+	waitFor(t, "oversized packet's client disconnected", func() bool { return !big.IsConnectionOpen() && b.Counters().Abusive == 2 })
 }
 
 func waitFor(t *testing.T, what string, ok func() bool) {
