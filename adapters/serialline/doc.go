@@ -1,0 +1,29 @@
+// Package serialline is the adapter for building hardware that speaks text
+// or simple binary frames over RS-232/RS-485 rather than Modbus: door access
+// controllers, alarm panels. It opens the port with go.bug.st/serial.
+//
+// # Model
+//
+// Bytes are split into frames (Framer: delimiter, STX/ETX, fixed length or
+// length prefix, with a maximum frame length and resynchronisation after
+// garbage). Each frame is matched against each device's events (regular
+// expressions with named groups); the groups become fields, each field's
+// privacy rule is applied (keep, pseudonymize, drop), and the result is
+// published as an event (lintel/<gw>/<device>/<event>, {"ts":…,"fields":{…}})
+// or as a state reading (e.g. door_2 = true). Periodic requests (STATUS?)
+// wait for a matching answer; devices that stop answering are reported
+// offline. Commands are templates whose parameters are validated (enum,
+// range, pattern, no control characters) before anything is written.
+//
+// # Privacy
+//
+// Privacy rules are applied here, before Publish: a raw value of a field
+// marked pseudonymize or drop is never on the local broker, in the buffer
+// file or in the cloud. Frame contents are never logged.
+//
+// # Faults
+//
+// When the port fails (a USB adapter unplugged) every device's retained
+// $status says offline and the port is reopened with backoff (0.5 s to 30 s)
+// until it returns.
+package serialline

@@ -1,0 +1,232 @@
+package serialline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lintel-gw/lintel/adapters"
+	"github.com/lintel-gw/lintel/adapters/privacy"
+	"github.com/lintel-gw/lintel/adapters/simulator"
+)
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+type capture struct {
+	mu   sync.Mutex
+	msgs []adapters.Message
+}
+
+func (c *capture) Publish(_ context.Context, m adapters.Message) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.msgs = append(c.msgs, m)
+	return nil
+}
+
+func (c *capture) find(ok func(adapters.Message) bool) (adapters.Message, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := len(c.msgs) - 1; i >= 0; i-- {
+		if ok(c.msgs[i]) {
+			return c.msgs[i], true
+		}
+	}
+	return adapters.Message{}, false
+}
+
+func (c *capture) waitFor(t *testing.T, what string, ok func(adapters.Message) bool) adapters.Message {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if m, found := c.find(ok); found {
+			return m
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+	return adapters.Message{}
+}
+
+func statusIs(online bool) func(adapters.Message) bool {
+	want := `{"online":false`
+	if online {
+		want = `{"online":true`
+	}
+	return func(m adapters.Message) bool {
+		return m.Point == adapters.StatusPoint && strings.HasPrefix(string(m.Payload), want)
+	}
+}
+
+var siteKey = privacy.NewKey([]byte("test site key, 32 bytes long!!!!"))
+
+func frontDoor() Device {
+	return Device{
+		Name: "front-door",
+		Events: []Event{
+			{Name: "access", Match: regexp.MustCompile(`^EVT (?P<door>\d+) (?P<event>GRANTED|DENIED|FORCED) CARD=(?P<card>\d+) NAME=(?P<name>.*)$`),
+				Privacy: map[string]privacy.Rule{"card": privacy.Pseudonymize, "name": privacy.Drop}},
+			{Name: "door", Match: regexp.MustCompile(`^DOOR (?P<door>\d+) (?P<state>OPEN|CLOSED)$`),
+				Point: "door_{door}_open", Value: "state", Values: map[string]any{"OPEN": true, "CLOSED": false}},
+		},
+		Requests: []Request{{Send: []byte("STATUS?\r\n"), Every: 100 * time.Millisecond, Expect: regexp.MustCompile(`^STATUS OK`), Timeout: 300 * time.Millisecond}},
+		Commands: []Command{{Name: "unlock", Send: "UNLOCK {door}\r\n", Critical: true,
+			Params: map[string]Param{"door": {Enum: []string{"1", "2"}}}, Expect: regexp.MustCompile(`^OK UNLOCK`), Timeout: time.Second}},
+	}
+}
+
+func startLine(t *testing.T) (*simulator.DoorController, *Line, *capture) {
+	t.Helper()
+	ctrl, err := simulator.StartDoorController(t.TempDir())
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	t.Cleanup(ctrl.Close)
+	line, err := New(Config{Name: "doors", Port: ctrl.Path, Devices: []Device{frontDoor()}, Key: siteKey, OfflineAfter: 2}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &capture{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { line.Run(ctx, c); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	c.waitFor(t, "device online", statusIs(true))
+	return ctrl, line, c
+}
+
+func TestAccessEventsArePrivateAndStatesMapped(t *testing.T) {
+	ctrl, _, c := startLine(t)
+	ctrl.Badge(2, "GRANTED", "0012345", "Alice Example")
+	ctrl.Emit("DOOR 2 OPEN")
+	ev := c.waitFor(t, "access event", func(m adapters.Message) bool { return m.Point == "access" })
+	var payload struct {
+		TS     string            `json:"ts"`
+		Fields map[string]string `json:"fields"`
+	}
+	if err := json.Unmarshal(ev.Payload, &payload); err != nil {
+		t.Fatal(err)
+	}
+	f := payload.Fields
+	if f["door"] != "2" || f["event"] != "GRANTED" || f["card"] != siteKey.Pseudonym("0012345") || len(f) != 3 || payload.TS == "" {
+		t.Fatalf("event %s", ev.Payload)
+	}
+	if strings.Contains(string(ev.Payload), "Alice") || strings.Contains(string(ev.Payload), "0012345") || !ev.High {
+		t.Fatalf("raw personal data or wrong priority in %s (high=%v)", ev.Payload, ev.High)
+	}
+	door := c.waitFor(t, "door state", func(m adapters.Message) bool { return m.Point == "door_2_open" })
+	if !strings.HasPrefix(string(door.Payload), `{"v":true,`) || !door.Retain {
+		t.Fatalf("door state %s retain=%v", door.Payload, door.Retain)
+	}
+}
+
+func TestGarbageAndOverlongLinesAreSurvived(t *testing.T) {
+	ctrl, line, c := startLine(t)
+	ctrl.Send([]byte("\x00\xff\xfe garbage without end "))
+	ctrl.Send([]byte(strings.Repeat("A", 5000) + "\r\n"))
+	ctrl.Emit("EVT 1 DENIED CARD=0099999 NAME=Mallory")
+	ctrl.Emit("no event looks like this")
+	ev := c.waitFor(t, "event after garbage", func(m adapters.Message) bool {
+		return m.Point == "access" && strings.Contains(string(m.Payload), `"event":"DENIED"`)
+	})
+	if strings.Contains(string(ev.Payload), "Mallory") {
+		t.Fatal("name leaked")
+	}
+	if line.Unmatched.Load() == 0 {
+		t.Fatal("unmatched frames not counted")
+	}
+}
+
+func TestUnplugAndReplug(t *testing.T) {
+	ctrl, _, c := startLine(t)
+	ctrl.Unplug()
+	c.waitFor(t, "offline after unplug", statusIs(false))
+	if err := ctrl.Replug(); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.msgs = nil
+	c.mu.Unlock()
+	c.waitFor(t, "online after replug", statusIs(true))
+	time.Sleep(100 * time.Millisecond) // let the port settle into raw mode
+	ctrl.Emit("DOOR 1 CLOSED")
+	c.waitFor(t, "events after replug", func(m adapters.Message) bool { return m.Point == "door_1_open" })
+}
+
+func TestSilentControllerGoesOffline(t *testing.T) {
+	ctrl, _, c := startLine(t)
+	ctrl.SetSilent(true)
+	off := c.waitFor(t, "offline after unanswered requests", statusIs(false))
+	if !strings.Contains(string(off.Payload), "no answer") {
+		t.Fatalf("status %s", off.Payload)
+	}
+	ctrl.SetSilent(false)
+	c.waitFor(t, "back online", statusIs(true))
+}
+
+func TestCommandsAreValidatedBeforeAnythingIsSent(t *testing.T) {
+	ctrl, line, _ := startLine(t)
+	ctx := context.Background()
+	write := func(value string) error {
+		return line.Write(ctx, adapters.WriteRequest{Device: "front-door", Point: "unlock", Value: json.RawMessage(value)})
+	}
+	for _, bad := range []string{`{"door":"3"}`, `{"door":"2\r\nUNLOCK 1"}`, `{}`, `{"door":"2","extra":"x"}`, `"2"`, `{"door":{"x":1}}`} {
+		if err := write(bad); !errors.Is(err, ErrBadParams) {
+			t.Errorf("command %s: %v, want ErrBadParams", bad, err)
+		}
+	}
+	if err := line.Write(ctx, adapters.WriteRequest{Device: "front-door", Point: "open-all"}); !errors.Is(err, ErrUnknownCommand) {
+		t.Errorf("unknown command: %v", err)
+	}
+	for _, l := range ctrl.Received() {
+		if strings.HasPrefix(l, "UNLOCK") {
+			t.Fatalf("controller received %q from a refused command", l)
+		}
+	}
+	if err := write(`{"door":2}`); err != nil {
+		t.Fatalf("valid unlock: %v", err)
+	}
+	found := false
+	for _, l := range ctrl.Received() {
+		found = found || l == "UNLOCK 2"
+	}
+	if !found || !line.Critical("front-door", "unlock") {
+		t.Fatalf("controller received %q", ctrl.Received())
+	}
+}
+
+func FuzzEvents(f *testing.F) {
+	f.Add("EVT 2 GRANTED CARD=0012345 NAME=Alice Example")
+	f.Add("DOOR 1 OPEN")
+	f.Add("EVT 9 FORCED CARD= NAME=")
+	line, err := New(Config{Name: "fuzz", Devices: []Device{frontDoor()}, Key: siteKey}, quiet())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, frame string) {
+		c := &capture{}
+		line.handle(context.Background(), []byte(frame), c)
+		for _, m := range c.msgs {
+			if !json.Valid(m.Payload) {
+				t.Fatalf("invalid JSON %q", m.Payload)
+			}
+			if m.Point == "access" {
+				var p struct{ Fields map[string]string }
+				json.Unmarshal(m.Payload, &p)
+				if _, has := p.Fields["name"]; has {
+					t.Fatal("dropped field published")
+				}
+				if card := p.Fields["card"]; !strings.HasPrefix(card, "p:") {
+					t.Fatalf("card %q not pseudonymized", card)
+				}
+			}
+		}
+	})
+}
