@@ -10,12 +10,15 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/lintel-gw/lintel/adapters"
 	"github.com/lintel-gw/lintel/adapters/modbus"
+	"github.com/lintel-gw/lintel/adapters/privacy"
+	"github.com/lintel-gw/lintel/adapters/serialline"
 	"github.com/lintel-gw/lintel/buffer"
 	"github.com/lintel-gw/lintel/gateway/config"
 	"github.com/lintel-gw/lintel/gateway/uplink"
@@ -87,8 +90,19 @@ func New(cfg *config.Config, opts Options) (g *Gateway, err error) {
 		return nil, fmt.Errorf("local_broker: %w", err)
 	}
 
+	var key *privacy.Key
 	for _, b := range cfg.Buses {
-		bus, err := newBus(b, cfg.Devices, log)
+		var bus adapters.Adapter
+		if b.Type == "serial-line" {
+			if key == nil {
+				if key, err = privacy.LoadOrCreateKey(cfg.Privacy.KeyFile); err != nil {
+					return nil, fmt.Errorf("privacy.key_file: %w", err)
+				}
+			}
+			bus, err = newSerialLine(b, cfg.Devices, key, log)
+		} else {
+			bus, err = newBus(b, cfg.Devices, log)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("bus %q: %w", b.Name, err)
 		}
@@ -204,6 +218,50 @@ func newBus(b config.Bus, all []config.Device, log *slog.Logger) (*modbus.Bus, e
 		Name: b.Name, URL: url, Timeout: b.Timeout.D(),
 		Serial: modbus.Serial{Baud: b.Baud, Parity: b.Parity, StopBits: b.StopBits},
 	}, devices, log)
+}
+
+// newSerialLine builds a serial-line adapter; patterns were checked by config.
+func newSerialLine(b config.Bus, all []config.Device, key *privacy.Key, log *slog.Logger) (*serialline.Line, error) {
+	compile := func(expr string) *regexp.Regexp {
+		if expr == "" {
+			return nil
+		}
+		return regexp.MustCompile(expr)
+	}
+	cfg := serialline.Config{
+		Name: b.Name, Port: b.Port, Baud: b.Baud, Parity: b.Parity, StopBits: b.StopBits, Key: key,
+		Framing: serialline.Framing{Kind: b.Framing, Delimiter: []byte(b.Delimiter), Length: b.FrameLength, LengthBytes: b.LengthBytes, MaxFrame: b.MaxFrame},
+	}
+	for _, d := range all {
+		if d.Bus != b.Name {
+			continue
+		}
+		dev := serialline.Device{Name: d.Name}
+		for _, e := range d.Events {
+			rules := map[string]privacy.Rule{}
+			for field, r := range e.Privacy {
+				rules[field] = privacy.Rule(r)
+			}
+			dev.Events = append(dev.Events, serialline.Event{
+				Name: e.Name, Match: compile(e.Match), Privacy: rules,
+				Point: e.Point, Value: e.Value, Values: e.Values, Normal: e.Priority == "normal",
+			})
+		}
+		for _, r := range d.Requests {
+			dev.Requests = append(dev.Requests, serialline.Request{Send: []byte(r.Send), Every: r.Every.D(), Expect: compile(r.Expect), Timeout: r.Timeout.D()})
+		}
+		for _, c := range d.Commands {
+			params := map[string]serialline.Param{}
+			for name, p := range c.Params {
+				params[name] = serialline.Param{Enum: p.Enum, Min: p.Min, Max: p.Max, Pattern: compile(p.Pattern)}
+			}
+			dev.Commands = append(dev.Commands, serialline.Command{
+				Name: c.Name, Send: c.Send, Params: params, Critical: c.Critical, Expect: compile(c.Expect), Timeout: c.Timeout.D(),
+			})
+		}
+		cfg.Devices = append(cfg.Devices, dev)
+	}
+	return serialline.New(cfg, log)
 }
 
 // LocalAddr returns the bound address of a local broker listener.

@@ -293,7 +293,8 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if _, err := config.Load(*path); err != nil {
+	cfg, err := config.Load(*path)
+	if err != nil {
 		var ps config.Problems
 		if errors.As(err, &ps) {
 			fmt.Fprintf(stderr, "%s: %d problem(s)\n%v\n", *path, len(ps), ps)
@@ -301,6 +302,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stderr, err)
 		}
 		return exitCode(1)
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(stdout, "warning:", w.Error())
 	}
 	fmt.Fprintln(stdout, "ok")
 	return nil

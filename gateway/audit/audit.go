@@ -9,9 +9,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -50,6 +52,7 @@ const (
 	CheckBuffer      = "buffer-cap"
 	CheckRoot        = "run-as-root"
 	CheckDataDir     = "data-dir"
+	CheckPrivacy     = "privacy"
 )
 
 // Options describe the machine the gateway runs on.
@@ -80,6 +83,7 @@ func Run(cfg *config.Config, problems config.Problems, opts Options) []Finding {
 	a.buffer()
 	a.root()
 	a.dataDir()
+	a.privacy()
 	return a.findings
 }
 
@@ -229,7 +233,11 @@ func (a *auditor) secretFiles() {
 	if u := a.cfg.Uplink; u != nil && u.TLS.KeyFile != "" {
 		secrets[u.TLS.KeyFile] = "uplink.tls.key_file"
 	}
-	for path, key := range secrets {
+	if _, err := os.Stat(a.cfg.Privacy.KeyFile); err == nil {
+		secrets[a.cfg.Privacy.KeyFile] = "privacy.key_file" // created at first start otherwise
+	}
+	for _, path := range slices.Sorted(maps.Keys(secrets)) {
+		key := secrets[path]
 		fi, err := os.Stat(path)
 		if err != nil {
 			a.add(CheckSecretFiles, Fail, fmt.Sprintf("%s %s: %v", key, path, err), "create the file or correct the path")
@@ -340,6 +348,20 @@ func (a *auditor) root() {
 		return
 	}
 	a.add(CheckRoot, Pass, fmt.Sprintf("runs as uid %d, not root", a.opts.ServiceUID), "")
+}
+
+// privacy fails on captured fields that look personal and have no rule.
+func (a *auditor) privacy() {
+	bad := false
+	for _, w := range a.cfg.Warnings {
+		if strings.Contains(w.Msg, "looks personal") {
+			bad = true
+			a.add(CheckPrivacy, Fail, w.Error(), "add a privacy rule for the field: pseudonymize, drop, or keep to accept it")
+		}
+	}
+	if !bad {
+		a.add(CheckPrivacy, Pass, "every captured field that looks personal has a privacy rule", "")
+	}
 }
 
 func (a *auditor) dataDir() {

@@ -93,6 +93,11 @@ uplink:
   broker: mqtts://cloud.example.com:8883
   tls: {ca_file: /etc/lintel/users, cert_file: /etc/lintel/bldg-a-gw1.pem, key_file: /etc/lintel/bldg-a-gw1.key}
 buffer: {max_bytes: 100000GiB}
+buses: [{name: doors, type: serial-line, port: /dev/ttyUSB1}]
+devices:
+  - name: door
+    bus: doors
+    events: [{name: access, match: '^EVT CARD=(?P<card>\d+) NAME=(?P<holder_name>.*)$', privacy: {card: pseudonymize}}]
 `
 	dir, path, _ := install(t, weak, -time.Minute) // expired a minute ago
 	os.Chmod(filepath.Join(dir, "etc", "users"), 0o644)
@@ -110,6 +115,7 @@ buffer: {max_bytes: 100000GiB}
 		CheckBuffer:      {"more than the"},
 		CheckRoot:        {"root"},
 		CheckDataDir:     {"mode 0755"},
+		CheckPrivacy:     {`"holder_name" looks personal`},
 	}
 	for check, fragments := range want {
 		var reasons []string

@@ -16,10 +16,19 @@ type Config struct {
 	Devices     []Device    `yaml:"devices"`
 	Uplink      *Uplink     `yaml:"uplink"`
 	Buffer      Buffer      `yaml:"buffer"`
+	Privacy     Privacy     `yaml:"privacy"`
 
 	// File is the path the config was read from; relative paths in it are
 	// resolved against its directory.
 	File string `yaml:"-"`
+	// Warnings are doubts that do not stop the gateway, e.g. a captured
+	// field that looks personal but has no privacy rule.
+	Warnings Problems `yaml:"-"`
+}
+
+// Privacy holds the site key that pseudonymizes personal fields.
+type Privacy struct {
+	KeyFile string `yaml:"key_file"` // default <data_dir>/privacy.key, created at first start
 }
 
 // Gateway names this gateway and its state directory.
@@ -81,22 +90,72 @@ type Limits struct {
 // Bus is one field bus.
 type Bus struct {
 	Name     string   `yaml:"name"`
-	Type     string   `yaml:"type"`    // modbus-tcp, modbus-rtu
+	Type     string   `yaml:"type"`    // modbus-tcp, modbus-rtu, serial-line
 	Address  string   `yaml:"address"` // modbus-tcp: host:port
-	Port     string   `yaml:"port"`    // modbus-rtu: serial device
+	Port     string   `yaml:"port"`    // modbus-rtu, serial-line: serial device
 	Baud     int      `yaml:"baud"`
 	Parity   string   `yaml:"parity"` // none, even, odd
 	StopBits int      `yaml:"stop_bits"`
 	Timeout  Duration `yaml:"timeout"`
+	// serial-line framing.
+	Framing     string `yaml:"framing"`      // delimiter (default), stx-etx, fixed, length-prefix
+	Delimiter   string `yaml:"delimiter"`    // default "\r\n"
+	FrameLength int    `yaml:"frame_length"` // fixed
+	LengthBytes int    `yaml:"length_bytes"` // length-prefix: 1 or 2
+	MaxFrame    int    `yaml:"max_frame"`    // default 512
 }
 
-// Device is one device on a bus.
+// Device is one device on a bus: Modbus devices have points, serial-line
+// devices have events, requests and commands.
 type Device struct {
-	Name   string   `yaml:"name"`
-	Bus    string   `yaml:"bus"`
-	Unit   int      `yaml:"unit"`
-	Poll   Duration `yaml:"poll"`
-	Points []Point  `yaml:"points"`
+	Name     string    `yaml:"name"`
+	Bus      string    `yaml:"bus"`
+	Unit     int       `yaml:"unit"`
+	Poll     Duration  `yaml:"poll"`
+	Points   []Point   `yaml:"points"`
+	Events   []Event   `yaml:"events"`
+	Requests []Request `yaml:"requests"`
+	Commands []Command `yaml:"commands"`
+}
+
+// Event turns matching serial-line frames into events or state points.
+type Event struct {
+	Name  string `yaml:"name"`
+	Match string `yaml:"match"` // regular expression; named groups are fields
+	// Privacy rule per field: keep, pseudonymize or drop.
+	Privacy map[string]string `yaml:"privacy"`
+	// Point (a template like "door_{door}") makes the event a state reading
+	// whose value is the field Value, mapped through Values if listed.
+	Point    string         `yaml:"point"`
+	Value    string         `yaml:"value"`
+	Values   map[string]any `yaml:"values"`
+	Priority string         `yaml:"priority"` // high (default for events) or normal
+}
+
+// Request is sent periodically; Expect matches its answer.
+type Request struct {
+	Send    string   `yaml:"send"`
+	Every   Duration `yaml:"every"`
+	Expect  string   `yaml:"expect"`
+	Timeout Duration `yaml:"timeout"`
+}
+
+// Command is a template sent to a serial-line device, e.g. "UNLOCK {door}\r\n".
+type Command struct {
+	Name     string           `yaml:"name"`
+	Send     string           `yaml:"send"`
+	Critical bool             `yaml:"critical"`
+	Params   map[string]Param `yaml:"params"`
+	Expect   string           `yaml:"expect"`
+	Timeout  Duration         `yaml:"timeout"`
+}
+
+// Param constrains a command parameter.
+type Param struct {
+	Enum    []string `yaml:"enum"`
+	Min     *float64 `yaml:"min"`
+	Max     *float64 `yaml:"max"`
+	Pattern string   `yaml:"pattern"`
 }
 
 // Point is one Modbus value.
@@ -233,7 +292,13 @@ func (c *Config) ensureDefaults() {
 		if b.Timeout == 0 {
 			b.Timeout = Duration(DefaultTimeout)
 		}
-		if b.Type == "modbus-rtu" {
+		if b.Type == "serial-line" && b.Framing == "" {
+			b.Framing = "delimiter"
+		}
+		if b.Type == "serial-line" && b.Framing == "delimiter" && b.Delimiter == "" {
+			b.Delimiter = "\r\n"
+		}
+		if b.Type == "modbus-rtu" || b.Type == "serial-line" {
 			if b.Baud == 0 {
 				b.Baud = DefaultBaud
 			}
@@ -261,6 +326,9 @@ func (c *Config) ensureDefaults() {
 		if u.MaxInflight == 0 {
 			u.MaxInflight = DefaultMaxInflight
 		}
+	}
+	if c.Privacy.KeyFile == "" {
+		c.Privacy.KeyFile = c.Gateway.DataDir + "/privacy.key"
 	}
 	if c.Buffer.MaxBytes == 0 {
 		c.Buffer.MaxBytes = DefaultBufferBytes

@@ -100,6 +100,22 @@ func TestPlaintextUplinkRefused(t *testing.T) {
 	)
 }
 
+func TestSerialLineMistakesAndPersonalFieldWarning(t *testing.T) {
+	wantProblems(t, problems(t, "serial-mistakes.yaml"),
+		`3|buses[0].framing|fixed framing needs a frame_length`,
+		`10|devices[0].events[0].privacy.badge|the pattern captures no field "badge"`,
+		`13|devices[0].events[1].point|template uses {card}, which is pseudonymize`,
+		`17|devices[0].commands[0].send|template uses {mode}`,
+	)
+	cfg, err := Load("testdata/good-serial.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0].Error(), `good-serial.yaml:8: devices[0].events[0].match: captured field "name" looks personal`) {
+		t.Fatalf("warnings %v", cfg.Warnings)
+	}
+}
+
 func TestSyntaxErrorHasLine(t *testing.T) {
 	_, err := Parse([]byte("gateway:\n  id: gw1\n   bad: [\n"), "broken.yaml")
 	var ps Problems

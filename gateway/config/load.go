@@ -107,8 +107,10 @@ func parse(data []byte, name string) (*Config, Problems, error) {
 	cfg.File = name
 	cfg.ensureDefaults()
 	ps := cfg.validate()
-	for i := range ps {
-		ps[i].File, ps[i].Line = name, w.lineOf(ps[i].Path)
+	for _, list := range []Problems{ps, cfg.Warnings} {
+		for i := range list {
+			list[i].File, list[i].Line = name, w.lineOf(list[i].Path)
+		}
 	}
 	cfg.resolvePaths()
 	return cfg, ps, nil
@@ -123,6 +125,7 @@ func (c *Config) resolvePaths() {
 		}
 	}
 	abs(&c.Gateway.DataDir)
+	abs(&c.Privacy.KeyFile)
 	abs(&c.LocalBroker.UsersFile)
 	for i := range c.LocalBroker.Listeners {
 		if c.LocalBroker.Listeners[i].Type == "unix" {

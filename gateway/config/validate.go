@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"regexp"
 	"slices"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/lintel-gw/lintel/adapters/modbus"
+	"github.com/lintel-gw/lintel/adapters/privacy"
+	"github.com/lintel-gw/lintel/adapters/serialline"
 	"github.com/lintel-gw/lintel/gateway/uplink"
 )
 
@@ -16,7 +19,11 @@ import (
 // level without wildcards, separators or a leading "$".
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
-type checker struct{ problems Problems }
+type checker struct{ problems, warnings Problems }
+
+func (c *checker) warn(path, format string, args ...any) {
+	c.warnings = append(c.warnings, Problem{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
 
 func (c *checker) add(path, format string, args ...any) {
 	c.problems = append(c.problems, Problem{Path: path, Msg: fmt.Sprintf(format, args...)})
@@ -53,6 +60,7 @@ func (c *checker) filter(path, f string) {
 // machine (files are opened by `lintel run`). Defaults are already applied.
 func (cfg *Config) validate() Problems {
 	c := &checker{}
+	defer func() { cfg.Warnings = c.warnings }()
 	c.name("gateway.id", cfg.Gateway.ID)
 	c.oneOf("log.level", cfg.Log.Level, "debug", "info", "warn", "error")
 	c.oneOf("log.format", cfg.Log.Format, "text", "json")
@@ -121,6 +129,19 @@ func (cfg *Config) validate() Problems {
 			if _, _, err := net.SplitHostPort(b.Address); err != nil {
 				c.add(p+".address", "invalid address %q; want host:port, e.g. 10.0.5.20:502", b.Address)
 			}
+		case "serial-line":
+			c.required(p+".port", b.Port)
+			if b.Baud < 300 || b.Baud > 4_000_000 {
+				c.add(p+".baud", "%d is not a usable baud rate", b.Baud)
+			}
+			c.oneOf(p+".parity", b.Parity, "none", "even", "odd")
+			if b.StopBits != 1 && b.StopBits != 2 {
+				c.add(p+".stop_bits", "%d; want 1 or 2", b.StopBits)
+			}
+			f := serialline.Framing{Kind: b.Framing, Delimiter: []byte(b.Delimiter), Length: b.FrameLength, LengthBytes: b.LengthBytes, MaxFrame: b.MaxFrame}
+			if err := f.Validate(); err != nil {
+				c.add(p+".framing", "%v", err)
+			}
 		case "modbus-rtu":
 			c.required(p+".port", b.Port)
 			if b.Baud < 300 || b.Baud > 4_000_000 {
@@ -131,7 +152,7 @@ func (cfg *Config) validate() Problems {
 				c.add(p+".stop_bits", "%d; want 1 or 2", b.StopBits)
 			}
 		default:
-			c.add(p+".type", "unknown bus type %q; want one of modbus-tcp, modbus-rtu", b.Type)
+			c.add(p+".type", "unknown bus type %q; want one of modbus-tcp, modbus-rtu, serial-line", b.Type)
 		}
 		if b.Timeout.D() < 10*time.Millisecond || b.Timeout.D() > time.Minute {
 			c.add(p+".timeout", "%v is out of range; want 10ms to 1m", b.Timeout.D())
@@ -146,8 +167,16 @@ func (cfg *Config) validate() Problems {
 			c.add(p+".name", "duplicate device name %q", d.Name)
 		}
 		devices[d.Name] = true
-		if _, ok := buses[d.Bus]; !ok {
+		bus, ok := buses[d.Bus]
+		if !ok {
 			c.add(p+".bus", "unknown bus %q; define it under buses", d.Bus)
+		}
+		if bus.Type == "serial-line" {
+			c.serialDevice(p, d)
+			continue
+		}
+		if len(d.Events)+len(d.Requests)+len(d.Commands) > 0 {
+			c.add(p, "events, requests and commands belong to serial-line devices; bus %q is %s", d.Bus, bus.Type)
 		}
 		if d.Unit < 0 || d.Unit > 247 {
 			c.add(p+".unit", "unit id %d is out of range 0-247", d.Unit)
@@ -199,6 +228,106 @@ func (cfg *Config) validate() Problems {
 		c.add("buffer.ttl", "%v is too short; want 0 (no expiry) or at least 1m", ttl)
 	}
 	return c.problems
+}
+
+// placeholderRE finds {name} in templates.
+var placeholderRE = regexp.MustCompile(`\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+func (c *checker) serialDevice(p string, d Device) {
+	if len(d.Points) > 0 {
+		c.add(p+".points", "a serial-line device has events, not Modbus points")
+	}
+	if len(d.Events)+len(d.Commands) == 0 {
+		c.add(p, "serial-line device has neither events nor commands")
+	}
+	names := map[string]bool{}
+	for i, e := range d.Events {
+		ep := fmt.Sprintf("%s.events[%d]", p, i)
+		c.name(ep+".name", e.Name)
+		if names[e.Name] {
+			c.add(ep+".name", "duplicate event name %q", e.Name)
+		}
+		names[e.Name] = true
+		re, err := regexp.Compile(e.Match)
+		if err != nil {
+			c.add(ep+".match", "invalid pattern: %v", err)
+			continue
+		}
+		groups := map[string]bool{}
+		for _, g := range re.SubexpNames() {
+			if g != "" {
+				groups[g] = true
+			}
+		}
+		for field, rule := range e.Privacy {
+			if !groups[field] {
+				c.add(ep+".privacy."+field, "the pattern captures no field %q", field)
+			}
+			if _, err := privacy.ParseRule(rule); err != nil {
+				c.add(ep+".privacy."+field, "%v", err)
+			}
+		}
+		for _, g := range slices.Sorted(maps.Keys(groups)) {
+			if _, ruled := e.Privacy[g]; !ruled && privacy.LooksPersonal(g) {
+				c.warn(ep+".match", "captured field %q looks personal but has no privacy rule; add privacy: {%s: pseudonymize} (or drop, or keep to accept it)", g, g)
+			}
+		}
+		if e.Point != "" {
+			for _, m := range placeholderRE.FindAllStringSubmatch(e.Point, -1) {
+				if !groups[m[1]] {
+					c.add(ep+".point", "template uses {%s}, which the pattern does not capture", m[1])
+				} else if r := e.Privacy[m[1]]; r != "" && r != "keep" {
+					c.add(ep+".point", "template uses {%s}, which is %s: personal data must not end up in a topic", m[1], r)
+				}
+			}
+			if !groups[e.Value] {
+				c.add(ep+".value", "the state value must be a captured field; %q is not", e.Value)
+			}
+		}
+		if e.Priority != "" {
+			c.oneOf(ep+".priority", e.Priority, "high", "normal")
+		}
+	}
+	for i, r := range d.Requests {
+		rp := fmt.Sprintf("%s.requests[%d]", p, i)
+		c.required(rp+".send", r.Send)
+		if r.Every.D() < 100*time.Millisecond {
+			c.add(rp+".every", "%v is too short; want at least 100ms", r.Every.D())
+		}
+		if _, err := regexp.Compile(r.Expect); err != nil {
+			c.add(rp+".expect", "invalid pattern: %v", err)
+		}
+	}
+	for i, cmd := range d.Commands {
+		cp := fmt.Sprintf("%s.commands[%d]", p, i)
+		c.name(cp+".name", cmd.Name)
+		c.required(cp+".send", cmd.Send)
+		used := map[string]bool{}
+		for _, m := range placeholderRE.FindAllStringSubmatch(cmd.Send, -1) {
+			used[m[1]] = true
+			if _, ok := cmd.Params[m[1]]; !ok {
+				c.add(cp+".send", "template uses {%s}; declare it under params with enum, min/max or pattern", m[1])
+			}
+		}
+		for name, prm := range cmd.Params {
+			pp := cp + ".params." + name
+			if !used[name] {
+				c.add(pp, "parameter %q is not used in send", name)
+			}
+			if len(prm.Enum) == 0 && prm.Min == nil && prm.Max == nil && prm.Pattern == "" {
+				c.add(pp, "parameter %q is unconstrained; give enum, min/max or pattern", name)
+			}
+			if _, err := regexp.Compile(prm.Pattern); err != nil {
+				c.add(pp+".pattern", "invalid pattern: %v", err)
+			}
+			if prm.Min != nil && prm.Max != nil && *prm.Min > *prm.Max {
+				c.add(pp, "min %v is above max %v", *prm.Min, *prm.Max)
+			}
+		}
+		if _, err := regexp.Compile(cmd.Expect); err != nil {
+			c.add(cp+".expect", "invalid pattern: %v", err)
+		}
+	}
 }
 
 func (c *checker) point(path string, pt Point) {
