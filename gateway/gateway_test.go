@@ -1,10 +1,15 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -206,4 +211,114 @@ func TestBufferStatsWhileRunningAndAfterStop(t *testing.T) {
 	if after.Records < s.Records || after.High == 0 {
 		t.Fatalf("after stop %+v; want at least the %d records seen while running, device status among them as high priority", after, s.Records)
 	}
+}
+
+// TestPersonalDataNeverLeavesTheAdapter runs badge events through the whole
+// path (serial line → local broker → buffer → cloud) and searches the cloud's
+// capture, a local subscriber's capture and the bytes of every file in the
+// data dir, bbolt file included, for the holders' names and card numbers.
+// Then it restarts the gateway and checks the pseudonyms are stable.
+func TestPersonalDataNeverLeavesTheAdapter(t *testing.T) {
+	dir := t.TempDir()
+	env, err := demo.Prepare(demo.Options{DataDir: dir, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Close()
+	if env.Doors == nil {
+		t.Skip("no pseudo-terminals")
+	}
+	secrets := []string{"Alice", "Example", "0012345", "Bob Sample", "0023456"}
+
+	run := func(badges func()) string {
+		gw, err := gateway.New(env.Config, gateway.Options{Logger: quiet()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		var local []string
+		unsub, _ := gw.Broker().Subscribe("#", func(topic string, payload []byte) {
+			mu.Lock()
+			local = append(local, topic+" "+string(payload))
+			mu.Unlock()
+		})
+		defer unsub()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- gw.Run(ctx) }()
+		waitUntil(t, "door controller online", 10*time.Second, func() bool {
+			for _, m := range env.Cloud.Received() {
+				if m.Topic == "lintel/demo-gw/front-door/$status" {
+					return true
+				}
+			}
+			return false
+		})
+		before := len(accessEvents(env.Cloud))
+		badges()
+		waitUntil(t, "access events in the cloud", 10*time.Second, func() bool { return len(accessEvents(env.Cloud)) >= before+2 })
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, l := range local {
+			for _, s := range secrets {
+				if strings.Contains(l, s) {
+					t.Fatalf("local broker carried %q: %s", s, l)
+				}
+			}
+		}
+		events := accessEvents(env.Cloud)
+		return events[len(events)-1]
+	}
+
+	first := run(func() {
+		env.Doors.Badge(1, "GRANTED", "0023456", "Bob Sample")
+		env.Doors.Badge(2, "GRANTED", "0012345", "Alice Example")
+	})
+	for _, m := range env.Cloud.Received() {
+		for _, s := range secrets {
+			if strings.Contains(string(m.Payload), s) || strings.Contains(m.Topic, s) {
+				t.Fatalf("cloud received %q: %s %s", s, m.Topic, m.Payload)
+			}
+		}
+	}
+	filepath.Walk(dir, func(path string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() || fi.Mode()&os.ModeSymlink != 0 || !fi.Mode().IsRegular() {
+			return nil
+		}
+		data, _ := os.ReadFile(path)
+		for _, s := range secrets {
+			if bytes.Contains(data, []byte(s)) {
+				t.Errorf("%s holds %q", path, s)
+			}
+		}
+		return nil
+	})
+
+	second := run(func() {
+		env.Doors.Badge(1, "DENIED", "0023456", "Bob Sample")
+		env.Doors.Badge(2, "DENIED", "0012345", "Alice Example")
+	})
+	if cardOf(first) == "" || cardOf(first) != cardOf(second) {
+		t.Fatalf("pseudonym changed across a restart: %q then %q", cardOf(first), cardOf(second))
+	}
+}
+
+func accessEvents(c *cloudtest.Broker) []string {
+	var out []string
+	for _, m := range c.Received() {
+		if m.Topic == "lintel/demo-gw/front-door/access" {
+			out = append(out, string(m.Payload))
+		}
+	}
+	return out
+}
+
+func cardOf(payload string) string {
+	var p struct{ Fields map[string]string }
+	json.Unmarshal([]byte(payload), &p)
+	return p.Fields["card"]
 }

@@ -12,9 +12,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,6 +49,7 @@ type Options struct {
 type Env struct {
 	Config   *config.Config
 	Sim      *simulator.Building
+	Doors    *simulator.DoorController // nil where pseudo-terminals are unavailable
 	Cloud    *cloudtest.Broker
 	User     string // read-only local broker user
 	Password string
@@ -117,6 +120,14 @@ func Prepare(opts Options) (env *Env, err error) {
 		cfg.LocalBroker.Listeners[0].Address = opts.Listen
 	}
 	cfg.Buses[0].Address = env.Sim.Addr()
+	cfg.Privacy.KeyFile = filepath.Join(env.DataDir, "privacy.key")
+	if env.Doors, err = simulator.StartDoorController(env.DataDir); err == nil {
+		cfg.Buses[1].Port = env.Doors.Path
+	} else {
+		logger.Warn("no pseudo-terminal for the simulated door controller; running without it", "err", err)
+		cfg.Buses = cfg.Buses[:1]
+		cfg.Devices = slices.DeleteFunc(cfg.Devices, func(d config.Device) bool { return d.Bus == "doors" })
+	}
 	cfg.Uplink.Broker = env.Cloud.URL()
 	cfg.Uplink.TLS = config.ClientTLS{CAFile: files.CA, CertFile: files.Cert, KeyFile: files.Key}
 	env.Config = cfg
@@ -125,6 +136,9 @@ func Prepare(opts Options) (env *Env, err error) {
 
 // Close stops the simulator and the cloud and removes a temporary data dir.
 func (e *Env) Close() {
+	if e.Doors != nil {
+		e.Doors.Close()
+	}
 	if e.Cloud != nil {
 		e.Cloud.Stop()
 	}
@@ -165,6 +179,11 @@ func Run(ctx context.Context, opts Options) error {
 
 	done := make(chan error, 1)
 	go func() { done <- gw.Run(ctx) }()
+	if env.Doors != nil {
+		stopDoors := make(chan struct{})
+		defer close(stopDoors)
+		go env.Doors.Activity(stopDoors)
+	}
 	local := gw.LocalAddr(env.Config.LocalBroker.Listeners[0].Name)
 	host, port, _ := strings.Cut(local, ":")
 	where := "a temporary directory, removed on exit"
@@ -217,13 +236,14 @@ func newLiveView(out io.Writer, prefix string) *liveView {
 
 func (v *liveView) add(m cloudtest.Message) {
 	var p struct {
-		V      any      `json:"v"`
-		Unit   string   `json:"unit"`
-		Seq    uint64   `json:"seq"`
-		Online *bool    `json:"online"`
-		Error  string   `json:"error"`
-		Q      string   `json:"q"`
-		Buffd  *float64 `json:"buffered"`
+		Fields map[string]string `json:"fields"`
+		V      any               `json:"v"`
+		Unit   string            `json:"unit"`
+		Seq    uint64            `json:"seq"`
+		Online *bool             `json:"online"`
+		Error  string            `json:"error"`
+		Q      string            `json:"q"`
+		Buffd  *float64          `json:"buffered"`
 	}
 	json.Unmarshal(m.Payload, &p)
 	name := strings.TrimPrefix(m.Topic, v.prefix)
@@ -236,6 +256,14 @@ func (v *liveView) add(m cloudtest.Message) {
 		}
 	case p.Online != nil:
 		value = map[bool]string{true: "online", false: "OFFLINE " + p.Error}[*p.Online]
+	case p.Fields != nil:
+		for _, k := range slices.Sorted(maps.Keys(p.Fields)) {
+			f := p.Fields[k]
+			if strings.HasPrefix(f, "p:") && len(f) > 10 {
+				f = f[:10] + "…" // a pseudonym: the raw value never left the adapter
+			}
+			value += k + "=" + f + " "
+		}
 	case p.V != nil:
 		switch x := p.V.(type) {
 		case float64:
