@@ -3,6 +3,7 @@ package adapters
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 )
 
@@ -15,6 +16,23 @@ type Adapter interface {
 	// the command was authorised.
 	Write(ctx context.Context, w WriteRequest) error
 }
+
+// Writable is an Adapter whose writes can be checked before they are made:
+// the command gate validates everything before it calls Write.
+type Writable interface {
+	Adapter
+	// CheckWrite validates w without touching the device and reports whether
+	// the point or command is critical (needs a signed command). Errors wrap
+	// ErrUnknownTarget, ErrNotWritable or ErrInvalidValue.
+	CheckWrite(w WriteRequest) (critical bool, err error)
+}
+
+// Errors of CheckWrite and Write that the command gate reports by kind.
+var (
+	ErrUnknownTarget = errors.New("unknown device, point or command")
+	ErrNotWritable   = errors.New("not writable")
+	ErrInvalidValue  = errors.New("invalid value")
+)
 
 // Publisher takes messages from adapters. Publish may block for backpressure
 // and honours ctx.

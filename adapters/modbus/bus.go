@@ -27,7 +27,9 @@ type Point struct {
 	Offset   float64
 	Unit     string
 	Writable bool
-	High     bool // alarm bits and the like: delivered first, evicted last
+	Critical bool     // writes need a signed command
+	Min, Max *float64 // bounds of a written engineering value
+	High     bool     // alarm bits and the like: delivered first, evicted last
 	// Deadband: a new value is published when it differs from the last
 	// published one by more than this (0: any change).
 	Deadband float64
@@ -373,26 +375,65 @@ func (b *Bus) closeClient() {
 	}
 }
 
-// Sentinel errors of Write.
+// Sentinel errors of Write, shared with the command gate.
 var (
-	ErrUnknownPoint = errors.New("unknown device or point")
-	ErrNotWritable  = errors.New("point is not writable")
-	ErrBadValue     = errors.New("invalid value")
+	ErrUnknownPoint = adapters.ErrUnknownTarget
+	ErrNotWritable  = adapters.ErrNotWritable
+	ErrBadValue     = adapters.ErrInvalidValue
 )
 
-// Write writes an engineering value to a writable point: a JSON bool (or 0/1)
-// for coils, a JSON number for holding registers (scale and offset undone).
-func (b *Bus) Write(ctx context.Context, w adapters.WriteRequest) error {
+// CheckWrite validates a write without touching the device.
+func (b *Bus) CheckWrite(w adapters.WriteRequest) (critical bool, err error) {
+	_, p, _, _, err := b.prepare(w)
+	return p.Critical, err
+}
+
+// prepare validates a write and returns what to write: on for a coil, or
+// the encoded registers.
+func (b *Bus) prepare(w adapters.WriteRequest) (*deviceState, Point, bool, []uint16, error) {
 	d, p, err := b.find(w.Device, w.Point)
 	if err != nil {
-		return err
+		return nil, p, false, nil, err
 	}
 	if !p.Writable || (p.Table != Coil && p.Table != Holding) {
-		return fmt.Errorf("%s/%s: %w", w.Device, w.Point, ErrNotWritable)
+		return nil, p, false, nil, fmt.Errorf("%s/%s: %w", w.Device, w.Point, ErrNotWritable)
 	}
 	var v any
 	if err := json.Unmarshal(w.Value, &v); err != nil {
-		return fmt.Errorf("%s/%s: %w: %v", w.Device, w.Point, ErrBadValue, err)
+		return nil, p, false, nil, fmt.Errorf("%s/%s: %w: %v", w.Device, w.Point, ErrBadValue, err)
+	}
+	if p.Table == Coil {
+		on, ok := asBool(v)
+		if !ok {
+			return nil, p, false, nil, fmt.Errorf("%s/%s: %w: want true/false or 0/1, got %s", w.Device, w.Point, ErrBadValue, w.Value)
+		}
+		return d, p, on, nil, nil
+	}
+	num, ok := v.(float64)
+	if !ok {
+		return nil, p, false, nil, fmt.Errorf("%s/%s: %w: want a number, got %s", w.Device, w.Point, ErrBadValue, w.Value)
+	}
+	if p.Min != nil && num < *p.Min || p.Max != nil && num > *p.Max {
+		return nil, p, false, nil, fmt.Errorf("%s/%s: %w: %v is outside the allowed range", w.Device, w.Point, ErrBadValue, num)
+	}
+	scale := p.Scale
+	if scale == 0 {
+		scale = 1
+	}
+	regs, err := encodeRegisters(p.Type, p.Order, (num-p.Offset)/scale)
+	if err != nil {
+		return nil, p, false, nil, fmt.Errorf("%s/%s: %w: %v", w.Device, w.Point, ErrBadValue, err)
+	}
+	return d, p, false, regs, nil
+}
+
+// Write writes an engineering value to a writable point: a JSON bool (or 0/1)
+// for coils, a JSON number for holding registers (scale and offset undone,
+// within Min and Max). Nothing is sent unless the value is valid.
+func (b *Bus) Write(ctx context.Context, w adapters.WriteRequest) error {
+	d, p, on, regs, err := b.prepare(w)
+	if err != nil {
+		return err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -400,10 +441,6 @@ func (b *Bus) Write(ctx context.Context, w adapters.WriteRequest) error {
 		return err
 	}
 	if p.Table == Coil {
-		on, ok := asBool(v)
-		if !ok {
-			return fmt.Errorf("%s/%s: %w: want true/false or 0/1, got %s", w.Device, w.Point, ErrBadValue, w.Value)
-		}
 		c, err := b.connect(d.Unit)
 		if err != nil {
 			return err
@@ -413,18 +450,6 @@ func (b *Bus) Write(ctx context.Context, w adapters.WriteRequest) error {
 			return fmt.Errorf("unit %d: write coil %d: %w", d.Unit, p.Address, err)
 		}
 		return nil
-	}
-	num, ok := v.(float64)
-	if !ok {
-		return fmt.Errorf("%s/%s: %w: want a number, got %s", w.Device, w.Point, ErrBadValue, w.Value)
-	}
-	scale := p.Scale
-	if scale == 0 {
-		scale = 1
-	}
-	regs, err := encodeRegisters(p.Type, p.Order, (num-p.Offset)/scale)
-	if err != nil {
-		return fmt.Errorf("%s/%s: %w: %v", w.Device, w.Point, ErrBadValue, err)
 	}
 	c, err := b.connect(d.Unit)
 	if err != nil {

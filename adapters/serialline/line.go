@@ -100,10 +100,10 @@ type Port interface {
 	SetReadTimeout(t time.Duration) error
 }
 
-// Sentinel errors of Write.
+// Sentinel errors of Write (the first two shared with the command gate).
 var (
-	ErrUnknownCommand = errors.New("unknown device or command")
-	ErrBadParams      = errors.New("invalid command parameters")
+	ErrUnknownCommand = adapters.ErrUnknownTarget
+	ErrBadParams      = adapters.ErrInvalidValue
 	ErrNotConnected   = errors.New("serial port not open")
 	ErrNoAck          = errors.New("no acknowledgement from the device")
 )
@@ -175,6 +175,18 @@ func openSerial(cfg Config) (Port, error) {
 func (l *Line) Critical(device, command string) bool {
 	_, c, err := l.command(device, command)
 	return err == nil && c.Critical
+}
+
+// CheckWrite validates a command without sending anything.
+func (l *Line) CheckWrite(w adapters.WriteRequest) (critical bool, err error) {
+	_, c, err := l.command(w.Device, w.Point)
+	if err != nil {
+		return false, err
+	}
+	if _, err := c.bind(w.Value); err != nil {
+		return c.Critical, fmt.Errorf("%s/%s: %w: %v", w.Device, w.Point, ErrBadParams, err)
+	}
+	return c.Critical, nil
 }
 
 // Run opens the port, reads frames and runs the periodic requests until ctx

@@ -1,0 +1,19 @@
+// Package command is the command gate: the only path from a message to
+// Adapter.Write. A message on a topic is never enough to move hardware.
+//
+// Commands arrive on lintel/<gateway>/<device>/<point>/set from the cloud
+// (the uplink subscribes) or from local clients the ACL allows. The checks,
+// in order, each with its own reason on the result topic: the envelope is
+// well formed and at most 4 KiB; it is addressed to this gateway; the device
+// and point or command exist and are writable; the value is valid for it
+// (type, range, enum, template parameters), checked without touching the
+// device. For critical points and commands: an Ed25519 signature by a
+// configured signer over Canonical(gateway, device, point, value, id,
+// expires, nonce); expires in the future and at most MaxTTL ahead; a nonce
+// never seen before, kept in a bbolt file so a replay after a restart fails
+// too. Last, a per-point rate limit. Only then is Write called.
+//
+// Every attempt, accepted or not, is answered on …/set/result, logged,
+// appended to a rotated local audit log and published as an event on
+// lintel/<gateway>/$commands. Command values are not recorded.
+package command

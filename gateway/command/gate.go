@@ -1,0 +1,346 @@
+package command
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/lintel-gw/lintel/adapters"
+)
+
+// Reasons a command is refused; each is what the result topic says.
+const (
+	ReasonTooLarge      = "envelope too large"
+	ReasonMalformed     = "malformed envelope"
+	ReasonBadTopic      = "not a command topic"
+	ReasonOtherGateway  = "addressed to another gateway"
+	ReasonUnknownTarget = "unknown device, point or command"
+	ReasonNotWritable   = "not writable"
+	ReasonInvalidValue  = "invalid value"
+	ReasonUnsigned      = "signature missing"
+	ReasonBadSignature  = "signature invalid"
+	ReasonNoSigners     = "no signer configured for critical commands"
+	ReasonExpired       = "expired"
+	ReasonTooFarAhead   = "expires too far in the future"
+	ReasonReplayed      = "nonce already used"
+	ReasonRateLimited   = "rate limit exceeded"
+	ReasonBusy          = "too many commands in progress"
+	ReasonWriteFailed   = "device write failed"
+)
+
+// Config describes a gate.
+type Config struct {
+	GatewayID string
+	// Targets maps device names to their adapters.
+	Targets map[string]adapters.Writable
+	Signers []Signer
+	// MaxTTL is the furthest in the future a critical command may expire
+	// (default 5m): a leaked signed command is useless soon after.
+	MaxTTL time.Duration
+	// RatePerMinute bounds accepted commands per device point (default 30).
+	RatePerMinute int
+	// NonceFile is the bbolt file remembering used nonces across restarts.
+	NonceFile string
+	// AuditFile is the local JSON-lines audit log, rotated at 1 MiB (3 kept).
+	AuditFile string
+	// Publish sends results and audit events (in process, through the
+	// local broker, so they are buffered and forwarded).
+	Publish func(ctx context.Context, topic string, payload []byte) error
+	// WriteTimeout bounds one adapter write (default 10s).
+	WriteTimeout time.Duration
+	Now          func() time.Time
+}
+
+// Result is the answer to one command attempt.
+type Result struct {
+	ID    string `json:"id"`
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+}
+
+// Gate is the only path from a command message to Adapter.Write.
+type Gate struct {
+	cfg    Config
+	log    *slog.Logger
+	nonces *bolt.DB
+
+	mu      sync.Mutex
+	recent  map[string][]time.Time // device/point → accepted command times
+	auditMu sync.Mutex
+}
+
+var bucketNonces = []byte("nonces")
+
+// Open opens the nonce store and prepares the audit log.
+func Open(cfg Config, logger *slog.Logger) (*Gate, error) {
+	if cfg.MaxTTL <= 0 {
+		cfg.MaxTTL = 5 * time.Minute
+	}
+	if cfg.RatePerMinute <= 0 {
+		cfg.RatePerMinute = 30
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	db, err := bolt.Open(cfg.NonceFile, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("nonce store %s: %w", cfg.NonceFile, err)
+	}
+	g := &Gate{cfg: cfg, log: logger.With("component", "command"), nonces: db, recent: map[string][]time.Time{}}
+	if err := g.pruneNonces(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("nonce store %s: %w", cfg.NonceFile, err)
+	}
+	return g, nil
+}
+
+// Close closes the nonce store.
+func (g *Gate) Close() error { return g.nonces.Close() }
+
+// attempt is one command as it goes through the checks.
+type attempt struct {
+	source, device, point, signer string
+	env                           Envelope
+}
+
+// Handle checks a command received on topic (lintel/<gateway>/<device>/<point>/set,
+// any cloud prefix removed) from source ("cloud" or "local"), writes it if
+// every check passes, and answers on the result topic. Every attempt is
+// audited.
+func (g *Gate) Handle(ctx context.Context, source, topic string, payload []byte) Result {
+	a := attempt{source: source}
+	res := g.check(ctx, &a, topic, payload)
+	g.answer(ctx, a, res)
+	return res
+}
+
+func (g *Gate) check(ctx context.Context, a *attempt, topic string, payload []byte) Result {
+	fail := func(reason string, detail ...string) Result {
+		r := Result{ID: a.env.ID, Error: reason}
+		if len(detail) > 0 && detail[0] != "" {
+			r.Error += ": " + detail[0]
+		}
+		return r
+	}
+	if len(payload) > MaxEnvelope {
+		return fail(ReasonTooLarge)
+	}
+	levels := strings.Split(topic, "/")
+	if len(levels) != 5 || levels[0] != "lintel" || levels[4] != "set" {
+		return fail(ReasonBadTopic)
+	}
+	gateway := levels[1]
+	a.device, a.point = levels[2], levels[3]
+	env, err := ParseEnvelope(payload)
+	a.env.ID = env.ID
+	if err != nil {
+		return fail(ReasonMalformed, err.Error())
+	}
+	a.env = env
+	if gateway != g.cfg.GatewayID {
+		return fail(ReasonOtherGateway)
+	}
+	target, ok := g.cfg.Targets[a.device]
+	if !ok {
+		return fail(ReasonUnknownTarget)
+	}
+	w := adapters.WriteRequest{Device: a.device, Point: a.point, Value: env.Value}
+	critical, err := target.CheckWrite(w)
+	switch {
+	case errors.Is(err, adapters.ErrUnknownTarget):
+		return fail(ReasonUnknownTarget)
+	case errors.Is(err, adapters.ErrNotWritable):
+		return fail(ReasonNotWritable)
+	case err != nil:
+		return fail(ReasonInvalidValue, strings.TrimPrefix(err.Error(), a.device+"/"+a.point+": invalid value: "))
+	}
+	if critical {
+		if r, ok := g.authenticate(a, gateway); !ok {
+			return r
+		}
+	}
+	if !g.allowRate(a.device + "/" + a.point) {
+		return fail(ReasonRateLimited)
+	}
+	wctx, cancel := context.WithTimeout(ctx, g.cfg.WriteTimeout)
+	defer cancel()
+	if err := target.Write(wctx, w); err != nil {
+		return fail(ReasonWriteFailed, err.Error())
+	}
+	return Result{ID: env.ID, OK: true}
+}
+
+// authenticate applies the checks for critical commands: a configured
+// signer's signature, an expiry in the near future, an unused nonce. The
+// nonce is stored (fsynced) before the write, so a crash cannot reopen it.
+func (g *Gate) authenticate(a *attempt, gateway string) (Result, bool) {
+	e := a.env
+	fail := func(reason string) (Result, bool) { return Result{ID: e.ID, Error: reason}, false }
+	if len(g.cfg.Signers) == 0 {
+		return fail(ReasonNoSigners)
+	}
+	if e.Sig == "" || e.Expires == "" || e.Nonce == "" {
+		return fail(ReasonUnsigned)
+	}
+	sig, err := base64.StdEncoding.DecodeString(e.Sig)
+	msg, cerr := Canonical(gateway, a.device, a.point, e)
+	if err != nil || cerr != nil || len(sig) != ed25519.SignatureSize {
+		return fail(ReasonBadSignature)
+	}
+	for _, s := range g.cfg.Signers {
+		if ed25519.Verify(s.Key, msg, sig) {
+			a.signer = s.Name
+			break
+		}
+	}
+	if a.signer == "" {
+		return fail(ReasonBadSignature)
+	}
+	expires, err := time.Parse(time.RFC3339, e.Expires)
+	now := g.cfg.Now()
+	switch {
+	case err != nil:
+		return Result{ID: e.ID, Error: ReasonMalformed + ": expires is not RFC 3339"}, false
+	case !expires.After(now):
+		return fail(ReasonExpired)
+	case expires.After(now.Add(g.cfg.MaxTTL)):
+		return fail(ReasonTooFarAhead)
+	}
+	fresh, err := g.useNonce(e.Nonce, expires)
+	if err != nil {
+		g.log.Error("nonce store", "err", err)
+		return fail(ReasonWriteFailed + ": nonce store unavailable")
+	}
+	if !fresh {
+		return fail(ReasonReplayed)
+	}
+	return Result{}, true
+}
+
+// useNonce records nonce; it reports false if it was seen before.
+func (g *Gate) useNonce(nonce string, expires time.Time) (fresh bool, err error) {
+	err = g.nonces.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketNonces)
+		if err != nil {
+			return err
+		}
+		if b.Get([]byte(nonce)) != nil {
+			return nil
+		}
+		fresh = true
+		return b.Put([]byte(nonce), binary.BigEndian.AppendUint64(nil, uint64(expires.Unix())))
+	})
+	return fresh, err
+}
+
+// pruneNonces forgets nonces whose commands expired over a day ago: an
+// expired command is refused anyway.
+func (g *Gate) pruneNonces() error {
+	cutoff := uint64(g.cfg.Now().Add(-24 * time.Hour).Unix())
+	return g.nonces.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketNonces)
+		if err != nil {
+			return err
+		}
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if len(v) == 8 && binary.BigEndian.Uint64(v) < cutoff {
+				if err := c.Delete(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+func (g *Gate) allowRate(key string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.cfg.Now()
+	times := g.recent[key]
+	for len(times) > 0 && now.Sub(times[0]) >= time.Minute {
+		times = times[1:]
+	}
+	if len(times) >= g.cfg.RatePerMinute {
+		g.recent[key] = times
+		return false
+	}
+	g.recent[key] = append(times, now)
+	return true
+}
+
+// answer publishes the result, logs the attempt and appends it to the audit
+// log. The value is not recorded: only who asked what of which point.
+func (g *Gate) answer(ctx context.Context, a attempt, r Result) {
+	entry := map[string]string{
+		"source": a.source, "id": a.env.ID, "device": a.device, "point": a.point,
+		"ok": fmt.Sprint(r.OK), "error": r.Error, "signer": a.signer,
+	}
+	if r.OK {
+		g.log.Info("command accepted", "source", a.source, "id", a.env.ID, "device", a.device, "point", a.point, "signer", a.signer)
+	} else {
+		g.log.Warn("command refused", "source", a.source, "id", a.env.ID, "device", a.device, "point", a.point, "reason", r.Error)
+	}
+	g.appendAudit(entry)
+	if g.cfg.Publish == nil {
+		return
+	}
+	if a.device != "" && a.point != "" {
+		payload, _ := json.Marshal(r)
+		topic := "lintel/" + g.cfg.GatewayID + "/" + a.device + "/" + a.point + "/set/result"
+		if err := g.cfg.Publish(ctx, topic, payload); err != nil {
+			g.log.Warn("cannot publish command result", "err", err)
+		}
+	}
+	event, _ := json.Marshal(struct {
+		TS     string            `json:"ts"`
+		Fields map[string]string `json:"fields"`
+	}{g.cfg.Now().UTC().Format(adapters.TimeFormat), entry})
+	g.cfg.Publish(ctx, "lintel/"+g.cfg.GatewayID+"/$commands", event)
+}
+
+const (
+	auditMaxBytes = 1 << 20
+	auditKeep     = 3
+)
+
+func (g *Gate) appendAudit(entry map[string]string) {
+	if g.cfg.AuditFile == "" {
+		return
+	}
+	g.auditMu.Lock()
+	defer g.auditMu.Unlock()
+	full := map[string]string{"ts": g.cfg.Now().UTC().Format(adapters.TimeFormat)}
+	for k, v := range entry {
+		full[k] = v
+	}
+	line, _ := json.Marshal(full)
+	if fi, err := os.Stat(g.cfg.AuditFile); err == nil && fi.Size()+int64(len(line)) > auditMaxBytes {
+		for i := auditKeep - 1; i >= 1; i-- {
+			os.Rename(fmt.Sprintf("%s.%d", g.cfg.AuditFile, i), fmt.Sprintf("%s.%d", g.cfg.AuditFile, i+1))
+		}
+		os.Rename(g.cfg.AuditFile, g.cfg.AuditFile+".1")
+	}
+	f, err := os.OpenFile(g.cfg.AuditFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		g.log.Error("command audit log", "err", err)
+		return
+	}
+	defer f.Close()
+	f.Write(append(line, '\n'))
+}
