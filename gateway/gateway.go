@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -20,6 +21,7 @@ import (
 	"github.com/lintel-gw/lintel/adapters/privacy"
 	"github.com/lintel-gw/lintel/adapters/serialline"
 	"github.com/lintel-gw/lintel/buffer"
+	"github.com/lintel-gw/lintel/gateway/command"
 	"github.com/lintel-gw/lintel/gateway/config"
 	"github.com/lintel-gw/lintel/gateway/uplink"
 	"github.com/lintel-gw/lintel/localbroker"
@@ -39,7 +41,12 @@ type Gateway struct {
 	broker  *localbroker.Broker
 	buses   map[string]adapters.Adapter
 	uplink  *uplink.Uplink // nil: buffer only
+	gate    *command.Gate
 	pubErrs atomic.Uint64
+
+	cmdCtx   context.Context // set by Run before commands can arrive
+	cmdSlots chan struct{}   // bounds local commands in progress
+	cmdWG    sync.WaitGroup
 }
 
 // Stats is a snapshot for status displays.
@@ -86,6 +93,7 @@ func New(cfg *config.Config, opts Options) (g *Gateway, err error) {
 		return nil, err
 	}
 	bcfg.Forward, bcfg.Spool = forward, g.queue
+	bcfg.ForwardExclude = []string{g.commandFilter()}
 	if g.broker, err = localbroker.New(bcfg, log); err != nil {
 		return nil, fmt.Errorf("local_broker: %w", err)
 	}
@@ -109,6 +117,10 @@ func New(cfg *config.Config, opts Options) (g *Gateway, err error) {
 		g.buses[b.Name] = bus
 	}
 
+	if g.gate, err = g.openGate(); err != nil {
+		return nil, err
+	}
+
 	if u := cfg.Uplink; u != nil {
 		tlsCfg, err := uplink.LoadTLS(u.TLS.CAFile, u.TLS.CertFile, u.TLS.KeyFile)
 		if err != nil {
@@ -122,12 +134,68 @@ func New(cfg *config.Config, opts Options) (g *Gateway, err error) {
 			MaxInflight: u.MaxInflight,
 			Version:     opts.Version,
 			Buffered:    func() uint64 { return g.queue.Stats().Records },
+			OnCommand: func(topic string, payload []byte) {
+				g.gate.Handle(g.cmdCtx, "cloud", topic, payload)
+			},
 		}, g.queue, log)
 		if err != nil {
 			return nil, fmt.Errorf("uplink: %w", err)
 		}
 	}
 	return g, nil
+}
+
+// commandFilter is where commands arrive: lintel/<gateway>/<device>/<point>/set.
+func (g *Gateway) commandFilter() string { return "lintel/" + g.cfg.Gateway.ID + "/+/+/set" }
+
+// openGate builds the command gate over every device's adapter.
+func (g *Gateway) openGate() (*command.Gate, error) {
+	cfg := g.cfg
+	cc := command.Config{
+		GatewayID: cfg.Gateway.ID,
+		Targets:   map[string]adapters.Writable{},
+		NonceFile: filepath.Join(cfg.Gateway.DataDir, "nonces.db"),
+		AuditFile: filepath.Join(cfg.Gateway.DataDir, "commands.log"),
+		Publish: func(ctx context.Context, topic string, payload []byte) error {
+			return g.broker.Publish(ctx, topic, payload, false, buffer.High)
+		},
+	}
+	for _, d := range cfg.Devices {
+		if w, ok := g.buses[d.Bus].(adapters.Writable); ok {
+			cc.Targets[d.Name] = w
+		}
+	}
+	if u := cfg.Uplink; u != nil {
+		cc.MaxTTL, cc.RatePerMinute = u.Commands.MaxTTL.D(), u.Commands.RatePerMinute
+		for i, path := range u.Commands.Signers {
+			s, err := command.LoadSigner(path)
+			if err != nil {
+				return nil, fmt.Errorf("uplink.commands.signers[%d]: %w", i, err)
+			}
+			cc.Signers = append(cc.Signers, s)
+		}
+	}
+	gate, err := command.Open(cc, g.log)
+	if err != nil {
+		return nil, fmt.Errorf("command gate: %w", err)
+	}
+	return gate, nil
+}
+
+// localCommand hands a local client's command to the gate without blocking
+// the publisher; at most 8 run at once, beyond that the client is told.
+func (g *Gateway) localCommand(topic string, payload []byte) {
+	payload = bytes.Clone(payload)
+	select {
+	case g.cmdSlots <- struct{}{}:
+	default:
+		g.log.Warn("command refused: too many in progress", "topic", topic)
+		return
+	}
+	g.cmdWG.Go(func() {
+		defer func() { <-g.cmdSlots }()
+		g.gate.Handle(g.cmdCtx, "local", topic, payload)
+	})
 }
 
 func brokerConfig(cfg *config.Config) (localbroker.Config, error) {
@@ -209,6 +277,7 @@ func newBus(b config.Bus, all []config.Device, log *slog.Logger) (*modbus.Bus, e
 			md.Points = append(md.Points, modbus.Point{
 				Name: p.Name, Table: table, Address: uint16(p.Address), Type: typ, Order: order,
 				Scale: scale, Offset: p.Offset, Unit: p.Unit, Writable: p.Writable, High: p.Priority == "high",
+				Critical: p.Critical, Min: p.Min, Max: p.Max,
 				Deadband: p.Report.Deadband, MaxInterval: p.Report.MaxInterval.D(),
 			})
 		}
@@ -284,7 +353,12 @@ func (g *Gateway) Stats() Stats {
 // is logged; the others keep running.
 func (g *Gateway) Run(ctx context.Context) error {
 	defer g.close()
+	g.cmdCtx, g.cmdSlots = ctx, make(chan struct{}, 8)
 	if err := g.broker.Start(); err != nil {
+		return fmt.Errorf("local broker: %w", err)
+	}
+	unsubscribe, err := g.broker.Subscribe(g.commandFilter(), g.localCommand)
+	if err != nil {
 		return fmt.Errorf("local broker: %w", err)
 	}
 	g.log.Info("gateway running", "id", g.cfg.Gateway.ID, "buses", len(g.buses), "uplink", g.uplink != nil)
@@ -318,6 +392,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 	}
 	g.log.Info("gateway stopping")
+	unsubscribe()
+	g.cmdWG.Wait() // commands in progress finish (their writes see ctx end)
 	stopAdapters()
 	adDone.Wait()
 	g.broker.Close()
@@ -347,6 +423,9 @@ func (g *Gateway) publish(ctx context.Context, m adapters.Message) error {
 }
 
 func (g *Gateway) close() {
+	if g.gate != nil {
+		g.gate.Close()
+	}
 	if g.queue != nil {
 		if err := g.queue.Close(); err != nil {
 			g.log.Error("closing buffer", "err", err)

@@ -3,11 +3,14 @@ package gateway_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -15,7 +18,9 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/lintel-gw/lintel/adapters/simulator"
 	"github.com/lintel-gw/lintel/gateway"
+	"github.com/lintel-gw/lintel/gateway/command"
 	"github.com/lintel-gw/lintel/gateway/config"
 	"github.com/lintel-gw/lintel/gateway/demo"
 	"github.com/lintel-gw/lintel/gateway/uplink/cloudtest"
@@ -321,4 +326,70 @@ func cardOf(payload string) string {
 	var p struct{ Fields map[string]string }
 	json.Unmarshal([]byte(payload), &p)
 	return p.Fields["card"]
+}
+
+// TestCommandsThroughTheCloud sends commands as an operator would, to the
+// cloud broker: a signed unlock reaches the door controller, a non-critical
+// fan command moves the Modbus coil, a forged unlock is refused, and every
+// result comes back on its result topic.
+func TestCommandsThroughTheCloud(t *testing.T) {
+	env, gw := startGateway(t)
+	if env.Doors == nil {
+		t.Skip("no pseudo-terminals")
+	}
+	waitUntil(t, "uplink connected", 10*time.Second, func() bool { return gw.Stats().Uplink.Connected })
+	pair, err := tls.LoadX509KeyPair(env.Operator.Cert, env.Operator.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := paho.NewClient(paho.NewClientOptions().AddBroker(env.Cloud.URL()).SetClientID("operator").SetProtocolVersion(4).
+		SetTLSConfig(&tls.Config{RootCAs: env.Cloud.CA.Pool(), Certificates: []tls.Certificate{pair}}))
+	if tok := op.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	defer op.Disconnect(100)
+	results := make(chan string, 10)
+	op.Subscribe("lintel/demo-gw/+/+/set/result", 1, func(_ paho.Client, m paho.Message) { results <- m.Topic() + " " + string(m.Payload()) })
+	key, err := command.LoadPrivateKey(env.SigningKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(point string, e command.Envelope) string {
+		b, _ := json.Marshal(e)
+		op.Publish("lintel/demo-gw/"+point+"/set", 1, false, b).WaitTimeout(5 * time.Second)
+		select {
+		case r := <-results:
+			return r
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no result for %s", point)
+			return ""
+		}
+	}
+
+	forger := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
+	forged, _ := command.NewEnvelope(forger, "demo-gw", "front-door", "unlock", json.RawMessage(`{"door":"2"}`), time.Minute)
+	if r := send("front-door/unlock", forged); !strings.Contains(r, `"ok":false`) || !strings.Contains(r, "signature invalid") {
+		t.Fatalf("forged unlock: %s", r)
+	}
+	for _, l := range env.Doors.Received() {
+		if strings.HasPrefix(l, "UNLOCK") {
+			t.Fatal("the door controller saw a forged UNLOCK")
+		}
+	}
+
+	unlock, _ := command.NewEnvelope(key, "demo-gw", "front-door", "unlock", json.RawMessage(`{"door":"2"}`), time.Minute)
+	if r := send("front-door/unlock", unlock); !strings.Contains(r, "front-door/unlock/set/result") || !strings.Contains(r, `"ok":true`) {
+		t.Fatalf("signed unlock: %s", r)
+	}
+	if !slices.Contains(env.Doors.Received(), "UNLOCK 2") {
+		t.Fatalf("door controller received %q", env.Doors.Received())
+	}
+
+	fan := command.Envelope{ID: "fan-off", Value: json.RawMessage(`false`)}
+	if r := send("ahu-1/fan_enable", fan); !strings.Contains(r, `"ok":true`) {
+		t.Fatalf("fan command: %s", r)
+	}
+	if env.Sim.Coil(simulator.UnitAHU, 10) {
+		t.Fatal("fan coil still on")
+	}
 }

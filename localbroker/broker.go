@@ -64,9 +64,12 @@ type Config struct {
 	Users     *Users
 	ACL       *ACL
 	Limits    Limits
-	// Forward lists the topic filters that are copied into Spool.
-	Forward []string
-	Spool   Spool
+	// Forward lists the topic filters that are copied into Spool, except
+	// topics matching ForwardExclude (commands: forwarding them would bring
+	// them back from the cloud a second time).
+	Forward        []string
+	ForwardExclude []string
+	Spool          Spool
 	// AppendTimeout bounds how long a client's QoS1 publish waits for the
 	// buffer before the client is disconnected (default 10s).
 	AppendTimeout time.Duration
@@ -131,7 +134,7 @@ func New(cfg Config, logger *slog.Logger) (*Broker, error) {
 		return nil, err
 	}
 	if len(cfg.Forward) > 0 && cfg.Spool != nil {
-		fwd := &forwardHook{filters: cfg.Forward, spool: cfg.Spool, timeout: cfg.AppendTimeout, log: log}
+		fwd := &forwardHook{forwarded: b.forwarded, spool: cfg.Spool, timeout: cfg.AppendTimeout, log: log}
 		if err := srv.AddHook(fwd, nil); err != nil {
 			return nil, err
 		}
@@ -255,6 +258,11 @@ func (b *Broker) Publish(ctx context.Context, topic string, payload []byte, reta
 }
 
 func (b *Broker) forwarded(topic string) bool {
+	for _, f := range b.cfg.ForwardExclude {
+		if MatchTopic(f, topic) {
+			return false
+		}
+	}
 	for _, f := range b.cfg.Forward {
 		if MatchTopic(f, topic) {
 			return true

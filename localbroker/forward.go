@@ -19,10 +19,10 @@ import (
 // PUBACK means the message is durable.
 type forwardHook struct {
 	mqtt.HookBase
-	filters []string
-	spool   Spool
-	timeout time.Duration
-	log     *slog.Logger
+	forwarded func(topic string) bool
+	spool     Spool
+	timeout   time.Duration
+	log       *slog.Logger
 }
 
 func (h *forwardHook) ID() string { return "lintel-forward" }
@@ -33,14 +33,7 @@ func (h *forwardHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 	if cl.Net.Inline { // Broker.Publish already spooled it
 		return pk, nil
 	}
-	forwarded := false
-	for _, f := range h.filters {
-		if MatchTopic(f, pk.TopicName) {
-			forwarded = true
-			break
-		}
-	}
-	if !forwarded {
+	if !h.forwarded(pk.TopicName) {
 		return pk, nil
 	}
 	rec := buffer.Record{Topic: pk.TopicName, Payload: bytes.Clone(pk.Payload), Retain: pk.FixedHeader.Retain}

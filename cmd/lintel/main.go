@@ -31,6 +31,7 @@ import (
 	"github.com/lintel-gw/lintel/buffer"
 	"github.com/lintel-gw/lintel/gateway"
 	"github.com/lintel-gw/lintel/gateway/audit"
+	"github.com/lintel-gw/lintel/gateway/command"
 	"github.com/lintel-gw/lintel/gateway/config"
 	"github.com/lintel-gw/lintel/gateway/demo"
 	"github.com/lintel-gw/lintel/localbroker"
@@ -51,6 +52,9 @@ commands:
                                       manage local broker users (bcrypt); add reads the
                                       password from the terminal, or one line of stdin
   buffer stats --config F [--json]    buffer depth, age and drops (daemon running or not)
+  keygen --out NAME                   Ed25519 command-signing key: NAME.key (0600), NAME.pub
+  sign --key NAME.key --gateway G --device D --point P --value V [--ttl 60s]
+                                      print a signed command envelope (pipe it to mosquitto_pub -s)
   version                             print the version
 `
 
@@ -94,6 +98,10 @@ func runCommand(ctx context.Context, cmd string, args []string, stdin io.Reader,
 		return cmdBuffer(args, stdout, stderr)
 	case "audit":
 		return cmdAudit(args, stdout, stderr)
+	case "keygen":
+		return cmdKeygen(args, stdout, stderr)
+	case "sign":
+		return cmdSign(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "lintel", version())
 		return nil
@@ -285,6 +293,55 @@ func printFindings(w io.Writer, findings []audit.Finding, onlyProblems bool) {
 		}
 	}
 	fmt.Fprintf(w, "audit: %d FAIL, %d WARN, %d PASS\n", count[audit.Fail], count[audit.Warn], count[audit.Pass])
+}
+
+func cmdKeygen(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("keygen", stderr)
+	out := fs.String("out", "", "write NAME.key (private, 0600) and NAME.pub")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return errors.New("keygen: --out NAME is required")
+	}
+	pub, err := command.GenerateKey(*out)
+	if err != nil {
+		return fmt.Errorf("keygen: %w", err)
+	}
+	fmt.Fprintf(stdout, "wrote %s.key (keep it offline, mode 0600) and %s.pub (list it under uplink.commands.signers)\nfingerprint %s\n",
+		*out, *out, command.Fingerprint(pub))
+	return nil
+}
+
+func cmdSign(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("sign", stderr)
+	keyFile := fs.String("key", "", "private key from lintel keygen")
+	gw := fs.String("gateway", "", "gateway id")
+	device := fs.String("device", "", "device name")
+	point := fs.String("point", "", "point or command name")
+	value := fs.String("value", "", `value as JSON, e.g. true, 21.5 or '{"door":"2"}'`)
+	ttl := fs.Duration("ttl", time.Minute, "how long the command stays valid (the gateway accepts up to its max_ttl)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *keyFile == "" || *gw == "" || *device == "" || *point == "" || *value == "" {
+		return errors.New("sign: --key, --gateway, --device, --point and --value are required")
+	}
+	if !json.Valid([]byte(*value)) {
+		return fmt.Errorf("sign: --value %q is not JSON (quote strings: '\"2\"')", *value)
+	}
+	key, err := command.LoadPrivateKey(*keyFile)
+	if err != nil {
+		return fmt.Errorf("sign: %w", err)
+	}
+	env, err := command.NewEnvelope(key, *gw, *device, *point, json.RawMessage(*value), *ttl)
+	if err != nil {
+		return fmt.Errorf("sign: %w", err)
+	}
+	b, _ := json.Marshal(env)
+	fmt.Fprintln(stdout, string(b))
+	fmt.Fprintf(stderr, "topic: lintel/%s/%s/%s/set\n", *gw, *device, *point)
+	return nil
 }
 
 func cmdCheck(args []string, stdout, stderr io.Writer) error {

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lintel-gw/lintel/gateway/command"
 	"github.com/lintel-gw/lintel/gateway/config"
 	"github.com/lintel-gw/lintel/localbroker"
 )
@@ -53,6 +54,7 @@ const (
 	CheckRoot        = "run-as-root"
 	CheckDataDir     = "data-dir"
 	CheckPrivacy     = "privacy"
+	CheckSigners     = "command-signers"
 )
 
 // Options describe the machine the gateway runs on.
@@ -84,6 +86,7 @@ func Run(cfg *config.Config, problems config.Problems, opts Options) []Finding {
 	a.root()
 	a.dataDir()
 	a.privacy()
+	a.signers()
 	return a.findings
 }
 
@@ -348,6 +351,42 @@ func (a *auditor) root() {
 		return
 	}
 	a.add(CheckRoot, Pass, fmt.Sprintf("runs as uid %d, not root", a.opts.ServiceUID), "")
+}
+
+// signers: critical points and commands need signer keys that load.
+func (a *auditor) signers() {
+	var critical []string
+	for _, d := range a.cfg.Devices {
+		for _, p := range d.Points {
+			if p.Critical {
+				critical = append(critical, d.Name+"/"+p.Name)
+			}
+		}
+		for _, c := range d.Commands {
+			if c.Critical {
+				critical = append(critical, d.Name+"/"+c.Name)
+			}
+		}
+	}
+	var signers []string
+	if a.cfg.Uplink != nil {
+		signers = a.cfg.Uplink.Commands.Signers
+	}
+	if len(critical) > 0 && len(signers) == 0 {
+		a.add(CheckSigners, Fail, fmt.Sprintf("critical targets (%s) but no uplink.commands.signers: they can never be commanded", strings.Join(critical, ", ")),
+			"create a key with `lintel keygen --out ops` offline and list ops.pub under uplink.commands.signers")
+		return
+	}
+	ok := true
+	for i, path := range signers {
+		if _, err := command.LoadSigner(path); err != nil {
+			ok = false
+			a.add(CheckSigners, Fail, fmt.Sprintf("uplink.commands.signers[%d]: %v", i, err), "point it at an Ed25519 public key from `lintel keygen`")
+		}
+	}
+	if ok {
+		a.add(CheckSigners, Pass, fmt.Sprintf("%d critical target(s), %d signer key(s); unsigned, expired and replayed commands are refused", len(critical), len(signers)), "")
+	}
 }
 
 // privacy fails on captured fields that look personal and have no rule.

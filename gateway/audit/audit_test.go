@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lintel-gw/lintel/gateway/command"
 	"github.com/lintel-gw/lintel/gateway/config"
 	"github.com/lintel-gw/lintel/gateway/pki"
 	"github.com/lintel-gw/lintel/localbroker"
@@ -37,6 +38,10 @@ func install(t *testing.T, example string, certValid time.Duration) (dir, path s
 	ca, _ := pki.NewCA("cloud", time.Hour)
 	pair, _ := ca.ClientValid("bldg-a-gw1", time.Now().Add(-time.Hour), time.Now().Add(certValid))
 	files := map[string][]byte{"cloud-ca.pem": ca.CertPEM, "bldg-a-gw1.pem": pair.CertPEM, "bldg-a-gw1.key": pair.KeyPEM}
+	os.MkdirAll(filepath.Join(etc, "signers"), 0o700)
+	if _, err := command.GenerateKey(filepath.Join(etc, "signers", "ops")); err != nil {
+		t.Fatal(err)
+	}
 	for name, b := range files {
 		if err := os.WriteFile(filepath.Join(etc, name), b, 0o600); err != nil {
 			t.Fatal(err)
@@ -98,6 +103,7 @@ devices:
   - name: door
     bus: doors
     events: [{name: access, match: '^EVT CARD=(?P<card>\d+) NAME=(?P<holder_name>.*)$', privacy: {card: pseudonymize}}]
+    commands: [{name: unlock, send: "UNLOCK\r\n", critical: true}]
 `
 	dir, path, _ := install(t, weak, -time.Minute) // expired a minute ago
 	os.Chmod(filepath.Join(dir, "etc", "users"), 0o644)
@@ -116,6 +122,7 @@ devices:
 		CheckRoot:        {"root"},
 		CheckDataDir:     {"mode 0755"},
 		CheckPrivacy:     {`"holder_name" looks personal`},
+		CheckSigners:     {"door/unlock", "no uplink.commands.signers"},
 	}
 	for check, fragments := range want {
 		var reasons []string

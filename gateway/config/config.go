@@ -169,6 +169,9 @@ type Point struct {
 	Offset   float64  `yaml:"offset"`
 	Unit     string   `yaml:"unit"`
 	Writable bool     `yaml:"writable"`
+	Critical bool     `yaml:"critical"` // writes need a signed command
+	Min      *float64 `yaml:"min"`      // bounds of a written value
+	Max      *float64 `yaml:"max"`
 	Priority string   `yaml:"priority"` // normal (default) or high: delivered first, evicted last
 	Report   Report   `yaml:"report"`
 }
@@ -186,6 +189,16 @@ type Uplink struct {
 	Forward     []string  `yaml:"forward"`
 	TopicPrefix string    `yaml:"topic_prefix"`
 	MaxInflight int       `yaml:"max_inflight"`
+	Commands    Commands  `yaml:"commands"`
+}
+
+// Commands configures the command gate.
+type Commands struct {
+	// Signers are Ed25519 public keys (PEM, from `lintel keygen`) whose
+	// signatures authorise critical commands.
+	Signers       []string `yaml:"signers"`
+	MaxTTL        Duration `yaml:"max_ttl"`         // default 5m
+	RatePerMinute int      `yaml:"rate_per_minute"` // per point, default 30
 }
 
 // ClientTLS is the uplink's mutual TLS material.

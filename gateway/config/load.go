@@ -141,6 +141,9 @@ func (c *Config) resolvePaths() {
 		abs(&u.TLS.CAFile)
 		abs(&u.TLS.CertFile)
 		abs(&u.TLS.KeyFile)
+		for i := range u.Commands.Signers {
+			abs(&u.Commands.Signers[i])
+		}
 	}
 }
 

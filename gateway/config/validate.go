@@ -212,6 +212,9 @@ func (cfg *Config) validate() Problems {
 		if strings.ContainsAny(u.TopicPrefix, "+#") {
 			c.add("uplink.topic_prefix", "prefix %q must not contain wildcards", u.TopicPrefix)
 		}
+		if ttl := u.Commands.MaxTTL.D(); ttl < 0 || ttl > time.Hour {
+			c.add("uplink.commands.max_ttl", "%v; want up to 1h (a signed command stays usable this long)", ttl)
+		}
 		if u.MaxInflight < 1 || u.MaxInflight > 65535 {
 			c.add("uplink.max_inflight", "%d is out of range 1-65535", u.MaxInflight)
 		}
@@ -364,6 +367,9 @@ func (c *checker) point(path string, pt Point) {
 		c.add(path+".type", "type bool needs table coil or discrete, not %q", pt.Table)
 	case !table.IsBits() && pt.Address+typ.Registers() > 65536:
 		c.add(path+".address", "%s at %d runs past register 65535", pt.Type, pt.Address)
+	}
+	if (pt.Critical || pt.Min != nil || pt.Max != nil) && !pt.Writable {
+		c.add(path+".writable", "critical, min and max apply to writable points; set writable: true or remove them")
 	}
 	if pt.Writable && table != modbus.Coil && table != modbus.Holding {
 		c.add(path+".writable", "table %q is read-only; only coil and holding points can be writable", pt.Table)

@@ -25,6 +25,7 @@ import (
 	"github.com/lintel-gw/lintel/adapters/simulator"
 	"github.com/lintel-gw/lintel/configs"
 	"github.com/lintel-gw/lintel/gateway"
+	"github.com/lintel-gw/lintel/gateway/command"
 	"github.com/lintel-gw/lintel/gateway/config"
 	"github.com/lintel-gw/lintel/gateway/pki"
 	"github.com/lintel-gw/lintel/gateway/uplink/cloudtest"
@@ -54,7 +55,11 @@ type Env struct {
 	User     string // read-only local broker user
 	Password string
 	DataDir  string
-	temp     bool
+	// SigningKey signs critical commands (its .pub is the gateway's signer);
+	// Operator is a cloud client certificate for sending them.
+	SigningKey string
+	Operator   pki.Files
+	temp       bool
 }
 
 // Prepare starts the simulator and the cloud broker, writes certificates
@@ -104,6 +109,19 @@ func Prepare(opts Options) (env *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
+	operator, err := ca.Client("operator", 24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	if env.Operator, err = pki.WriteFiles(certDir, "operator", ca, operator); err != nil {
+		return nil, err
+	}
+	env.SigningKey = filepath.Join(env.DataDir, "ops.key")
+	if _, err := os.Stat(env.SigningKey); err != nil {
+		if _, err := command.GenerateKey(strings.TrimSuffix(env.SigningKey, ".key")); err != nil {
+			return nil, err
+		}
+	}
 	env.Password = randomPassword()
 	users := localbroker.NewUsers()
 	if err := users.Set(env.User, []byte(env.Password)); err != nil {
@@ -130,6 +148,7 @@ func Prepare(opts Options) (env *Env, err error) {
 	}
 	cfg.Uplink.Broker = env.Cloud.URL()
 	cfg.Uplink.TLS = config.ClientTLS{CAFile: files.CA, CertFile: files.Cert, KeyFile: files.Key}
+	cfg.Uplink.Commands.Signers = []string{strings.TrimSuffix(env.SigningKey, ".key") + ".pub"}
 	env.Config = cfg
 	return env, nil
 }
@@ -148,6 +167,11 @@ func (e *Env) Close() {
 	if e.temp {
 		os.RemoveAll(e.DataDir)
 	}
+}
+
+func cloudPort(addr string) string {
+	_, port, _ := strings.Cut(addr, ":")
+	return port
 }
 
 func randomPassword() string {
@@ -195,9 +219,13 @@ func Run(ctx context.Context, opts Options) error {
   watch it      mosquitto_sub -h %s -p %s -u %s -P %s -t 'lintel/#' -v
   cloud broker  %s   (requires a client certificate from the demo CA)
   data dir      %s (%s)
+  unlock door 2 with a signed command through the cloud (in another terminal, while this runs):
+    go run ./cmd/lintel sign --key %s --gateway %s --device front-door --point unlock --value '{"door":"2"}' \
+      | mosquitto_pub -h 127.0.0.1 -p %s --cafile %s --cert %s --key %s -t lintel/%s/front-door/unlock/set -s
 Readings as the cloud receives them (Ctrl-C stops):
 
-`, local, env.User, env.Password, host, port, env.User, env.Password, env.Cloud.URL(), env.DataDir, where)
+`, local, env.User, env.Password, host, port, env.User, env.Password, env.Cloud.URL(), env.DataDir, where,
+		env.SigningKey, env.Config.Gateway.ID, cloudPort(env.Cloud.Addr()), env.Operator.CA, env.Operator.Cert, env.Operator.Key, env.Config.Gateway.ID)
 
 	tick := time.NewTicker(opts.SummaryEvery)
 	defer tick.Stop()

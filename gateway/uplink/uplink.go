@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +49,10 @@ type Config struct {
 	Version     string // reported in the online status
 	// Buffered, if set, reports the buffer depth for the online status.
 	Buffered func() uint64
+	// OnCommand, if set, receives messages on the gateway's command topics
+	// (lintel/<gateway>/+/+/set under TopicPrefix, prefix removed). It runs
+	// on its own goroutine per message.
+	OnCommand func(topic string, payload []byte)
 	// DrainTimeout bounds how long Run waits for in-flight PUBACKs at
 	// shutdown (default 2s).
 	DrainTimeout time.Duration
@@ -248,6 +253,17 @@ func (u *Uplink) session(ctx context.Context) error {
 	if err := waitToken(ctx, client.Publish(u.StatusTopic(), 1, true, u.onlineStatus())); err != nil {
 		client.Disconnect(0)
 		return fmt.Errorf("publish online status: %w", err)
+	}
+
+	if u.cfg.OnCommand != nil {
+		filter := u.cfg.TopicPrefix + "lintel/" + u.cfg.GatewayID + "/+/+/set"
+		tok := client.Subscribe(filter, 1, func(_ paho.Client, m paho.Message) {
+			u.cfg.OnCommand(strings.TrimPrefix(m.Topic(), u.cfg.TopicPrefix), m.Payload())
+		})
+		if err := waitToken(ctx, tok); err != nil {
+			client.Disconnect(0)
+			return fmt.Errorf("subscribe to commands: %w", err)
+		}
 	}
 
 	sctx, cancel := context.WithCancelCause(ctx)
