@@ -18,11 +18,19 @@ import (
 
 // Point is one value on a device.
 type Point struct {
-	Name     string
-	Table    Table
-	Address  uint16
-	Type     Type
-	Order    Order
+	Name    string
+	Table   Table
+	Address uint16
+	Type    Type
+	Order   Order
+	// Bit selects one bit (0 = least significant) of a register for a bool
+	// point on the input or holding table; nil for whole values.
+	Bit *uint8
+	// Length is the number of registers of a String point.
+	Length uint16
+	// Labels name integer values (0 = "closed", 1 = "open"); a labelled
+	// value is published as its label, and a label can be written.
+	Labels   map[int64]string
 	Scale    float64 // 0 means 1
 	Offset   float64
 	Unit     string
@@ -136,6 +144,17 @@ func NewBus(cfg BusConfig, devices []Device, logger *slog.Logger) (*Bus, error) 
 
 // planRequests merges points of the same table into the fewest read requests: points
 // that are adjacent or overlap share a request, up to the protocol limits.
+// size is how many registers (or bits) a point occupies.
+func (p Point) size() uint16 {
+	switch {
+	case p.Table.IsBits(), p.Bit != nil:
+		return 1
+	case p.Type == String:
+		return p.Length
+	}
+	return uint16(p.Type.Registers())
+}
+
 func planRequests(points []Point) []request {
 	sorted := slices.Clone(points)
 	slices.SortStableFunc(sorted, func(a, b Point) int {
@@ -146,10 +165,10 @@ func planRequests(points []Point) []request {
 	})
 	var plan []request
 	for _, p := range sorted {
-		size := uint16(p.Type.Registers())
+		size := p.size()
 		limit := uint16(maxRegisters)
 		if p.Table.IsBits() {
-			size, limit = 1, maxBits
+			limit = maxBits
 		}
 		if n := len(plan); n > 0 {
 			r := &plan[n-1]
@@ -263,17 +282,27 @@ func (d *deviceState) shouldPublish(p Point, v any, at time.Time) bool {
 	if at.Sub(last.at) >= maxInterval {
 		return true
 	}
-	switch v := v.(type) {
-	case float64:
-		old, _ := last.v.(float64)
-		diff := math.Abs(v - old)
+	if n, ok := number(v); ok {
+		old, _ := number(last.v)
+		diff := math.Abs(n - old)
 		if p.Deadband > 0 {
 			return diff > p.Deadband
 		}
 		return diff != 0
-	default:
-		return v != last.v
 	}
+	return v != last.v
+}
+
+func number(v any) (float64, bool) {
+	switch v := v.(type) {
+	case float64:
+		return v, true
+	case int64:
+		return float64(v), true
+	case uint64:
+		return float64(v), true
+	}
+	return 0, false
 }
 
 // read performs one request and returns a function that extracts each
@@ -310,7 +339,10 @@ func (b *Bus) read(unit uint8, r request) (func(Point) any, error) {
 		}
 		return func(p Point) any {
 			off := int(p.Address - r.start)
-			raw, err := decodeRegisters(p.Type, p.Order, regs[off:off+p.Type.Registers()])
+			if p.Bit != nil {
+				return regs[off]>>*p.Bit&1 == 1
+			}
+			raw, err := decodeValue(p.Type, p.Order, regs[off:off+int(p.size())])
 			if err != nil {
 				return nil
 			}
@@ -319,12 +351,42 @@ func (b *Bus) read(unit uint8, r request) (func(Point) any, error) {
 	}
 }
 
-func engineering(p Point, raw float64) float64 {
+// engineering applies labels, scale and offset. Integers without scale or
+// offset stay exact integers (a 64-bit energy counter must not round).
+func engineering(p Point, raw any) any {
+	var f float64
+	switch v := raw.(type) {
+	case string:
+		return v
+	case float64:
+		f = v
+	case int64:
+		if label, ok := p.Labels[v]; ok {
+			return label
+		}
+		if (p.Scale == 0 || p.Scale == 1) && p.Offset == 0 {
+			return v
+		}
+		f = float64(v)
+	case uint64:
+		if label, ok := p.Labels[int64(v)]; ok && v <= math.MaxInt64 {
+			return label
+		}
+		if (p.Scale == 0 || p.Scale == 1) && p.Offset == 0 {
+			return v
+		}
+		f = float64(v)
+	}
+	if len(p.Labels) > 0 && f == math.Trunc(f) {
+		if label, ok := p.Labels[int64(f)]; ok {
+			return label
+		}
+	}
 	scale := p.Scale
 	if scale == 0 {
 		scale = 1
 	}
-	return raw*scale + p.Offset
+	return f*scale + p.Offset
 }
 
 // connect returns the open client addressed to unit, opening it if needed.
@@ -409,9 +471,16 @@ func (b *Bus) prepare(w adapters.WriteRequest) (*deviceState, Point, bool, []uin
 		}
 		return d, p, on, nil, nil
 	}
+	if label, isLabel := v.(string); isLabel && len(p.Labels) > 0 {
+		for raw, l := range p.Labels {
+			if l == label {
+				v = float64(raw)
+			}
+		}
+	}
 	num, ok := v.(float64)
 	if !ok {
-		return nil, p, false, nil, fmt.Errorf("%s/%s: %w: want a number, got %s", w.Device, w.Point, ErrBadValue, w.Value)
+		return nil, p, false, nil, fmt.Errorf("%s/%s: %w: want a number or a label, got %s", w.Device, w.Point, ErrBadValue, w.Value)
 	}
 	if p.Min != nil && num < *p.Min || p.Max != nil && num > *p.Max {
 		return nil, p, false, nil, fmt.Errorf("%s/%s: %w: %v is outside the allowed range", w.Device, w.Point, ErrBadValue, num)

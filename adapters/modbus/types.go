@@ -47,9 +47,12 @@ const (
 	Uint32
 	Float32
 	Float64
+	Int64
+	Uint64
+	String // Length registers of text, two characters each
 )
 
-var typeNames = []string{"bool", "int16", "uint16", "int32", "uint32", "float32", "float64"}
+var typeNames = []string{"bool", "int16", "uint16", "int32", "uint32", "float32", "float64", "int64", "uint64", "string"}
 
 func (t Type) String() string { return typeNames[t] }
 
@@ -63,13 +66,16 @@ func ParseType(s string) (Type, error) {
 }
 
 // Registers is how many 16-bit registers a value of type t occupies (1 for
-// bool, which is one bit in a bit table).
+// bool, which is one bit in a bit table or of a register; 0 for string,
+// whose length the point gives).
 func (t Type) Registers() int {
 	switch t {
 	case Int32, Uint32, Float32:
 		return 2
-	case Float64:
+	case Float64, Int64, Uint64:
 		return 4
+	case String:
+		return 0
 	default:
 		return 1
 	}
@@ -136,6 +142,34 @@ func (o Order) fromBigEndian(b []byte) []uint16 {
 	return regs
 }
 
+// decodeValue interprets a point's registers: integers stay exact (int64 or
+// uint64), floats are float64, strings have trailing NULs and spaces cut.
+func decodeValue(t Type, o Order, regs []uint16) (any, error) {
+	switch t {
+	case Int64, Uint64:
+		if len(regs) != 4 {
+			return nil, fmt.Errorf("%s needs 4 registers, got %d", t, len(regs))
+		}
+		u := binary.BigEndian.Uint64(o.toBigEndian(regs))
+		if t == Int64 {
+			return int64(u), nil
+		}
+		return u, nil
+	case String:
+		b := make([]byte, 2*len(regs))
+		for i, r := range regs {
+			binary.BigEndian.PutUint16(b[2*i:], r)
+		}
+		if o == BADC || o == DCBA { // low byte first within each register
+			for i := 0; i < len(b); i += 2 {
+				b[i], b[i+1] = b[i+1], b[i]
+			}
+		}
+		return strings.ToValidUTF8(strings.TrimRight(string(b), "\x00 "), "\uFFFD"), nil
+	}
+	return decodeRegisters(t, o, regs)
+}
+
 // decodeRegisters interprets exactly t.Registers() registers as a raw number.
 func decodeRegisters(t Type, o Order, regs []uint16) (float64, error) {
 	if len(regs) != t.Registers() {
@@ -155,8 +189,12 @@ func decodeRegisters(t Type, o Order, regs []uint16) (float64, error) {
 		return float64(math.Float32frombits(binary.BigEndian.Uint32(b))), nil
 	case Float64:
 		return math.Float64frombits(binary.BigEndian.Uint64(b)), nil
+	case Int64:
+		return float64(int64(binary.BigEndian.Uint64(b))), nil
+	case Uint64:
+		return float64(binary.BigEndian.Uint64(b)), nil
 	}
-	return 0, fmt.Errorf("type %s is not a register type", t)
+	return 0, fmt.Errorf("type %s is not a number type", t)
 }
 
 // encodeRegisters is the inverse of decodeRegisters; it refuses values the
@@ -200,6 +238,16 @@ func encodeRegisters(t Type, o Order, v float64) ([]uint16, error) {
 		binary.BigEndian.PutUint32(b, math.Float32bits(float32(v)))
 	case Float64:
 		binary.BigEndian.PutUint64(b, math.Float64bits(v))
+	case Int64:
+		if err := integer(-(1 << 63), 1<<63-1024); err != nil { // float64 cannot hold 2^63-1 exactly
+			return nil, err
+		}
+		binary.BigEndian.PutUint64(b, uint64(int64(v)))
+	case Uint64:
+		if err := integer(0, 1<<64-2048); err != nil {
+			return nil, err
+		}
+		binary.BigEndian.PutUint64(b, uint64(v))
 	default:
 		return nil, fmt.Errorf("type %s is not a register type", t)
 	}
