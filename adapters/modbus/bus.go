@@ -51,6 +51,11 @@ type Device struct {
 	Unit   uint8
 	Poll   time.Duration
 	Points []Point
+	// MaxRegisters caps one read request (default 125; some devices take
+	// fewer). MaxGap lets a request span up to this many unused registers
+	// (or bits) between points (default 0: only adjacent points merge).
+	MaxRegisters uint16
+	MaxGap       uint16
 }
 
 // BusConfig describes how to reach the bus.
@@ -59,6 +64,12 @@ type BusConfig struct {
 	// URL is a simonvetter/modbus client URL, e.g. tcp://10.0.5.20:502.
 	URL     string
 	Timeout time.Duration
+	// Pause is the quiet time between two transactions, for slow devices
+	// and RS-485 converters that need time to turn around.
+	Pause time.Duration
+	// Retries is how often a failed request is repeated within one poll
+	// before it counts as a failure (default 1).
+	Retries int
 	// Serial applies to rtu:// URLs only.
 	Serial Serial
 	// OfflineAfter is the number of failed polls in a row after which a
@@ -132,12 +143,15 @@ func NewBus(cfg BusConfig, devices []Device, logger *slog.Logger) (*Bus, error) 
 	if cfg.OfflineAfter <= 0 {
 		cfg.OfflineAfter = 3
 	}
+	if cfg.Retries < 0 {
+		cfg.Retries = 0
+	}
 	b := &Bus{cfg: cfg, log: logger.With("component", "modbus", "bus", cfg.Name)}
 	for _, d := range devices {
 		if d.Poll <= 0 {
 			d.Poll = 5 * time.Second
 		}
-		b.devices = append(b.devices, &deviceState{Device: d, plan: planRequests(d.Points), last: map[string]published{}})
+		b.devices = append(b.devices, &deviceState{Device: d, plan: planRequests(d.Points, d.MaxRegisters, d.MaxGap), last: map[string]published{}})
 	}
 	return b, nil
 }
@@ -155,7 +169,10 @@ func (p Point) size() uint16 {
 	return uint16(p.Type.Registers())
 }
 
-func planRequests(points []Point) []request {
+func planRequests(points []Point, maxRegs, maxGap uint16) []request {
+	if maxRegs == 0 || maxRegs > maxRegisters {
+		maxRegs = maxRegisters
+	}
 	sorted := slices.Clone(points)
 	slices.SortStableFunc(sorted, func(a, b Point) int {
 		if a.Table != b.Table {
@@ -166,14 +183,14 @@ func planRequests(points []Point) []request {
 	var plan []request
 	for _, p := range sorted {
 		size := p.size()
-		limit := uint16(maxRegisters)
+		limit, gap := maxRegs, maxGap
 		if p.Table.IsBits() {
-			limit = maxBits
+			limit, gap = maxBits, max(maxGap, 16*maxGap) // bits are cheap
 		}
 		if n := len(plan); n > 0 {
 			r := &plan[n-1]
 			end := max(r.start+r.count, p.Address+size)
-			if r.table == p.Table && p.Address <= r.start+r.count && end-r.start <= limit {
+			if r.table == p.Table && int(p.Address) <= int(r.start)+int(r.count)+int(gap) && end-r.start <= limit {
 				r.count = end - r.start
 				r.points = append(r.points, p)
 				continue
@@ -227,6 +244,9 @@ func (b *Bus) poll(ctx context.Context, d *deviceState, pub adapters.Publisher) 
 	var firstErr error
 	for _, r := range d.plan {
 		values, err := b.read(d.Unit, r)
+		for try := 1; err != nil && try <= b.cfg.Retries && ctx.Err() == nil; try++ {
+			values, err = b.read(d.Unit, r)
+		}
 		if err != nil {
 			firstErr = fmt.Errorf("unit %d: read %s %d+%d: %w", d.Unit, r.table, r.start, r.count, err)
 			break
@@ -310,6 +330,7 @@ func number(v any) (float64, bool) {
 func (b *Bus) read(unit uint8, r request) (func(Point) any, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	defer b.pause()
 	c, err := b.connect(unit)
 	if err != nil {
 		return nil, err
@@ -387,6 +408,13 @@ func engineering(p Point, raw any) any {
 		scale = 1
 	}
 	return f*scale + p.Offset
+}
+
+// pause keeps the line quiet between transactions; callers hold b.mu.
+func (b *Bus) pause() {
+	if b.cfg.Pause > 0 {
+		time.Sleep(b.cfg.Pause)
+	}
 }
 
 // connect returns the open client addressed to unit, opening it if needed.

@@ -109,7 +109,7 @@ func TestPlanMergesAdjacentPoints(t *testing.T) {
 		{Name: "in", Table: Input, Address: 100, Type: Uint16},
 		{Name: "c1", Table: Coil, Address: 10, Type: Bool},
 		{Name: "c2", Table: Coil, Address: 11, Type: Bool},
-	})
+	}, 0, 0)
 	type req struct {
 		table        Table
 		start, count uint16
@@ -126,12 +126,30 @@ func TestPlanMergesAdjacentPoints(t *testing.T) {
 	}
 }
 
+func TestPlanGapAndDeviceLimit(t *testing.T) {
+	points := []Point{
+		{Name: "a", Table: Holding, Address: 0, Type: Uint16},
+		{Name: "b", Table: Holding, Address: 5, Type: Uint16}, // 4 unused registers between
+		{Name: "c", Table: Holding, Address: 30, Type: Uint16},
+	}
+	if n := len(planRequests(points, 0, 0)); n != 3 {
+		t.Fatalf("without max_gap: %d requests, want 3", n)
+	}
+	plan := planRequests(points, 0, 4)
+	if len(plan) != 2 || plan[0].count != 6 {
+		t.Fatalf("max_gap 4: %+v, want 0+6 and 30+1", plan)
+	}
+	if n := len(planRequests(points, 4, 100)); n != 3 {
+		t.Fatalf("max_registers 4: %d requests, want 3", n)
+	}
+}
+
 func TestPlanRespectsRegisterLimit(t *testing.T) {
 	var points []Point
 	for a := uint16(0); a < 200; a += 2 {
 		points = append(points, Point{Name: "p", Table: Holding, Address: a, Type: Float32})
 	}
-	for _, r := range planRequests(points) {
+	for _, r := range planRequests(points, 0, 0) {
 		if r.count > maxRegisters {
 			t.Fatalf("request of %d registers exceeds %d", r.count, maxRegisters)
 		}

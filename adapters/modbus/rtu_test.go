@@ -1,6 +1,7 @@
 package modbus
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,5 +48,49 @@ func TestRTUPollsTwoUnits(t *testing.T) {
 	}
 	if s.BadFrames.Load() != 0 || s.Pipelined.Load() != 0 {
 		t.Fatalf("bad frames %d, pipelined %d", s.BadFrames.Load(), s.Pipelined.Load())
+	}
+}
+
+func unitRequests(s *modbustest.Slave, unit uint8) uint64 {
+	if c, ok := s.PerUnit.Load(unit); ok {
+		return c.(*atomic.Uint64).Load()
+	}
+	return 0
+}
+
+// TestRTUNoInterleavingAndSilentDeviceBudget: two devices share one RTU
+// line. Their frames never overlap (the slave sees no pipelined or broken
+// request), and while one device is silent the other loses no more poll
+// time than the silent one's timeouts take.
+func TestRTUNoInterleavingAndSilentDeviceBudget(t *testing.T) {
+	s := startSlave(t, 0)
+	s.SetHolding(1, 0, 1, 2, 3, 4)
+	s.SetHolding(2, 0, 5, 6, 7, 8)
+	const poll, timeout, window = 20 * time.Millisecond, 100 * time.Millisecond, 2 * time.Second
+	dev := func(name string, unit uint8) Device {
+		return Device{Name: name, Unit: unit, Poll: poll, Points: []Point{{Name: "r", Table: Holding, Address: 0, Type: Uint16, MaxInterval: time.Nanosecond}}}
+	}
+	bus := rtuBus(t, s, timeout, dev("a", 1), dev("b", 2))
+	runBus(t, bus)
+
+	time.Sleep(window)
+	if s.Pipelined.Load() != 0 || s.BadFrames.Load() != 0 {
+		t.Fatalf("frames interleaved: %d pipelined, %d broken", s.Pipelined.Load(), s.BadFrames.Load())
+	}
+	healthy := unitRequests(s, 1)
+
+	s.SetSilent(2, true)
+	time.Sleep(300 * time.Millisecond) // let it go offline
+	a0, b0 := unitRequests(s, 1), unitRequests(s, 2)
+	time.Sleep(window)
+	a, b := unitRequests(s, 1)-a0, unitRequests(s, 2)-b0
+	budget := window - time.Duration(b)*timeout // bus time left after the silent unit's timeouts
+	want := uint64(float64(budget/poll) * 0.7)
+	t.Logf("healthy: unit 1 polled %d times in %v; with unit 2 silent: %d (unit 2 tried %d times, budget %v, want ≥ %d)", healthy, window, a, b, budget, want)
+	if a < want {
+		t.Fatalf("unit 1 polled %d times while unit 2 was silent; its timeouts leave room for %d", a, want)
+	}
+	if b > 10 {
+		t.Fatalf("silent unit 2 was tried %d times in %v: no backoff", b, window)
 	}
 }
