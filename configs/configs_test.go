@@ -26,6 +26,18 @@ func TestEveryConfigParses(t *testing.T) {
 	}
 }
 
+func TestEveryProfileParses(t *testing.T) {
+	files, _ := filepath.Glob("profiles/*.yaml")
+	if len(files) < 3 {
+		t.Fatalf("found only %v", files)
+	}
+	for _, f := range files {
+		if _, ps := config.LoadProfile(f); len(ps) > 0 {
+			t.Errorf("%s:\n%v", f, ps)
+		}
+	}
+}
+
 func TestDemoIsEmbedded(t *testing.T) {
 	onDisk, err := os.ReadFile("demo.yaml")
 	if err != nil || string(onDisk) != string(Demo) || !strings.Contains(string(Demo), "demo-gw") {

@@ -257,6 +257,8 @@ func newBus(b config.Bus, all []config.Device, log *slog.Logger) (*modbus.Bus, e
 		url = "tcp://" + b.Address
 	case "modbus-rtu":
 		url = "rtu://" + b.Port
+	case "modbus-rtu-over-tcp":
+		url = "rtuovertcp://" + b.Address
 	default:
 		return nil, fmt.Errorf("unsupported bus type %q", b.Type)
 	}
@@ -265,7 +267,7 @@ func newBus(b config.Bus, all []config.Device, log *slog.Logger) (*modbus.Bus, e
 		if d.Bus != b.Name {
 			continue
 		}
-		md := modbus.Device{Name: d.Name, Unit: uint8(d.Unit), Poll: d.Poll.D()}
+		md := modbus.Device{Name: d.Name, Unit: uint8(d.Unit), Poll: d.Poll.D(), MaxRegisters: uint16(d.MaxRegisters), MaxGap: uint16(d.MaxGap)}
 		for _, p := range d.Points {
 			table, _ := modbus.ParseTable(p.Table) // validated by config
 			typ, _ := modbus.ParseType(p.Type)
@@ -274,7 +276,13 @@ func newBus(b config.Bus, all []config.Device, log *slog.Logger) (*modbus.Bus, e
 			if p.Scale != nil {
 				scale = *p.Scale
 			}
+			var bit *uint8
+			if p.Bit != nil {
+				b := uint8(*p.Bit)
+				bit = &b
+			}
 			md.Points = append(md.Points, modbus.Point{
+				Bit: bit, Length: uint16(p.Length), Labels: p.Labels,
 				Name: p.Name, Table: table, Address: uint16(p.Address), Type: typ, Order: order,
 				Scale: scale, Offset: p.Offset, Unit: p.Unit, Writable: p.Writable, High: p.Priority == "high",
 				Critical: p.Critical, Min: p.Min, Max: p.Max,
@@ -284,7 +292,7 @@ func newBus(b config.Bus, all []config.Device, log *slog.Logger) (*modbus.Bus, e
 		devices = append(devices, md)
 	}
 	return modbus.NewBus(modbus.BusConfig{
-		Name: b.Name, URL: url, Timeout: b.Timeout.D(),
+		Name: b.Name, URL: url, Timeout: b.Timeout.D(), Pause: b.Pause.D(), Retries: *b.Retries,
 		Serial: modbus.Serial{Baud: b.Baud, Parity: b.Parity, StopBits: b.StopBits},
 	}, devices, log)
 }

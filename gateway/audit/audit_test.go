@@ -47,6 +47,12 @@ func install(t *testing.T, example string, certValid time.Duration) (dir, path s
 			t.Fatal(err)
 		}
 	}
+	profiles, _ := filepath.Glob("../../configs/profiles/*.yaml")
+	os.MkdirAll(filepath.Join(etc, "profiles"), 0o700)
+	for _, p := range profiles {
+		b, _ := os.ReadFile(p)
+		os.WriteFile(filepath.Join(etc, "profiles", filepath.Base(p)), b, 0o600)
+	}
 	text := strings.ReplaceAll(example, "/etc/lintel/", etc+"/")
 	text = strings.ReplaceAll(text, "/var/lib/lintel", data)
 	path = filepath.Join(etc, "lintel.yaml")

@@ -97,6 +97,9 @@ type Bus struct {
 	Parity   string   `yaml:"parity"` // none, even, odd
 	StopBits int      `yaml:"stop_bits"`
 	Timeout  Duration `yaml:"timeout"`
+	// Modbus: quiet time between transactions, and retries of a failed request.
+	Pause   Duration `yaml:"pause"`
+	Retries *int     `yaml:"retries"` // default 1
 	// serial-line framing.
 	Framing     string `yaml:"framing"`      // delimiter (default), stx-etx, fixed, length-prefix
 	Delimiter   string `yaml:"delimiter"`    // default "\r\n"
@@ -108,14 +111,18 @@ type Bus struct {
 // Device is one device on a bus: Modbus devices have points, serial-line
 // devices have events, requests and commands.
 type Device struct {
-	Name     string    `yaml:"name"`
-	Bus      string    `yaml:"bus"`
-	Unit     int       `yaml:"unit"`
-	Poll     Duration  `yaml:"poll"`
-	Points   []Point   `yaml:"points"`
-	Events   []Event   `yaml:"events"`
-	Requests []Request `yaml:"requests"`
-	Commands []Command `yaml:"commands"`
+	Name    string   `yaml:"name"`
+	Bus     string   `yaml:"bus"`
+	Unit    int      `yaml:"unit"`
+	Poll    Duration `yaml:"poll"`
+	Profile string   `yaml:"profile"` // a file of reusable points, before Points
+	Points  []Point  `yaml:"points"`
+	// Request planning for picky devices (Modbus).
+	MaxRegisters int       `yaml:"max_registers"` // default 125
+	MaxGap       int       `yaml:"max_gap"`       // unused registers a request may span, default 0
+	Events       []Event   `yaml:"events"`
+	Requests     []Request `yaml:"requests"`
+	Commands     []Command `yaml:"commands"`
 }
 
 // Event turns matching serial-line frames into events or state points.
@@ -160,20 +167,31 @@ type Param struct {
 
 // Point is one Modbus value.
 type Point struct {
-	Name     string   `yaml:"name"`
-	Table    string   `yaml:"table"`
-	Address  int      `yaml:"address"`
-	Type     string   `yaml:"type"`
-	Order    string   `yaml:"order"`
-	Scale    *float64 `yaml:"scale"`
-	Offset   float64  `yaml:"offset"`
-	Unit     string   `yaml:"unit"`
-	Writable bool     `yaml:"writable"`
-	Critical bool     `yaml:"critical"` // writes need a signed command
-	Min      *float64 `yaml:"min"`      // bounds of a written value
-	Max      *float64 `yaml:"max"`
-	Priority string   `yaml:"priority"` // normal (default) or high: delivered first, evicted last
-	Report   Report   `yaml:"report"`
+	Name    string `yaml:"name"`
+	Table   string `yaml:"table"`
+	Address int    `yaml:"address"`
+	Type    string `yaml:"type"`
+	Order   string `yaml:"order"`
+	Bit     *int   `yaml:"bit"`    // 0-15: one bit of an input or holding register (type bool)
+	Length  int    `yaml:"length"` // registers of a string
+	// Labels name integer values, e.g. {0: closed, 1: open}.
+	Labels   map[int64]string `yaml:"labels"`
+	Scale    *float64         `yaml:"scale"`
+	Offset   float64          `yaml:"offset"`
+	Unit     string           `yaml:"unit"`
+	Writable bool             `yaml:"writable"`
+	Critical bool             `yaml:"critical"` // writes need a signed command
+	Min      *float64         `yaml:"min"`      // bounds of a written value
+	Max      *float64         `yaml:"max"`
+	Priority string           `yaml:"priority"` // normal (default) or high: delivered first, evicted last
+	Report   Report           `yaml:"report"`
+}
+
+// Profile is a device profile file: points shared by every device of a model.
+type Profile struct {
+	Points       []Point `yaml:"points"`
+	MaxRegisters int     `yaml:"max_registers"`
+	MaxGap       int     `yaml:"max_gap"`
 }
 
 // Report controls when a reading is published.
@@ -310,6 +328,10 @@ func (c *Config) ensureDefaults() {
 		}
 		if b.Type == "serial-line" && b.Framing == "delimiter" && b.Delimiter == "" {
 			b.Delimiter = "\r\n"
+		}
+		if b.Retries == nil {
+			one := 1
+			b.Retries = &one
 		}
 		if b.Type == "modbus-rtu" || b.Type == "serial-line" {
 			if b.Baud == 0 {

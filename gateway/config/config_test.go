@@ -116,6 +116,24 @@ func TestSerialLineMistakesAndPersonalFieldWarning(t *testing.T) {
 	}
 }
 
+func TestProfiles(t *testing.T) {
+	cfg, err := Load("testdata/with-profile.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1, m2 := cfg.Devices[0], cfg.Devices[1]
+	if len(m1.Points) != 3 || m1.Points[0].Name != "power" || m1.Points[2].Name != "serial" || m1.MaxRegisters != 40 {
+		t.Fatalf("meter-1 = %+v", m1)
+	}
+	if len(m2.Points) != 2 || m2.MaxRegisters != 20 || m2.Points[1].Labels[1] != "fault" {
+		t.Fatalf("meter-2 = %+v (its own max_registers wins)", m2)
+	}
+	ps := problems(t, "broken-profile.yaml")
+	if len(ps) != 1 || !strings.Contains(ps.Error(), "testdata/profiles/broken.yaml:3: points[1].adress: unknown key") {
+		t.Fatalf("broken profile: %v", ps)
+	}
+}
+
 func TestSyntaxErrorHasLine(t *testing.T) {
 	_, err := Parse([]byte("gateway:\n  id: gw1\n   bad: [\n"), "broken.yaml")
 	var ps Problems

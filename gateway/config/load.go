@@ -105,6 +105,9 @@ func parse(data []byte, name string) (*Config, Problems, error) {
 		return nil, nil, Problems{{File: name, Line: errorLine(err), Msg: yamlMessage(err)}}
 	}
 	cfg.File = name
+	if ps := cfg.loadProfiles(); len(ps) > 0 {
+		return nil, nil, ps
+	}
 	cfg.ensureDefaults()
 	ps := cfg.validate()
 	for _, list := range []Problems{ps, cfg.Warnings} {
@@ -114,6 +117,67 @@ func parse(data []byte, name string) (*Config, Problems, error) {
 	}
 	cfg.resolvePaths()
 	return cfg, ps, nil
+}
+
+// loadProfiles reads each device's profile (relative to the config file) and
+// puts its points before the device's own. Profile files are checked as
+// strictly as the config, with their own file and line in messages.
+func (c *Config) loadProfiles() Problems {
+	var problems Problems
+	loaded := map[string]*Profile{}
+	for i := range c.Devices {
+		d := &c.Devices[i]
+		if d.Profile == "" {
+			continue
+		}
+		path := d.Profile
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(filepath.Dir(c.File), path)
+		}
+		p, ok := loaded[path]
+		if !ok {
+			var ps Problems
+			p, ps = LoadProfile(path)
+			problems = append(problems, ps...)
+			loaded[path] = p
+		}
+		if p == nil {
+			continue
+		}
+		d.Points = append(append([]Point(nil), p.Points...), d.Points...)
+		if d.MaxRegisters == 0 {
+			d.MaxRegisters = p.MaxRegisters
+		}
+		if d.MaxGap == 0 {
+			d.MaxGap = p.MaxGap
+		}
+	}
+	return problems
+}
+
+// LoadProfile reads a device profile file.
+func LoadProfile(path string) (*Profile, Problems) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, Problems{{File: path, Msg: err.Error()}}
+	}
+	file, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return nil, Problems{{File: path, Line: errorLine(err), Msg: yamlMessage(err)}}
+	}
+	if len(file.Docs) == 0 || file.Docs[0].Body == nil {
+		return nil, Problems{{File: path, Msg: "empty profile"}}
+	}
+	w := &walker{file: path, lines: map[string]int{}}
+	w.walk(file.Docs[0].Body, reflect.TypeOf(Profile{}), "")
+	if len(w.problems) > 0 {
+		return nil, w.problems
+	}
+	p := &Profile{}
+	if err := yaml.NodeToValue(file.Docs[0].Body, p); err != nil {
+		return nil, Problems{{File: path, Line: errorLine(err), Msg: yamlMessage(err)}}
+	}
+	return p, nil
 }
 
 // resolvePaths makes file paths relative to the config file's directory.

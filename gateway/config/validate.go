@@ -125,7 +125,7 @@ func (cfg *Config) validate() Problems {
 		}
 		buses[b.Name] = b
 		switch b.Type {
-		case "modbus-tcp":
+		case "modbus-tcp", "modbus-rtu-over-tcp":
 			if _, _, err := net.SplitHostPort(b.Address); err != nil {
 				c.add(p+".address", "invalid address %q; want host:port, e.g. 10.0.5.20:502", b.Address)
 			}
@@ -152,7 +152,13 @@ func (cfg *Config) validate() Problems {
 				c.add(p+".stop_bits", "%d; want 1 or 2", b.StopBits)
 			}
 		default:
-			c.add(p+".type", "unknown bus type %q; want one of modbus-tcp, modbus-rtu, serial-line", b.Type)
+			c.add(p+".type", "unknown bus type %q; want one of modbus-tcp, modbus-rtu, modbus-rtu-over-tcp, serial-line", b.Type)
+		}
+		if b.Retries != nil && (*b.Retries < 0 || *b.Retries > 5) {
+			c.add(p+".retries", "%d; want 0 to 5", *b.Retries)
+		}
+		if b.Pause.D() < 0 || b.Pause.D() > 5*time.Second {
+			c.add(p+".pause", "%v; want 0 to 5s", b.Pause.D())
 		}
 		if b.Timeout.D() < 10*time.Millisecond || b.Timeout.D() > time.Minute {
 			c.add(p+".timeout", "%v is out of range; want 10ms to 1m", b.Timeout.D())
@@ -177,6 +183,12 @@ func (cfg *Config) validate() Problems {
 		}
 		if len(d.Events)+len(d.Requests)+len(d.Commands) > 0 {
 			c.add(p, "events, requests and commands belong to serial-line devices; bus %q is %s", d.Bus, bus.Type)
+		}
+		if d.MaxRegisters < 0 || d.MaxRegisters > 125 {
+			c.add(p+".max_registers", "%d; want 1 to 125", d.MaxRegisters)
+		}
+		if d.MaxGap < 0 || d.MaxGap > 100 {
+			c.add(p+".max_gap", "%d; want 0 to 100", d.MaxGap)
 		}
 		if d.Unit < 0 || d.Unit > 247 {
 			c.add(p+".unit", "unit id %d is out of range 0-247", d.Unit)
@@ -360,13 +372,29 @@ func (c *checker) point(path string, pt Point) {
 	if terr != nil || yerr != nil {
 		return
 	}
+	size := typ.Registers()
+	if typ == modbus.String {
+		size = pt.Length
+		if pt.Length < 1 || pt.Length > 125 {
+			c.add(path+".length", "a string needs length (registers) 1 to 125, got %d", pt.Length)
+		}
+	}
 	switch {
 	case table.IsBits() && typ != modbus.Bool:
 		c.add(path+".type", "type %q cannot be read from table %q; want bool", pt.Type, pt.Table)
-	case !table.IsBits() && typ == modbus.Bool:
-		c.add(path+".type", "type bool needs table coil or discrete, not %q", pt.Table)
-	case !table.IsBits() && pt.Address+typ.Registers() > 65536:
+	case !table.IsBits() && typ == modbus.Bool && pt.Bit == nil:
+		c.add(path+".type", "type bool needs table coil or discrete, not %q (or a bit: 0-15 of the register)", pt.Table)
+	case !table.IsBits() && pt.Address+size > 65536:
 		c.add(path+".address", "%s at %d runs past register 65535", pt.Type, pt.Address)
+	}
+	if pt.Bit != nil && (*pt.Bit < 0 || *pt.Bit > 15 || table.IsBits() || typ != modbus.Bool) {
+		c.add(path+".bit", "bit %d: want 0-15 on an input or holding point of type bool", *pt.Bit)
+	}
+	if len(pt.Labels) > 0 && (typ == modbus.Bool || typ == modbus.String || typ == modbus.Float32 || typ == modbus.Float64) {
+		c.add(path+".labels", "labels name integer values; type %s has none", pt.Type)
+	}
+	if pt.Writable && (pt.Bit != nil || typ == modbus.String) {
+		c.add(path+".writable", "bit and string points are read-only")
 	}
 	if (pt.Critical || pt.Min != nil || pt.Max != nil) && !pt.Writable {
 		c.add(path+".writable", "critical, min and max apply to writable points; set writable: true or remove them")
