@@ -341,6 +341,43 @@ func newSerialLine(b config.Bus, all []config.Device, key *privacy.Key, log *slo
 	return serialline.New(cfg, log)
 }
 
+// Plans returns the Modbus request plan of every Modbus bus in cfg, for
+// `lintel check --plan`. Nothing is opened.
+func Plans(cfg *config.Config) (map[string][]string, error) {
+	plans := map[string][]string{}
+	for _, b := range cfg.Buses {
+		if b.Type == "serial-line" {
+			continue
+		}
+		bus, err := newBus(b, cfg.Devices, slog.New(slog.DiscardHandler))
+		if err != nil {
+			return nil, fmt.Errorf("bus %q: %w", b.Name, err)
+		}
+		plans[b.Name] = bus.PlanLines()
+	}
+	return plans, nil
+}
+
+// ModbusTarget returns the URL and serial settings of a Modbus bus in cfg,
+// for `lintel modbus --bus`.
+func ModbusTarget(cfg *config.Config, name string) (string, modbus.Serial, time.Duration, error) {
+	for _, b := range cfg.Buses {
+		if b.Name != name {
+			continue
+		}
+		switch b.Type {
+		case "modbus-tcp":
+			return "tcp://" + b.Address, modbus.Serial{}, b.Timeout.D(), nil
+		case "modbus-rtu-over-tcp":
+			return "rtuovertcp://" + b.Address, modbus.Serial{}, b.Timeout.D(), nil
+		case "modbus-rtu":
+			return "rtu://" + b.Port, modbus.Serial{Baud: b.Baud, Parity: b.Parity, StopBits: b.StopBits}, b.Timeout.D(), nil
+		}
+		return "", modbus.Serial{}, 0, fmt.Errorf("bus %q is %s, not Modbus", name, b.Type)
+	}
+	return "", modbus.Serial{}, 0, fmt.Errorf("no bus %q in %s", name, cfg.File)
+}
+
 // LocalAddr returns the bound address of a local broker listener.
 func (g *Gateway) LocalAddr(listener string) string { return g.broker.Addr(listener) }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -229,4 +230,20 @@ func FuzzEvents(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestStableNames(t *testing.T) {
+	dir := t.TempDir()
+	dev := dir + "/ttyUSB0"
+	os.WriteFile(dev, nil, 0o600)
+	byID := dir + "/by-id"
+	os.Mkdir(byID, 0o700)
+	os.Symlink(dev, byID+"/usb-FTDI_FT232R_A10K1234-if00-port0")
+	got := StableNames(byID)
+	if got[dev] != byID+"/usb-FTDI_FT232R_A10K1234-if00-port0" {
+		t.Fatalf("stable names %v", got)
+	}
+	if _, err := Ports(byID); err != nil {
+		t.Fatalf("listing ports: %v", err)
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
 	"os/user"
@@ -28,6 +29,8 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/lintel-gw/lintel/adapters/modbus"
+	"github.com/lintel-gw/lintel/adapters/serialline"
 	"github.com/lintel-gw/lintel/buffer"
 	"github.com/lintel-gw/lintel/gateway"
 	"github.com/lintel-gw/lintel/gateway/audit"
@@ -44,7 +47,11 @@ commands:
                                       run the gateway; it refuses to start when the audit
                                       fails, unless each failing check is overridden
   demo [--data-dir D] [--listen A]    simulated building, local broker and an mTLS cloud on loopback
-  check --config F                    check a config file and list every problem
+  check --config F [--plan]           check a config file and list every problem;
+                                      --plan prints each device's Modbus read requests
+  modbus read|write|scan (--url U | --config F --bus B) [flags]
+                                      commissioning: read or write one point, or find unit ids
+  ports                               serial ports with USB ids and /dev/serial/by-id names
   audit --config F [--json] [--user U]
                                       security audit (exit 1 on any FAIL); U is the service
                                       user (default: the current user)
@@ -98,6 +105,10 @@ func runCommand(ctx context.Context, cmd string, args []string, stdin io.Reader,
 		return cmdBuffer(args, stdout, stderr)
 	case "audit":
 		return cmdAudit(args, stdout, stderr)
+	case "modbus":
+		return cmdModbus(ctx, args, stdout, stderr)
+	case "ports":
+		return cmdPorts(args, stdout, stderr)
 	case "keygen":
 		return cmdKeygen(args, stdout, stderr)
 	case "sign":
@@ -295,6 +306,108 @@ func printFindings(w io.Writer, findings []audit.Finding, onlyProblems bool) {
 	fmt.Fprintf(w, "audit: %d FAIL, %d WARN, %d PASS\n", count[audit.Fail], count[audit.Warn], count[audit.Pass])
 }
 
+func cmdModbus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || !slices.Contains([]string{"read", "write", "scan"}, args[0]) {
+		fmt.Fprint(stderr, usage)
+		return exitCode(2)
+	}
+	action := args[0]
+	fs := newFlags("modbus "+action, stderr)
+	url := fs.String("url", "", "tcp://host:502, rtu:///dev/ttyUSB0 or rtuovertcp://host:port")
+	cfgPath := fs.String("config", "", "take the bus from this config (with --bus)")
+	busName := fs.String("bus", "", "bus name in the config")
+	baud := fs.Int("baud", 9600, "RTU baud rate")
+	parity := fs.String("parity", "none", "RTU parity: none, even, odd")
+	stopBits := fs.Int("stop-bits", 1, "RTU stop bits")
+	timeout := fs.Duration("timeout", time.Second, "request timeout")
+	unit := fs.Int("unit", 1, "unit id")
+	table := fs.String("table", "holding", "coil, discrete, input, holding")
+	address := fs.Int("address", 0, "register or bit address (zero-based)")
+	typ := fs.String("type", "uint16", "bool, int16, uint16, int32, uint32, int64, uint64, float32, float64, string")
+	order := fs.String("order", "ABCD", "ABCD, DCBA, BADC, CDAB")
+	length := fs.Int("length", 1, "registers of a string")
+	value := fs.String("value", "", "value to write, as JSON (true, 42, 21.5)")
+	from := fs.Int("from", 1, "scan: first unit id")
+	to := fs.Int("to", 247, "scan: last unit id")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	serial := modbus.Serial{Baud: *baud, Parity: *parity, StopBits: *stopBits}
+	if *cfgPath != "" {
+		cfg, err := config.Load(*cfgPath)
+		if err != nil {
+			return err
+		}
+		if *url, serial, *timeout, err = gateway.ModbusTarget(cfg, *busName); err != nil {
+			return err
+		}
+	}
+	if *url == "" {
+		return errors.New("modbus: give --url, or --config and --bus")
+	}
+	conn, err := modbus.Dial(*url, serial, *timeout)
+	if err != nil {
+		return fmt.Errorf("modbus: %w", err)
+	}
+	defer conn.Close()
+	if action == "scan" {
+		found := 0
+		err := conn.Scan(ctx, uint8(*from), uint8(*to), func(r modbus.ScanResult) {
+			found++
+			fmt.Fprintf(stdout, "unit %3d answers (%s)\n", r.Unit, r.Answer)
+		})
+		fmt.Fprintf(stdout, "%d unit(s) found between %d and %d\n", found, *from, *to)
+		return err
+	}
+	t, err1 := modbus.ParseTable(*table)
+	y, err2 := modbus.ParseType(*typ)
+	o, err3 := modbus.ParseOrder(*order)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return err
+	}
+	p := modbus.Point{Name: "point", Table: t, Address: uint16(*address), Type: y, Order: o, Length: uint16(*length)}
+	if action == "write" {
+		if err := conn.Write(uint8(*unit), p, *value); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "ok")
+		return nil
+	}
+	v, err := conn.Read(uint8(*unit), p)
+	if err != nil {
+		return err
+	}
+	out, _ := json.Marshal(v)
+	fmt.Fprintf(stdout, "unit %d %s %d (%s %s): %s\n", *unit, *table, *address, *typ, *order, out)
+	return nil
+}
+
+func cmdPorts(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("ports", stderr)
+	byID := fs.String("by-id", "/dev/serial/by-id", "directory of stable port names")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ports, err := serialline.Ports(*byID)
+	if err != nil {
+		return err
+	}
+	if len(ports) == 0 {
+		fmt.Fprintln(stdout, "no serial ports found")
+	}
+	for _, p := range ports {
+		line := p.Name
+		if p.USB {
+			line += fmt.Sprintf("  USB %s:%s serial %q %s", p.VID, p.PID, p.SerialNumber, p.Product)
+		}
+		if p.ByID != "" {
+			line += "\n    stable name: " + p.ByID + "  (use this in the config)"
+		}
+		fmt.Fprintln(stdout, line)
+	}
+	return nil
+}
+
 func cmdKeygen(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("keygen", stderr)
 	out := fs.String("out", "", "write NAME.key (private, 0600) and NAME.pub")
@@ -347,6 +460,7 @@ func cmdSign(args []string, stdout, stderr io.Writer) error {
 func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("check", stderr)
 	path := fs.String("config", "/etc/lintel/lintel.yaml", "config file")
+	plan := fs.Bool("plan", false, "print each device's Modbus read requests")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -362,6 +476,18 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	}
 	for _, w := range cfg.Warnings {
 		fmt.Fprintln(stdout, "warning:", w.Error())
+	}
+	if *plan {
+		plans, err := gateway.Plans(cfg)
+		if err != nil {
+			return err
+		}
+		for _, bus := range slices.Sorted(maps.Keys(plans)) {
+			fmt.Fprintf(stdout, "bus %s\n", bus)
+			for _, l := range plans[bus] {
+				fmt.Fprintln(stdout, "  "+l)
+			}
+		}
 	}
 	fmt.Fprintln(stdout, "ok")
 	return nil

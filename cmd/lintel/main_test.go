@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lintel-gw/lintel/adapters/modbus/modbustest"
 	"github.com/lintel-gw/lintel/localbroker"
 )
 
@@ -132,5 +133,31 @@ func TestRunRefusesOnAuditFailureUnlessOverridden(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "SECURITY AUDIT FAILURE OVERRIDDEN") {
 		t.Fatalf("override not logged loudly:\n%s", stderr.String())
+	}
+}
+
+func TestModbusCommissioning(t *testing.T) {
+	srv, err := modbustest.NewTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	u := srv.Unit(3)
+	u.Holding[100], u.Holding[101] = 0x41AC, 0x0000
+	srv.Unit(9)
+	url := "tcp://" + srv.Addr
+	out, _, err := run(t, "", "modbus", "read", "--url", url, "--unit", "3", "--address", "100", "--type", "float32")
+	if err != nil || !strings.Contains(out, ": 21.5") {
+		t.Fatalf("read: %v %q", err, out)
+	}
+	if _, _, err := run(t, "", "modbus", "write", "--url", url, "--unit", "3", "--address", "5", "--value", "42"); err != nil {
+		t.Fatal(err)
+	}
+	if u.Holding[5] != 42 {
+		t.Fatalf("register 5 = %d after write", u.Holding[5])
+	}
+	out, _, err = run(t, "", "modbus", "scan", "--url", url, "--from", "1", "--to", "12", "--timeout", "200ms")
+	if err != nil || !strings.Contains(out, "unit   3 answers") || !strings.Contains(out, "unit   9 answers") || !strings.Contains(out, "2 unit(s) found") {
+		t.Fatalf("scan: %v\n%s", err, out)
 	}
 }
