@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -248,7 +249,11 @@ func (b *Bus) poll(ctx context.Context, d *deviceState, pub adapters.Publisher) 
 			values, err = b.read(d.Unit, r)
 		}
 		if err != nil {
-			firstErr = fmt.Errorf("unit %d: read %s %d+%d: %w", d.Unit, r.table, r.start, r.count, err)
+			names := make([]string, len(r.points))
+			for i, p := range r.points {
+				names[i] = p.Name
+			}
+			firstErr = fmt.Errorf("unit %d: read %s %d+%d (%s): %w", d.Unit, r.table, r.start, r.count, strings.Join(names, ", "), err)
 			break
 		}
 		at := time.Now() // when the response arrived

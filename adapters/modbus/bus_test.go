@@ -176,6 +176,18 @@ func (c *capture) Publish(_ context.Context, m adapters.Message) error {
 	return nil
 }
 
+// find returns a message matching ok, if any arrived.
+func (c *capture) find(ok func(adapters.Message) bool) (adapters.Message, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range c.msgs {
+		if ok(m) {
+			return m, true
+		}
+	}
+	return adapters.Message{}, false
+}
+
 // waitFor returns the first message matching ok, failing after 10 s.
 func (c *capture) waitFor(t *testing.T, ok func(adapters.Message) bool) adapters.Message {
 	t.Helper()

@@ -1,6 +1,7 @@
 package modbus
 
 import (
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -92,5 +93,30 @@ func TestRTUNoInterleavingAndSilentDeviceBudget(t *testing.T) {
 	}
 	if b > 10 {
 		t.Fatalf("silent unit 2 was tried %d times in %v: no backoff", b, window)
+	}
+}
+
+// TestRTUCorruptionAndExceptions: a CRC error is retried within the poll; an
+// exception takes the device offline with the points named in the status.
+func TestRTUCorruptionAndExceptions(t *testing.T) {
+	s := startSlave(t, 0)
+	s.SetHolding(4, 0, 7)
+	b, _ := NewBus(BusConfig{Name: "rs485", URL: "rtu://" + s.Path, Timeout: 200 * time.Millisecond, Retries: 1, OfflineAfter: 2,
+		Serial: Serial{Baud: 19200}}, []Device{{Name: "vav", Unit: 4, Poll: 30 * time.Millisecond,
+		Points: []Point{{Name: "damper", Table: Holding, Address: 0, Type: Uint16, MaxInterval: time.Nanosecond}}}}, quiet())
+	s.CorruptNext(1)
+	c := runBus(t, b)
+	c.waitFor(t, func(m adapters.Message) bool { return m.Point == "damper" })
+	if _, found := c.find(func(m adapters.Message) bool {
+		return m.Point == adapters.StatusPoint && strings.Contains(string(m.Payload), `"online":false`)
+	}); found {
+		t.Fatal("one corrupted answer took the device offline despite a retry")
+	}
+	s.SetException(4, 2)
+	off := c.waitFor(t, func(m adapters.Message) bool {
+		return m.Point == adapters.StatusPoint && strings.Contains(string(m.Payload), `"online":false`)
+	})
+	if !strings.Contains(string(off.Payload), "(damper): illegal data address") {
+		t.Fatalf("status %s does not name the point and the exception", off.Payload)
 	}
 }

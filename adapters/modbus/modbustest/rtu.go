@@ -45,9 +45,9 @@ type Slave struct {
 	done chan struct{}
 }
 
-// NewSlave opens a pty. baud > 0 makes every transaction take the time the
-// request and response would need on the wire (8N1: 10 bits per character)
-// plus two 3.5-character gaps.
+// NewSlave opens a pty. baud > 0 makes every answer arrive when it would on
+// a real line (8N1: 10 bits per character): after the request, a
+// 3.5-character gap and the response.
 func NewSlave(baud int) (*Slave, error) {
 	master, slave, err := pty.Open()
 	if err != nil {
@@ -209,8 +209,11 @@ func (s *Slave) answer(req []byte) {
 	resp = binary.LittleEndian.AppendUint16(resp, crc)
 	wait := delay
 	if s.baud > 0 {
-		chars := len(req) + 2 + len(resp) + 7 // both frames and two 3.5-character gaps
-		wait += time.Duration(chars*10) * time.Second / time.Duration(s.baud)
+		// The answer ends after the request, a 3.5-character gap and the
+		// response on the wire. The gap after it is the client's to keep
+		// (simonvetter/modbus waits t3.5 before its next request).
+		bits := (len(req)+2+len(resp))*10 + 35
+		wait += time.Duration(bits) * time.Second / time.Duration(s.baud)
 	}
 	if wait > 0 {
 		time.Sleep(wait)
