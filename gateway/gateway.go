@@ -285,7 +285,7 @@ func newBus(b config.Bus, all []config.Device, log *slog.Logger) (*modbus.Bus, e
 				Bit: bit, Length: uint16(p.Length), Labels: p.Labels,
 				Name: p.Name, Table: table, Address: uint16(p.Address), Type: typ, Order: order,
 				Scale: scale, Offset: p.Offset, Unit: p.Unit, Writable: p.Writable, High: p.Priority == "high",
-				Critical: p.Critical, Min: p.Min, Max: p.Max,
+				Critical: p.Critical, Min: p.Min, Max: p.Max, Poll: p.Poll.D(),
 				Deadband: p.Report.Deadband, MaxInterval: p.Report.MaxInterval.D(),
 			})
 		}

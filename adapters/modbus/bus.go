@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -36,6 +37,9 @@ type Point struct {
 	Offset   float64
 	Unit     string
 	Writable bool
+	// Poll overrides the device's poll interval for this point; points
+	// sharing an interval are planned together.
+	Poll     time.Duration
 	Critical bool     // writes need a signed command
 	Min, Max *float64 // bounds of a written engineering value
 	High     bool     // alarm bits and the like: delivered first, evicted last
@@ -99,9 +103,10 @@ func (s Serial) parity() uint {
 
 // Bus polls the devices of one Modbus bus, one transaction at a time.
 type Bus struct {
-	cfg     BusConfig
-	devices []*deviceState
-	log     *slog.Logger
+	cfg       BusConfig
+	devices   []*deviceState
+	schedules []*schedule
+	log       *slog.Logger
 
 	mu     sync.Mutex // one transaction at a time: polls and writes
 	client *mb.ModbusClient
@@ -109,12 +114,19 @@ type Bus struct {
 
 type deviceState struct {
 	Device
-	plan     []request
+	plan     []request // every point, for Plan and commissioning
 	fails    int
 	online   bool
 	reported bool // whether a status was ever published
-	next     time.Time
 	last     map[string]published
+}
+
+// schedule is the points of one device polled at one interval.
+type schedule struct {
+	d    *deviceState
+	poll time.Duration
+	plan []request
+	next time.Time
 }
 
 type published struct {
@@ -152,7 +164,16 @@ func NewBus(cfg BusConfig, devices []Device, logger *slog.Logger) (*Bus, error) 
 		if d.Poll <= 0 {
 			d.Poll = 5 * time.Second
 		}
-		b.devices = append(b.devices, &deviceState{Device: d, plan: planRequests(d.Points, d.MaxRegisters, d.MaxGap), last: map[string]published{}})
+		ds := &deviceState{Device: d, plan: planRequests(d.Points, d.MaxRegisters, d.MaxGap), last: map[string]published{}}
+		b.devices = append(b.devices, ds)
+		byPoll := map[time.Duration][]Point{}
+		for _, p := range d.Points {
+			poll := cmp.Or(p.Poll, d.Poll)
+			byPoll[poll] = append(byPoll[poll], p)
+		}
+		for _, poll := range slices.Sorted(maps.Keys(byPoll)) {
+			b.schedules = append(b.schedules, &schedule{d: ds, poll: poll, plan: planRequests(byPoll[poll], d.MaxRegisters, d.MaxGap)})
+		}
 	}
 	return b, nil
 }
@@ -206,44 +227,49 @@ func planRequests(points []Point, maxRegs, maxGap uint16) []request {
 // with backoff; it never stops the others.
 func (b *Bus) Run(ctx context.Context, pub adapters.Publisher) error {
 	defer b.closeClient()
+	if len(b.schedules) == 0 {
+		<-ctx.Done()
+		return nil
+	}
 	now := time.Now()
-	for _, d := range b.devices {
-		d.next = now
+	for _, s := range b.schedules {
+		s.next = now
 	}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
-		d := b.devices[0]
-		for _, o := range b.devices[1:] {
-			if o.next.Before(d.next) {
-				d = o
+		s := b.schedules[0]
+		for _, o := range b.schedules[1:] {
+			if o.next.Before(s.next) {
+				s = o
 			}
 		}
-		timer.Reset(time.Until(d.next))
+		timer.Reset(time.Until(s.next))
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
 		}
-		if err := b.poll(ctx, d, pub); err != nil && ctx.Err() == nil {
+		d := s.d
+		if err := b.poll(ctx, d, s.plan, pub); err != nil && ctx.Err() == nil {
 			b.log.Debug("poll failed", "device", d.Name, "err", err)
 		}
-		d.next = d.next.Add(d.Poll)
+		s.next = s.next.Add(s.poll)
 		if d.fails >= b.cfg.OfflineAfter {
 			// Back off an offline device so that its timeouts cost the
 			// healthy ones little: 2, 4, 8… poll periods, at most 5 minutes.
-			backoff := min(d.Poll<<min(d.fails-b.cfg.OfflineAfter+1, 16), 5*time.Minute)
-			d.next = time.Now().Add(backoff)
+			backoff := min(s.poll<<min(d.fails-b.cfg.OfflineAfter+1, 16), 5*time.Minute)
+			s.next = time.Now().Add(backoff)
 		}
-		if late := time.Now(); d.next.Before(late) {
-			d.next = late // never try to catch up missed polls in a burst
+		if late := time.Now(); s.next.Before(late) {
+			s.next = late // never try to catch up missed polls in a burst
 		}
 	}
 }
 
-func (b *Bus) poll(ctx context.Context, d *deviceState, pub adapters.Publisher) error {
+func (b *Bus) poll(ctx context.Context, d *deviceState, plan []request, pub adapters.Publisher) error {
 	var firstErr error
-	for _, r := range d.plan {
+	for _, r := range plan {
 		values, err := b.read(d.Unit, r)
 		for try := 1; err != nil && try <= b.cfg.Retries && ctx.Err() == nil; try++ {
 			values, err = b.read(d.Unit, r)
@@ -514,6 +540,11 @@ func (b *Bus) prepare(w adapters.WriteRequest) (*deviceState, Point, bool, []uin
 	num, ok := v.(float64)
 	if !ok {
 		return nil, p, false, nil, fmt.Errorf("%s/%s: %w: want a number or a label, got %s", w.Device, w.Point, ErrBadValue, w.Value)
+	}
+	if len(p.Labels) > 0 {
+		if _, ok := p.Labels[int64(num)]; !ok || num != math.Trunc(num) {
+			return nil, p, false, nil, fmt.Errorf("%s/%s: %w: %v is not one of the labelled values", w.Device, w.Point, ErrBadValue, num)
+		}
 	}
 	if p.Min != nil && num < *p.Min || p.Max != nil && num > *p.Max {
 		return nil, p, false, nil, fmt.Errorf("%s/%s: %w: %v is outside the allowed range", w.Device, w.Point, ErrBadValue, num)

@@ -120,3 +120,17 @@ func TestRTUCorruptionAndExceptions(t *testing.T) {
 		t.Fatalf("status %s does not name the point and the exception", off.Payload)
 	}
 }
+
+func TestPerPointPollInterval(t *testing.T) {
+	s := startSlave(t, 0)
+	s.SetHolding(1, 0, 1, 2)
+	b := rtuBus(t, s, 200*time.Millisecond, Device{Name: "d", Unit: 1, Poll: time.Hour, Points: []Point{
+		{Name: "slow", Table: Holding, Address: 0, Type: Uint16, MaxInterval: time.Nanosecond},
+		{Name: "fast", Table: Holding, Address: 1, Type: Uint16, MaxInterval: time.Nanosecond, Poll: 20 * time.Millisecond},
+	}})
+	c := runBus(t, b)
+	time.Sleep(500 * time.Millisecond)
+	if slow, fast := countPoint(c, "slow"), countPoint(c, "fast"); slow != 1 || fast < 10 {
+		t.Fatalf("slow (1h) published %d times, fast (20ms) %d times in 500ms", slow, fast)
+	}
+}

@@ -180,6 +180,7 @@ type Point struct {
 	Offset   float64          `yaml:"offset"`
 	Unit     string           `yaml:"unit"`
 	Writable bool             `yaml:"writable"`
+	Poll     Duration         `yaml:"poll"`     // overrides the device's poll for this point
 	Critical bool             `yaml:"critical"` // writes need a signed command
 	Min      *float64         `yaml:"min"`      // bounds of a written value
 	Max      *float64         `yaml:"max"`

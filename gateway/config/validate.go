@@ -363,6 +363,9 @@ func (c *checker) point(path string, pt Point) {
 	if pt.Scale != nil && *pt.Scale == 0 {
 		c.add(path+".scale", "scale 0 would zero every value")
 	}
+	if pt.Poll != 0 && pt.Poll.D() < 50*time.Millisecond {
+		c.add(path+".poll", "%v is too short; want at least 50ms", pt.Poll.D())
+	}
 	if pt.Priority != "" {
 		c.oneOf(path+".priority", pt.Priority, "normal", "high")
 	}
