@@ -176,12 +176,12 @@ func (c *capture) Publish(_ context.Context, m adapters.Message) error {
 	return nil
 }
 
-// find returns a message matching ok, if any arrived.
+// find returns the newest message matching ok, if any arrived.
 func (c *capture) find(ok func(adapters.Message) bool) (adapters.Message, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, m := range c.msgs {
-		if ok(m) {
+	for i := len(c.msgs) - 1; i >= 0; i-- {
+		if m := c.msgs[i]; ok(m) {
 			return m, true
 		}
 	}

@@ -134,3 +134,36 @@ func TestPerPointPollInterval(t *testing.T) {
 		t.Fatalf("slow (1h) published %d times, fast (20ms) %d times in 500ms", slow, fast)
 	}
 }
+
+// TestRTUAdapterUnpluggedAndBack: the USB adapter disappears; the device is
+// reported offline; when the adapter returns the port is reopened.
+func TestRTUAdapterUnpluggedAndBack(t *testing.T) {
+	s, err := modbustest.NewSlaveLinked(0, t.TempDir()+"/usb-rs485")
+	if err != nil {
+		t.Skipf("no pseudo-terminals: %v", err)
+	}
+	s.SetHolding(1, 0, 42)
+	b := rtuBus(t, s, 100*time.Millisecond, Device{Name: "d", Unit: 1, Poll: 20 * time.Millisecond,
+		Points: []Point{{Name: "r", Table: Holding, Address: 0, Type: Uint16, MaxInterval: time.Nanosecond}}})
+	c := runBus(t, b)
+	c.waitFor(t, func(m adapters.Message) bool { return m.Point == "r" })
+	s.Unplug()
+	c.waitFor(t, func(m adapters.Message) bool {
+		return m.Point == adapters.StatusPoint && strings.Contains(string(m.Payload), `"online":false`)
+	})
+	before := countPoint(c, "r")
+	if err := s.Replug(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for countPoint(c, "r") <= before {
+		if time.Now().After(deadline) {
+			t.Fatal("no readings after the adapter came back")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if m, _ := c.find(func(m adapters.Message) bool { return m.Point == adapters.StatusPoint }); !strings.Contains(string(m.Payload), `"online":true`) {
+		t.Fatalf("latest status %s, want online", m.Payload)
+	}
+}

@@ -28,6 +28,7 @@ type Slave struct {
 
 	master, slave *os.File
 	baud          int
+	link          string // stable name in front of the pty, if any
 
 	mu        sync.Mutex
 	units     map[uint8]*Unit
@@ -60,6 +61,39 @@ func NewSlave(baud int) (*Slave, error) {
 	}
 	go s.serve()
 	return s, nil
+}
+
+// NewSlaveLinked is NewSlave behind a symlink (like a /dev/serial/by-id
+// name), so Unplug and Replug can take the adapter away and bring it back.
+func NewSlaveLinked(baud int, link string) (*Slave, error) {
+	s, err := NewSlave(baud)
+	if err != nil {
+		return nil, err
+	}
+	s.link = link
+	if err := os.Symlink(s.Path, link); err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.Path = link
+	return s, nil
+}
+
+// Unplug closes the pty and removes the link: the device file is gone.
+func (s *Slave) Unplug() {
+	os.Remove(s.link)
+	s.Close()
+}
+
+// Replug attaches a new pty behind the link, keeping the units' data.
+func (s *Slave) Replug() error {
+	master, slave, err := pty.Open()
+	if err != nil {
+		return err
+	}
+	s.master, s.slave, s.done = master, slave, make(chan struct{})
+	go s.serve()
+	return os.Symlink(slave.Name(), s.link)
 }
 
 // Close stops the bus (the client sees the line go away).
