@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -44,6 +45,7 @@ type Gateway struct {
 	gate    *command.Gate
 	pubErrs atomic.Uint64
 
+	metrics  net.Listener    // nil when metrics are off
 	cmdCtx   context.Context // set by Run before commands can arrive
 	cmdSlots chan struct{}   // bounds local commands in progress
 	cmdWG    sync.WaitGroup
@@ -119,6 +121,11 @@ func New(cfg *config.Config, opts Options) (g *Gateway, err error) {
 
 	if g.gate, err = g.openGate(); err != nil {
 		return nil, err
+	}
+	if a := cfg.Metrics.Address; a != "off" {
+		if g.metrics, err = net.Listen("tcp", a); err != nil {
+			return nil, fmt.Errorf("metrics.address: %w", err)
+		}
 	}
 
 	if u := cfg.Uplink; u != nil {
@@ -378,6 +385,14 @@ func ModbusTarget(cfg *config.Config, name string) (string, modbus.Serial, time.
 	return "", modbus.Serial{}, 0, fmt.Errorf("no bus %q in %s", name, cfg.File)
 }
 
+// MetricsAddr is where /metrics and /healthz are served ("" when off).
+func (g *Gateway) MetricsAddr() string {
+	if g.metrics == nil {
+		return ""
+	}
+	return g.metrics.Addr().String()
+}
+
 // LocalAddr returns the bound address of a local broker listener.
 func (g *Gateway) LocalAddr(listener string) string { return g.broker.Addr(listener) }
 
@@ -406,6 +421,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("local broker: %w", err)
 	}
+	metricsCtx, stopMetrics := context.WithCancel(context.Background())
+	var metricsDone sync.WaitGroup
+	if g.metrics != nil {
+		metricsDone.Go(func() { g.serveMetrics(metricsCtx, g.metrics) })
+	}
+	defer func() { stopMetrics(); metricsDone.Wait() }()
 	g.log.Info("gateway running", "id", g.cfg.Gateway.ID, "buses", len(g.buses), "uplink", g.uplink != nil)
 
 	upCtx, stopUplink := context.WithCancel(context.Background())
@@ -470,6 +491,9 @@ func (g *Gateway) publish(ctx context.Context, m adapters.Message) error {
 func (g *Gateway) close() {
 	if g.gate != nil {
 		g.gate.Close()
+	}
+	if g.metrics != nil {
+		g.metrics.Close()
 	}
 	if g.queue != nil {
 		if err := g.queue.Close(); err != nil {

@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -391,5 +393,63 @@ func TestCommandsThroughTheCloud(t *testing.T) {
 	}
 	if env.Sim.Coil(simulator.UnitAHU, 10) {
 		t.Fatal("fan coil still on")
+	}
+}
+
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// metric returns the value of one exposition line, e.g.
+// lintel_device_online{bus="plant",device="energy-meter"}.
+func metric(body, series string) float64 {
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return -1
+}
+
+// TestMetricsFollowADeviceDying scrapes /metrics while a device dies: it
+// shows offline, its bus's errors rise, and /healthz turns degraded.
+func TestMetricsFollowADeviceDying(t *testing.T) {
+	env, gw := startGateway(t)
+	base := "http://" + gw.MetricsAddr()
+	online := `lintel_device_online{bus="plant",device="energy-meter"}`
+	waitUntil(t, "meter online and uplink connected in /metrics", 10*time.Second, func() bool {
+		body := scrape(t, base+"/metrics")
+		return metric(body, online) == 1 && metric(body, "lintel_uplink_connected") == 1 && metric(body, "lintel_buffer_commits_total") > 0
+	})
+	body := scrape(t, base+"/metrics")
+	requests := metric(body, `lintel_bus_requests_total{bus="plant"}`)
+	errorsBefore := metric(body, `lintel_bus_exceptions_total{bus="plant"}`) + metric(body, `lintel_bus_timeouts_total{bus="plant"}`)
+	if commits := metric(body, "lintel_buffer_commits_total"); requests <= 0 || commits <= 0 {
+		t.Fatalf("metrics do not move: %v requests, %v commits", requests, commits)
+	}
+
+	env.Sim.SetSilent(simulator.UnitMeter, true)
+	waitUntil(t, "meter offline in /metrics", 10*time.Second, func() bool { return metric(scrape(t, base+"/metrics"), online) == 0 })
+	body = scrape(t, base+"/metrics")
+	if after := metric(body, `lintel_bus_exceptions_total{bus="plant"}`) + metric(body, `lintel_bus_timeouts_total{bus="plant"}`); after <= errorsBefore {
+		t.Fatalf("bus errors did not rise (%v → %v)", errorsBefore, after)
+	}
+	resp, err := http.Get(base + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h gateway.Health
+	json.NewDecoder(resp.Body).Decode(&h)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || h.Status != "degraded" || !strings.Contains(strings.Join(h.Problems, ";"), "device energy-meter on bus plant offline") {
+		t.Fatalf("/healthz %d %+v", resp.StatusCode, h)
 	}
 }

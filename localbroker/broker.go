@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -289,6 +290,9 @@ func (b *Broker) Subscribe(filter string, fn func(topic string, payload []byte))
 
 // Counters returns what the broker refused so far.
 func (b *Broker) Counters() Counters { return b.auth.counters() }
+
+// Clients is the number of connected network clients.
+func (b *Broker) Clients() int64 { return atomic.LoadInt64(&b.srv.Info.ClientsConnected) }
 
 // minLevel drops records below min; mochi logs every connection at info.
 type minLevel struct {

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lintel-gw/lintel/adapters"
@@ -110,6 +111,66 @@ type Bus struct {
 
 	mu     sync.Mutex // one transaction at a time: polls and writes
 	client *mb.ModbusClient
+
+	stats busCounters
+}
+
+// ResponseBuckets are the upper bounds (seconds) of the response-time histogram.
+var ResponseBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}
+
+type busCounters struct {
+	requests, timeouts, exceptions, linkErrors atomic.Uint64
+	buckets                                    [10]atomic.Uint64 // len(ResponseBuckets)+1
+	sumMicros                                  atomic.Uint64
+}
+
+// BusStats are a bus's counters.
+type BusStats struct {
+	Requests, Timeouts, Exceptions, LinkErrors uint64
+	// Buckets counts responses per ResponseBuckets bound, the last one
+	// above them all (not cumulative); Sum is their total in seconds.
+	Buckets []uint64
+	Sum     float64
+	// Online is each device's state (false until it first answered).
+	Online map[string]bool
+}
+
+// Stats returns the bus's counters.
+func (b *Bus) Stats() BusStats {
+	s := BusStats{
+		Requests: b.stats.requests.Load(), Timeouts: b.stats.timeouts.Load(),
+		Exceptions: b.stats.exceptions.Load(), LinkErrors: b.stats.linkErrors.Load(),
+		Sum: float64(b.stats.sumMicros.Load()) / 1e6, Online: map[string]bool{},
+	}
+	for i := range b.stats.buckets {
+		s.Buckets = append(s.Buckets, b.stats.buckets[i].Load())
+	}
+	for _, d := range b.devices {
+		s.Online[d.Name] = d.live.Load()
+	}
+	return s
+}
+
+// count records one transaction's outcome and duration.
+func (b *Bus) count(started time.Time, err error) {
+	b.stats.requests.Add(1)
+	var mbErr mb.Error
+	switch {
+	case err == nil:
+		d := time.Since(started)
+		b.stats.sumMicros.Add(uint64(d.Microseconds()))
+		i := 0
+		for i < len(ResponseBuckets) && d.Seconds() > ResponseBuckets[i] {
+			i++
+		}
+		b.stats.buckets[i].Add(1)
+	case errors.Is(err, mb.ErrRequestTimedOut):
+		b.stats.timeouts.Add(1)
+	case errors.Is(err, mb.ErrBadCRC), errors.Is(err, mb.ErrProtocolError), errors.Is(err, mb.ErrShortFrame), !errors.As(err, &mbErr):
+		b.stats.linkErrors.Add(1)
+	default:
+		b.stats.exceptions.Add(1)
+	}
 }
 
 type deviceState struct {
@@ -117,7 +178,8 @@ type deviceState struct {
 	plan     []request // every point, for Plan and commissioning
 	fails    int
 	online   bool
-	reported bool // whether a status was ever published
+	live     atomic.Bool // online, for Stats from other goroutines
+	reported bool        // whether a status was ever published
 	last     map[string]published
 }
 
@@ -315,6 +377,7 @@ func (b *Bus) poll(ctx context.Context, d *deviceState, plan []request, pub adap
 
 func (b *Bus) publishStatus(ctx context.Context, d *deviceState, pub adapters.Publisher, online bool, errText string) {
 	d.online, d.reported = online, true
+	d.live.Store(online)
 	payload, _ := json.Marshal(adapters.DeviceStatus{Online: online, Since: adapters.Timestamp(time.Now()), Error: errText})
 	if err := pub.Publish(ctx, adapters.Message{Device: d.Name, Point: adapters.StatusPoint, Payload: payload, Retain: true, High: true}); err != nil {
 		b.log.Warn("cannot publish device status", "device", d.Name, "err", err)
@@ -358,14 +421,17 @@ func number(v any) (float64, bool) {
 
 // read performs one request and returns a function that extracts each
 // point's engineering value from the response.
-func (b *Bus) read(unit uint8, r request) (func(Point) any, error) {
+func (b *Bus) read(unit uint8, r request) (values func(Point) any, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	defer b.pause()
+	started := time.Now()
 	c, err := b.connect(unit)
 	if err != nil {
+		b.count(started, err)
 		return nil, err
 	}
+	defer func() { b.count(started, err) }()
 	switch r.table {
 	case Coil, Discrete:
 		var bits []bool
@@ -384,7 +450,8 @@ func (b *Bus) read(unit uint8, r request) (func(Point) any, error) {
 		if r.table == Input {
 			regType = mb.INPUT_REGISTER
 		}
-		regs, err := c.ReadRegisters(r.start, r.count, regType)
+		var regs []uint16
+		regs, err = c.ReadRegisters(r.start, r.count, regType)
 		if err != nil {
 			b.dropClientOnLinkError(err)
 			return nil, err

@@ -119,7 +119,35 @@ type Line struct {
 	waiters []*waiter
 
 	// Counters.
-	Frames, Unmatched atomic.Uint64
+	Frames, Unmatched, Dropped atomic.Uint64
+
+	stMu sync.Mutex
+	st   *status
+}
+
+// Stats are a line's counters and its devices' states.
+type Stats struct {
+	Frames, Unmatched, Dropped uint64
+	Online                     map[string]bool
+}
+
+// Stats returns the line's counters.
+func (l *Line) Stats() Stats {
+	s := Stats{Frames: l.Frames.Load(), Unmatched: l.Unmatched.Load(), Dropped: l.Dropped.Load(), Online: map[string]bool{}}
+	l.stMu.Lock()
+	st := l.st
+	l.stMu.Unlock()
+	for _, d := range l.cfg.Devices {
+		s.Online[d.Name] = false
+	}
+	if st != nil {
+		st.mu.Lock()
+		for name, on := range st.online {
+			s.Online[name] = on != nil && *on
+		}
+		st.mu.Unlock()
+	}
+	return s
 }
 
 type waiter struct {
@@ -194,6 +222,9 @@ func (l *Line) CheckWrite(w adapters.WriteRequest) (critical bool, err error) {
 // reported offline and the port is reopened with backoff until it returns.
 func (l *Line) Run(ctx context.Context, pub adapters.Publisher) error {
 	status := newStatus(l.cfg.Devices, pub)
+	l.stMu.Lock()
+	l.st = status
+	l.stMu.Unlock()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	reqCtx, stopRequests := context.WithCancel(ctx)
@@ -254,6 +285,7 @@ func (l *Line) read(ctx context.Context, port Port, pub adapters.Publisher, stat
 		}
 		if fr.Dropped != dropped {
 			l.log.Warn("dropped garbage or over-long frames", "count", fr.Dropped-dropped, "total", fr.Dropped)
+			l.Dropped.Add(fr.Dropped - dropped)
 			dropped = fr.Dropped
 		}
 	}

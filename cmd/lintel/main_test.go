@@ -89,7 +89,7 @@ func weakInstall(t *testing.T) string {
 	users.Set("dash", []byte("dash-password"))
 	users.WriteFile(filepath.Join(dir, "users"))
 	os.Chmod(filepath.Join(dir, "users"), 0o644)
-	cfg := "gateway: {id: gw1, data_dir: data}\nlocal_broker:\n  listeners: [{name: local, address: 127.0.0.1:0}]\n  users_file: users\n  acl: [{user: dash, read: ['lintel/#']}]\n"
+	cfg := "gateway: {id: gw1, data_dir: data}\nmetrics: {address: '127.0.0.1:0'}\nlocal_broker:\n  listeners: [{name: local, address: 127.0.0.1:0}]\n  users_file: users\n  acl: [{user: dash, read: ['lintel/#']}]\n"
 	path := filepath.Join(dir, "lintel.yaml")
 	os.WriteFile(path, []byte(cfg), 0o600)
 	return path

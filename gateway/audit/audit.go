@@ -55,6 +55,7 @@ const (
 	CheckDataDir     = "data-dir"
 	CheckPrivacy     = "privacy"
 	CheckSigners     = "command-signers"
+	CheckMetrics     = "metrics-address"
 )
 
 // Options describe the machine the gateway runs on.
@@ -87,6 +88,7 @@ func Run(cfg *config.Config, problems config.Problems, opts Options) []Finding {
 	a.dataDir()
 	a.privacy()
 	a.signers()
+	a.metrics()
 	return a.findings
 }
 
@@ -351,6 +353,18 @@ func (a *auditor) root() {
 		return
 	}
 	a.add(CheckRoot, Pass, fmt.Sprintf("runs as uid %d, not root", a.opts.ServiceUID), "")
+}
+
+func (a *auditor) metrics() {
+	switch addr := a.cfg.Metrics.Address; {
+	case addr == "off":
+		a.add(CheckMetrics, Pass, "metrics and health endpoints are off", "")
+	case loopback(addr):
+		a.add(CheckMetrics, Pass, "metrics and health on loopback "+addr+" only", "")
+	default:
+		a.add(CheckMetrics, Fail, fmt.Sprintf("metrics and health are served on the network address %s: they reveal device and door state", addr),
+			"bind metrics.address to 127.0.0.1 and scrape through an SSH tunnel or a local agent")
+	}
 }
 
 // signers: critical points and commands need signer keys that load.

@@ -93,6 +93,7 @@ func TestExampleConfigPasses(t *testing.T) {
 // expects each to be named.
 func TestWeakConfigFailsOnEveryProblem(t *testing.T) {
 	weak := `gateway: {id: gw1, data_dir: /var/lib/lintel}
+metrics: {address: 0.0.0.0:9108}
 local_broker:
   listeners:
     - {name: lan, address: 0.0.0.0:1883}
@@ -129,6 +130,7 @@ devices:
 		CheckDataDir:     {"mode 0755"},
 		CheckPrivacy:     {`"holder_name" looks personal`},
 		CheckSigners:     {"door/unlock", "no uplink.commands.signers"},
+		CheckMetrics:     {"0.0.0.0:9108"},
 	}
 	for check, fragments := range want {
 		var reasons []string

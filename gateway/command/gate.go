@@ -77,6 +77,7 @@ type Gate struct {
 
 	mu      sync.Mutex
 	recent  map[string][]time.Time // device/point → accepted command times
+	counts  map[string]uint64      // "ok" or the refusal reason → attempts
 	auditMu sync.Mutex
 }
 
@@ -100,7 +101,7 @@ func Open(cfg Config, logger *slog.Logger) (*Gate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nonce store %s: %w", cfg.NonceFile, err)
 	}
-	g := &Gate{cfg: cfg, log: logger.With("component", "command"), nonces: db, recent: map[string][]time.Time{}}
+	g := &Gate{cfg: cfg, log: logger.With("component", "command"), nonces: db, recent: map[string][]time.Time{}, counts: map[string]uint64{}}
 	if err := g.pruneNonces(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("nonce store %s: %w", cfg.NonceFile, err)
@@ -286,7 +287,25 @@ func (g *Gate) allowRate(key string) bool {
 
 // answer publishes the result, logs the attempt and appends it to the audit
 // log. The value is not recorded: only who asked what of which point.
+// Counts returns the attempts so far by outcome: "ok" or the refusal reason.
+func (g *Gate) Counts() map[string]uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make(map[string]uint64, len(g.counts))
+	for k, v := range g.counts {
+		out[k] = v
+	}
+	return out
+}
+
 func (g *Gate) answer(ctx context.Context, a attempt, r Result) {
+	outcome, _, _ := strings.Cut(r.Error, ":")
+	if r.OK {
+		outcome = "ok"
+	}
+	g.mu.Lock()
+	g.counts[outcome]++
+	g.mu.Unlock()
 	entry := map[string]string{
 		"source": a.source, "id": a.env.ID, "device": a.device, "point": a.point,
 		"ok": fmt.Sprint(r.OK), "error": r.Error, "signer": a.signer,

@@ -11,6 +11,7 @@ import (
 type Config struct {
 	Gateway     Gateway     `yaml:"gateway"`
 	Log         Log         `yaml:"log"`
+	Metrics     Metrics     `yaml:"metrics"`
 	LocalBroker LocalBroker `yaml:"local_broker"`
 	Buses       []Bus       `yaml:"buses"`
 	Devices     []Device    `yaml:"devices"`
@@ -41,6 +42,11 @@ type Gateway struct {
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error
 	Format string `yaml:"format"` // text, json
+}
+
+// Metrics is where /metrics (Prometheus) and /healthz are served.
+type Metrics struct {
+	Address string `yaml:"address"` // default 127.0.0.1:9108; "off" disables
 }
 
 // LocalBroker configures the embedded MQTT broker.
@@ -284,6 +290,7 @@ func (s *Size) UnmarshalText(b []byte) error {
 const (
 	DefaultDataDir        = "/var/lib/lintel"
 	DefaultListener       = "127.0.0.1:1883"
+	DefaultMetrics        = "127.0.0.1:9108"
 	DefaultMaxPacket      = 64 << 10
 	DefaultMaxClients     = 64
 	DefaultPoll           = 5 * time.Second
@@ -303,6 +310,9 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
+	}
+	if c.Metrics.Address == "" {
+		c.Metrics.Address = DefaultMetrics
 	}
 	lb := &c.LocalBroker
 	if len(lb.Listeners) == 0 {

@@ -65,6 +65,11 @@ func (cfg *Config) validate() Problems {
 	c.oneOf("log.level", cfg.Log.Level, "debug", "info", "warn", "error")
 	c.oneOf("log.format", cfg.Log.Format, "text", "json")
 
+	if a := cfg.Metrics.Address; a != "off" {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			c.add("metrics.address", "invalid address %q; want host:port (e.g. 127.0.0.1:9108) or off", a)
+		}
+	}
 	lb := cfg.LocalBroker
 	listenerNames := map[string]bool{}
 	for i, l := range lb.Listeners {

@@ -135,6 +135,8 @@ type Stats struct {
 	Acked      uint64 // PUBACKs received (records deleted)
 	Reconnects uint64 // sessions started after the first
 	LastError  string
+	// CertNotAfter is when the client certificate expires.
+	CertNotAfter time.Time
 }
 
 // Uplink store-and-forwards the buffer to the cloud broker.
@@ -177,6 +179,11 @@ func (u *Uplink) Stats() Stats {
 		Reconnects: u.reconnects.Load(),
 	}
 	s.LastError, _ = u.lastErr.Load().(string)
+	if c := u.cfg.TLS.Certificates; len(c) > 0 {
+		if leaf, err := x509.ParseCertificate(c[0].Certificate[0]); err == nil {
+			s.CertNotAfter = leaf.NotAfter
+		}
+	}
 	return s
 }
 

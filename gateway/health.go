@@ -1,0 +1,225 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/lintel-gw/lintel/adapters/modbus"
+	"github.com/lintel-gw/lintel/adapters/serialline"
+)
+
+// collector turns the components' counters into Prometheus metrics at
+// scrape time, so no package below gateway depends on Prometheus.
+type collector struct {
+	g     *Gateway
+	descs map[string]*prometheus.Desc
+}
+
+func newCollector(g *Gateway) *collector {
+	c := &collector{g: g, descs: map[string]*prometheus.Desc{}}
+	def := func(name, help string, labels ...string) {
+		c.descs[name] = prometheus.NewDesc("lintel_"+name, help, labels, nil)
+	}
+	def("bus_requests_total", "Modbus transactions.", "bus")
+	def("bus_timeouts_total", "Modbus requests that timed out.", "bus")
+	def("bus_exceptions_total", "Modbus exception responses.", "bus")
+	def("bus_link_errors_total", "CRC, framing and connection errors.", "bus")
+	def("bus_response_seconds", "Modbus response time.", "bus")
+	def("serial_frames_total", "Serial-line frames received.", "bus")
+	def("serial_unmatched_total", "Serial-line frames no event matched.", "bus")
+	def("serial_dropped_total", "Serial-line garbage and over-long frames dropped.", "bus")
+	def("device_online", "1 if the device answers.", "bus", "device")
+	def("buffer_records", "Records waiting in the buffer.")
+	def("buffer_high_records", "High-priority records waiting.")
+	def("buffer_bytes", "Bytes of records waiting.")
+	def("buffer_oldest_age_seconds", "Age of the oldest waiting record.")
+	def("buffer_drops_total", "Records dropped, by reason.", "reason")
+	def("buffer_commits_total", "Group commits.")
+	def("buffer_commit_failures_total", "Failed group commits (e.g. disk full).")
+	def("buffer_quarantined", "1 if a bad buffer file was moved aside at start.")
+	def("uplink_connected", "1 while connected to the cloud broker.")
+	def("uplink_published_total", "PUBLISH packets sent to the cloud.")
+	def("uplink_acked_total", "PUBACKs from the cloud (records deleted).")
+	def("uplink_reconnects_total", "Sessions after the first.")
+	def("uplink_certificate_expiry_seconds", "Seconds until the uplink client certificate expires.")
+	def("broker_clients", "Connected local clients.")
+	def("broker_auth_failures_total", "Refused logins.")
+	def("broker_auth_blocked_total", "Logins refused unchecked during back-off.")
+	def("broker_acl_denied_total", "Reads and writes denied by the ACL.", "direction")
+	def("broker_will_denied_total", "CONNECTs refused for a Will on a forbidden topic.")
+	def("broker_abusive_total", "Clients disconnected for oversized packets or topics.")
+	def("commands_total", "Command attempts by outcome.", "outcome")
+	def("publish_errors_total", "Adapter readings that could not be buffered.")
+	return c
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	g := c.g
+	gauge := func(name string, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(c.descs[name], prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(name string, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(c.descs[name], prometheus.CounterValue, float64(v), labels...)
+	}
+	b01 := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	for name, a := range g.buses {
+		var online map[string]bool
+		switch bus := a.(type) {
+		case *modbus.Bus:
+			s := bus.Stats()
+			counter("bus_requests_total", s.Requests, name)
+			counter("bus_timeouts_total", s.Timeouts, name)
+			counter("bus_exceptions_total", s.Exceptions, name)
+			counter("bus_link_errors_total", s.LinkErrors, name)
+			buckets, cum := map[float64]uint64{}, uint64(0)
+			for i, bound := range modbus.ResponseBuckets {
+				cum += s.Buckets[i]
+				buckets[bound] = cum
+			}
+			ch <- prometheus.MustNewConstHistogram(c.descs["bus_response_seconds"], cum+s.Buckets[len(s.Buckets)-1], s.Sum, buckets, name)
+			online = s.Online
+		case *serialline.Line:
+			s := bus.Stats()
+			counter("serial_frames_total", s.Frames, name)
+			counter("serial_unmatched_total", s.Unmatched, name)
+			counter("serial_dropped_total", s.Dropped, name)
+			online = s.Online
+		}
+		for device, on := range online {
+			gauge("device_online", b01(on), name, device)
+		}
+	}
+	s := g.Stats()
+	b := s.Buffer
+	gauge("buffer_records", float64(b.Records))
+	gauge("buffer_high_records", float64(b.High))
+	gauge("buffer_bytes", float64(b.Bytes))
+	age := 0.0
+	if !b.Oldest.IsZero() {
+		age = time.Since(b.Oldest).Seconds()
+	}
+	gauge("buffer_oldest_age_seconds", age)
+	counter("buffer_drops_total", b.Drops.Full, "full")
+	counter("buffer_drops_total", b.Drops.Rejected, "rejected")
+	counter("buffer_drops_total", b.Drops.Expired, "expired")
+	counter("buffer_commits_total", b.Commits)
+	counter("buffer_commit_failures_total", b.CommitFails)
+	gauge("buffer_quarantined", b01(b.Quarantined != ""))
+	if g.uplink != nil {
+		u := s.Uplink
+		gauge("uplink_connected", b01(u.Connected))
+		counter("uplink_published_total", u.Published)
+		counter("uplink_acked_total", u.Acked)
+		counter("uplink_reconnects_total", u.Reconnects)
+		if !u.CertNotAfter.IsZero() {
+			gauge("uplink_certificate_expiry_seconds", time.Until(u.CertNotAfter).Seconds())
+		}
+	}
+	bc := g.broker.Counters()
+	gauge("broker_clients", float64(g.broker.Clients()))
+	counter("broker_auth_failures_total", bc.AuthFailures)
+	counter("broker_auth_blocked_total", bc.AuthBlocked)
+	counter("broker_acl_denied_total", bc.ReadDenied, "read")
+	counter("broker_acl_denied_total", bc.WriteDenied, "write")
+	counter("broker_will_denied_total", bc.WillDenied)
+	counter("broker_abusive_total", bc.Abusive)
+	for outcome, n := range g.gate.Counts() {
+		counter("commands_total", n, outcome)
+	}
+	counter("publish_errors_total", s.PublishErrors)
+}
+
+// Health is the answer of /healthz.
+type Health struct {
+	Status   string   `json:"status"` // ok or degraded
+	Problems []string `json:"problems,omitempty"`
+}
+
+// Health says what is degraded: uplink down, devices offline, buffer
+// trouble, an uplink certificate near expiry.
+func (g *Gateway) Health() Health {
+	var problems []string
+	s := g.Stats()
+	if g.uplink != nil {
+		if !s.Uplink.Connected {
+			msg := "uplink not connected"
+			if s.Uplink.LastError != "" {
+				msg += ": " + s.Uplink.LastError
+			}
+			problems = append(problems, msg)
+		}
+		if left := time.Until(s.Uplink.CertNotAfter); !s.Uplink.CertNotAfter.IsZero() && left < 30*24*time.Hour {
+			problems = append(problems, fmt.Sprintf("uplink certificate expires in %d days", int(left.Hours()/24)))
+		}
+	}
+	for name, a := range g.buses {
+		var online map[string]bool
+		switch bus := a.(type) {
+		case *modbus.Bus:
+			online = bus.Stats().Online
+		case *serialline.Line:
+			online = bus.Stats().Online
+		}
+		for device, on := range online {
+			if !on {
+				problems = append(problems, fmt.Sprintf("device %s on bus %s offline", device, name))
+			}
+		}
+	}
+	if s.Buffer.Quarantined != "" {
+		problems = append(problems, "buffer file was corrupt and moved to "+s.Buffer.Quarantined)
+	}
+	if s.Buffer.CommitFails > 0 {
+		problems = append(problems, fmt.Sprintf("%d buffer commits failed (disk full?)", s.Buffer.CommitFails))
+	}
+	if len(problems) > 0 {
+		return Health{Status: "degraded", Problems: problems}
+	}
+	return Health{Status: "ok"}
+}
+
+// serveMetrics serves /metrics and /healthz until ctx ends.
+func (g *Gateway) serveMetrics(ctx context.Context, l net.Listener) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newCollector(g), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		h := g.Health()
+		w.Header().Set("Content-Type", "application/json")
+		if h.Status != "ok" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		json.NewEncoder(w).Encode(h)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(shutdown)
+	}()
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		g.log.Error("metrics server", "err", err)
+	}
+}
