@@ -69,6 +69,9 @@ func TestKillDuringAppend(t *testing.T) {
 	next := 0
 	for round := range 20 {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$")
+		if qemu := os.Getenv("LINTEL_QEMU"); qemu != "" { // cross-architecture runs in CI
+			cmd = exec.Command(qemu, os.Args[0], "-test.run=^TestCrashChild$")
+		}
 		cmd.Env = append(os.Environ(), crashChildEnv+"="+path, fmt.Sprintf("%s_START=%d", crashChildEnv, next))
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {

@@ -38,6 +38,40 @@ func TestEveryProfileParses(t *testing.T) {
 	}
 }
 
+// TestSystemdUnitIsHardened parses lintel.service and checks the settings
+// the operations guide promises (systemd-analyze verify runs in CI).
+func TestSystemdUnitIsHardened(t *testing.T) {
+	data, err := os.ReadFile("lintel.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings := map[string][]string{}
+	section := ""
+	for n, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "" || strings.HasPrefix(line, "#"):
+		case strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]"):
+			section = line
+		default:
+			k, v, ok := strings.Cut(line, "=")
+			if !ok || section == "" {
+				t.Fatalf("lintel.service:%d: not key=value in a section: %q", n+1, line)
+			}
+			settings[k] = append(settings[k], v)
+		}
+	}
+	for k, want := range map[string]string{
+		"User": "lintel", "NoNewPrivileges": "yes", "ProtectSystem": "strict", "SupplementaryGroups": "dialout",
+		"StateDirectory": "lintel", "Restart": "on-failure", "CapabilityBoundingSet": "",
+		"RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
+	} {
+		if got := settings[k]; len(got) == 0 || got[len(got)-1] != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+}
+
 func TestDemoIsEmbedded(t *testing.T) {
 	onDisk, err := os.ReadFile("demo.yaml")
 	if err != nil || string(onDisk) != string(Demo) || !strings.Contains(string(Demo), "demo-gw") {

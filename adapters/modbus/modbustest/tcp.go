@@ -122,3 +122,13 @@ func (t *TCP) regs(unit, fc uint8, addr, qty uint16, write bool, args []uint16) 
 	}
 	return out, nil
 }
+
+// SetHolding sets holding registers from addr on, safely while serving.
+func (t *TCP) SetHolding(unit uint8, addr uint16, values ...uint16) {
+	u := t.Unit(unit)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i, v := range values {
+		u.Holding[addr+uint16(i)] = v
+	}
+}
