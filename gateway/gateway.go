@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,8 @@ type Options struct {
 // Gateway is one running Lintel: buffer, local broker, adapters and uplink.
 type Gateway struct {
 	cfg     *config.Config
+	id      string // gateway.id and data_dir, fixed for the process's life
+	dataDir string
 	log     *slog.Logger
 	queue   *buffer.Queue
 	broker  *localbroker.Broker
@@ -45,7 +48,14 @@ type Gateway struct {
 	gate    *command.Gate
 	pubErrs atomic.Uint64
 
-	metrics  net.Listener    // nil when metrics are off
+	metrics net.Listener // nil when metrics are off
+	key     *privacy.Key // loaded with the first serial-line bus
+
+	reloadMu sync.Mutex // Run's start and stop, and Reload
+	runCtx   context.Context
+	adCancel context.CancelFunc
+	adWG     sync.WaitGroup
+	busMu    sync.RWMutex    // guards buses and cfg against readers (metrics, health)
 	cmdCtx   context.Context // set by Run before commands can arrive
 	cmdSlots chan struct{}   // bounds local commands in progress
 	cmdWG    sync.WaitGroup
@@ -66,7 +76,7 @@ func New(cfg *config.Config, opts Options) (g *Gateway, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g = &Gateway{cfg: cfg, log: log, buses: map[string]adapters.Adapter{}}
+	g = &Gateway{cfg: cfg, id: cfg.Gateway.ID, dataDir: cfg.Gateway.DataDir, log: log, buses: map[string]adapters.Adapter{}}
 	if err := os.MkdirAll(cfg.Gateway.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("gateway.data_dir: %w", err)
 	}
@@ -100,23 +110,8 @@ func New(cfg *config.Config, opts Options) (g *Gateway, err error) {
 		return nil, fmt.Errorf("local_broker: %w", err)
 	}
 
-	var key *privacy.Key
-	for _, b := range cfg.Buses {
-		var bus adapters.Adapter
-		if b.Type == "serial-line" {
-			if key == nil {
-				if key, err = privacy.LoadOrCreateKey(cfg.Privacy.KeyFile); err != nil {
-					return nil, fmt.Errorf("privacy.key_file: %w", err)
-				}
-			}
-			bus, err = newSerialLine(b, cfg.Devices, key, log)
-		} else {
-			bus, err = newBus(b, cfg.Devices, log)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("bus %q: %w", b.Name, err)
-		}
-		g.buses[b.Name] = bus
+	if g.buses, err = g.newBuses(cfg); err != nil {
+		return nil, err
 	}
 
 	if g.gate, err = g.openGate(); err != nil {
@@ -153,7 +148,7 @@ func New(cfg *config.Config, opts Options) (g *Gateway, err error) {
 }
 
 // commandFilter is where commands arrive: lintel/<gateway>/<device>/<point>/set.
-func (g *Gateway) commandFilter() string { return "lintel/" + g.cfg.Gateway.ID + "/+/+/set" }
+func (g *Gateway) commandFilter() string { return "lintel/" + g.id + "/+/+/set" }
 
 // openGate builds the command gate over every device's adapter.
 func (g *Gateway) openGate() (*command.Gate, error) {
@@ -167,11 +162,7 @@ func (g *Gateway) openGate() (*command.Gate, error) {
 			return g.broker.Publish(ctx, topic, payload, false, buffer.High)
 		},
 	}
-	for _, d := range cfg.Devices {
-		if w, ok := g.buses[d.Bus].(adapters.Writable); ok {
-			cc.Targets[d.Name] = w
-		}
-	}
+	cc.Targets = targets(cfg, g.buses)
 	if u := cfg.Uplink; u != nil {
 		cc.MaxTTL, cc.RatePerMinute = u.Commands.MaxTTL.D(), u.Commands.RatePerMinute
 		for i, path := range u.Commands.Signers {
@@ -304,6 +295,113 @@ func newBus(b config.Bus, all []config.Device, log *slog.Logger) (*modbus.Bus, e
 	}, devices, log)
 }
 
+// newBuses builds one adapter per bus; the privacy key is loaded (or
+// created) the first time a serial-line bus needs it.
+func (g *Gateway) newBuses(cfg *config.Config) (map[string]adapters.Adapter, error) {
+	buses := map[string]adapters.Adapter{}
+	for _, b := range cfg.Buses {
+		var bus adapters.Adapter
+		var err error
+		if b.Type == "serial-line" {
+			if g.key == nil {
+				if g.key, err = privacy.LoadOrCreateKey(cfg.Privacy.KeyFile); err != nil {
+					return nil, fmt.Errorf("privacy.key_file: %w", err)
+				}
+			}
+			bus, err = newSerialLine(b, cfg.Devices, g.key, g.log)
+		} else {
+			bus, err = newBus(b, cfg.Devices, g.log)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("bus %q: %w", b.Name, err)
+		}
+		buses[b.Name] = bus
+	}
+	return buses, nil
+}
+
+// targets maps each device to its bus's adapter, for the command gate.
+func targets(cfg *config.Config, buses map[string]adapters.Adapter) map[string]adapters.Writable {
+	t := map[string]adapters.Writable{}
+	for _, d := range cfg.Devices {
+		if w, ok := buses[d.Bus].(adapters.Writable); ok {
+			t[d.Name] = w
+		}
+	}
+	return t
+}
+
+// startAdapters runs every bus under ctx; stopAdapters stops them and waits.
+func (g *Gateway) startAdapters(ctx context.Context) {
+	actx, cancel := context.WithCancel(ctx)
+	g.adCancel = cancel
+	pub := adapters.PublisherFunc(g.publish)
+	for name, a := range g.currentBuses() {
+		g.adWG.Go(func() {
+			if err := a.Run(actx, pub); err != nil && !errors.Is(err, context.Canceled) {
+				g.log.Error("bus stopped", "bus", name, "err", err)
+			}
+		})
+	}
+}
+
+func (g *Gateway) stopAdapters() {
+	if g.adCancel != nil {
+		g.adCancel()
+	}
+	g.adWG.Wait()
+}
+
+func (g *Gateway) currentBuses() map[string]adapters.Adapter {
+	g.busMu.RLock()
+	defer g.busMu.RUnlock()
+	return g.buses
+}
+
+// Reload applies a new configuration's devices, points, users and ACL
+// without touching the buffer, the local broker's listeners or the uplink
+// session: the adapters are rebuilt and restarted, users and ACL swapped.
+// A configuration that changes anything else is refused (that needs a
+// restart) and the running one stays as it was; so is one whose adapters or
+// users file cannot be built.
+func (g *Gateway) Reload(cfg *config.Config) error {
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
+	old := g.cfg
+	for what, same := range map[string]bool{
+		"gateway":                        reflect.DeepEqual(old.Gateway, cfg.Gateway),
+		"local_broker.listeners":         reflect.DeepEqual(old.LocalBroker.Listeners, cfg.LocalBroker.Listeners),
+		"local_broker.limits":            reflect.DeepEqual(old.LocalBroker.Limits, cfg.LocalBroker.Limits),
+		"uplink":                         reflect.DeepEqual(old.Uplink, cfg.Uplink),
+		"buffer":                         reflect.DeepEqual(old.Buffer, cfg.Buffer),
+		"metrics":                        reflect.DeepEqual(old.Metrics, cfg.Metrics),
+		"privacy":                        reflect.DeepEqual(old.Privacy, cfg.Privacy),
+		"log":                            reflect.DeepEqual(old.Log, cfg.Log),
+		"local_broker.users_file (path)": old.LocalBroker.UsersFile == cfg.LocalBroker.UsersFile,
+	} {
+		if !same {
+			return fmt.Errorf("reload refused: %s changed, which needs a restart; the running configuration is unchanged", what)
+		}
+	}
+	bcfg, err := brokerConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("reload refused: %w", err)
+	}
+	buses, err := g.newBuses(cfg)
+	if err != nil {
+		return fmt.Errorf("reload refused: %w", err)
+	}
+	g.broker.SetAuth(bcfg.Users, bcfg.ACL)
+	g.stopAdapters()
+	g.busMu.Lock()
+	g.buses, g.cfg = buses, cfg
+	g.busMu.Unlock()
+	g.gate.SetTargets(targets(cfg, buses))
+	g.startAdapters(g.runCtx)
+	g.log.Info("configuration reloaded", "buses", len(buses), "devices", len(cfg.Devices))
+	return nil
+}
+
 // newSerialLine builds a serial-line adapter; patterns were checked by config.
 func newSerialLine(b config.Bus, all []config.Device, key *privacy.Key, log *slog.Logger) (*serialline.Line, error) {
 	compile := func(expr string) *regexp.Regexp {
@@ -427,7 +525,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		metricsDone.Go(func() { g.serveMetrics(metricsCtx, g.metrics) })
 	}
 	defer func() { stopMetrics(); metricsDone.Wait() }()
-	g.log.Info("gateway running", "id", g.cfg.Gateway.ID, "buses", len(g.buses), "uplink", g.uplink != nil)
+	g.log.Info("gateway running", "id", g.id, "buses", len(g.currentBuses()), "uplink", g.uplink != nil)
 
 	upCtx, stopUplink := context.WithCancel(context.Background())
 	var upDone sync.WaitGroup
@@ -435,16 +533,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 		upDone.Go(func() { g.uplink.Run(upCtx) })
 	}
 
-	adCtx, stopAdapters := context.WithCancel(ctx)
-	var adDone sync.WaitGroup
-	pub := adapters.PublisherFunc(g.publish)
-	for name, a := range g.buses {
-		adDone.Go(func() {
-			if err := a.Run(adCtx, pub); err != nil && !errors.Is(err, context.Canceled) {
-				g.log.Error("bus stopped", "bus", name, "err", err)
-			}
-		})
-	}
+	g.reloadMu.Lock()
+	g.runCtx = ctx
+	g.startAdapters(ctx)
+	g.reloadMu.Unlock()
 
 	g.writeStats()
 	tick := time.NewTicker(5 * time.Second)
@@ -460,12 +552,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.log.Info("gateway stopping")
 	unsubscribe()
 	g.cmdWG.Wait() // commands in progress finish (their writes see ctx end)
-	stopAdapters()
-	adDone.Wait()
+	g.reloadMu.Lock()
+	g.stopAdapters()
+	g.reloadMu.Unlock()
 	g.broker.Close()
 	stopUplink()
 	upDone.Wait()
-	os.Remove(filepath.Join(g.cfg.Gateway.DataDir, statsFile)) // the file itself is readable again
+	os.Remove(filepath.Join(g.dataDir, statsFile)) // the file itself is readable again
 	return nil
 }
 
@@ -473,7 +566,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 // and counted, not returned: local delivery happened and the adapter must
 // keep polling.
 func (g *Gateway) publish(ctx context.Context, m adapters.Message) error {
-	topic := "lintel/" + g.cfg.Gateway.ID + "/" + m.Device + "/" + m.Point
+	topic := "lintel/" + g.id + "/" + m.Device + "/" + m.Point
 	prio := buffer.Normal
 	if m.High {
 		prio = buffer.High
@@ -539,7 +632,7 @@ func (g *Gateway) writeStats() {
 		At    time.Time    `json:"at"`
 		Stats buffer.Stats `json:"buffer"`
 	}{time.Now(), g.queue.Stats()})
-	path := filepath.Join(g.cfg.Gateway.DataDir, statsFile)
+	path := filepath.Join(g.dataDir, statsFile)
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {
 		g.log.Warn("cannot write buffer stats snapshot", "err", err)

@@ -26,6 +26,7 @@ import (
 	"github.com/lintel-gw/lintel/gateway/config"
 	"github.com/lintel-gw/lintel/gateway/demo"
 	"github.com/lintel-gw/lintel/gateway/uplink/cloudtest"
+	"github.com/lintel-gw/lintel/localbroker"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -451,5 +452,58 @@ func TestMetricsFollowADeviceDying(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable || h.Status != "degraded" || !strings.Contains(strings.Join(h.Problems, ";"), "device energy-meter on bus plant offline") {
 		t.Fatalf("/healthz %d %+v", resp.StatusCode, h)
+	}
+}
+
+// TestReload adds a point and a user while running: the point's readings
+// appear, the new user can log in, and the buffer and the uplink session
+// carry on. A configuration that changes the uplink is refused.
+func TestReload(t *testing.T) {
+	env, gw := startGateway(t)
+	waitUntil(t, "uplink connected", 10*time.Second, func() bool { return gw.Stats().Uplink.Connected })
+	before := gw.Stats()
+
+	next := *env.Config
+	next.Devices = append([]config.Device(nil), env.Config.Devices...)
+	ahu := &next.Devices[0]
+	ahu.Points = append(append([]config.Point(nil), ahu.Points...),
+		config.Point{Name: "reloaded_point", Table: "holding", Address: 110, Type: "uint16", Report: config.Report{MaxInterval: config.Duration(time.Millisecond)}})
+	users, err := localbroker.LoadUsers(next.LocalBroker.UsersFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users.Set("bms", []byte("bms-password"))
+	if err := users.WriteFile(next.LocalBroker.UsersFile); err != nil {
+		t.Fatal(err)
+	}
+	next.LocalBroker.ACL = append(next.LocalBroker.ACL, config.ACLRule{User: "bms", Read: []string{"lintel/#"}})
+	if err := gw.Reload(&next); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the new point in the cloud", 10*time.Second, func() bool {
+		for _, m := range env.Cloud.Received() {
+			if m.Topic == "lintel/demo-gw/ahu-1/reloaded_point" {
+				return true
+			}
+		}
+		return false
+	})
+	after := gw.Stats()
+	if after.Uplink.Reconnects != before.Uplink.Reconnects || !after.Uplink.Connected || after.Buffer.NextSeq <= before.Buffer.NextSeq {
+		t.Fatalf("reload disturbed the uplink or the buffer: before %+v after %+v", before, after)
+	}
+	c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + gw.LocalAddr("local")).SetUsername("bms").SetPassword("bms-password").
+		SetProtocolVersion(4).SetAutoReconnect(false).SetClientID("bms-after-reload"))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("user added by the reload cannot log in: %v", tok.Error())
+	}
+	c.Disconnect(0)
+
+	broken := next
+	u := *next.Uplink
+	u.Broker = "mqtts://elsewhere.example.com:8883"
+	broken.Uplink = &u
+	if err := gw.Reload(&broken); err == nil || !strings.Contains(err.Error(), "uplink changed") {
+		t.Fatalf("reload changing the uplink: %v", err)
 	}
 }

@@ -82,7 +82,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		return 0
 	}
-	for name, a := range g.buses {
+	for name, a := range g.currentBuses() {
 		var online map[string]bool
 		switch bus := a.(type) {
 		case *modbus.Bus:
@@ -172,7 +172,7 @@ func (g *Gateway) Health() Health {
 			problems = append(problems, fmt.Sprintf("uplink certificate expires in %d days", int(left.Hours()/24)))
 		}
 	}
-	for name, a := range g.buses {
+	for name, a := range g.currentBuses() {
 		var online map[string]bool
 		switch bus := a.(type) {
 		case *modbus.Bus:

@@ -291,6 +291,20 @@ func (b *Broker) Subscribe(filter string, fn func(topic string, payload []byte))
 // Counters returns what the broker refused so far.
 func (b *Broker) Counters() Counters { return b.auth.counters() }
 
+// SetAuth replaces the users and the ACL (a configuration reload); clients
+// already connected keep their session, and every later check uses the new
+// rules.
+func (b *Broker) SetAuth(users *Users, acl *ACL) {
+	if users == nil {
+		users = NewUsers()
+	}
+	if acl == nil {
+		acl = NewACL(nil)
+	}
+	b.auth.users.Store(users)
+	b.auth.acl.Store(acl)
+}
+
 // Clients is the number of connected network clients.
 func (b *Broker) Clients() int64 { return atomic.LoadInt64(&b.srv.Info.ClientsConnected) }
 

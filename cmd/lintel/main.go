@@ -188,7 +188,39 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				reload(gw, *path, overrides, log)
+			}
+		}
+	}()
 	return gw.Run(ctx)
+}
+
+// reload applies SIGHUP: the file is checked and audited like at start, and
+// refused with the reason (the running configuration stays) if it fails.
+func reload(gw *gateway.Gateway, path string, overrides []string, log *slog.Logger) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		log.Error("reload refused: configuration invalid; still running the previous one", "err", err)
+		return
+	}
+	for _, id := range audit.Failed(audit.Run(cfg, nil, audit.Options{ServiceUID: os.Geteuid()})) {
+		if !slices.Contains(overrides, id) {
+			log.Error("reload refused: security audit failed; still running the previous configuration", "check", id)
+			return
+		}
+	}
+	if err := gw.Reload(cfg); err != nil {
+		log.Error(err.Error())
+	}
 }
 
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {

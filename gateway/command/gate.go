@@ -109,6 +109,13 @@ func Open(cfg Config, logger *slog.Logger) (*Gate, error) {
 	return g, nil
 }
 
+// SetTargets replaces the devices the gate may write (a configuration reload).
+func (g *Gate) SetTargets(t map[string]adapters.Writable) {
+	g.mu.Lock()
+	g.cfg.Targets = t
+	g.mu.Unlock()
+}
+
 // Close closes the nonce store.
 func (g *Gate) Close() error { return g.nonces.Close() }
 
@@ -155,7 +162,9 @@ func (g *Gate) check(ctx context.Context, a *attempt, topic string, payload []by
 	if gateway != g.cfg.GatewayID {
 		return fail(ReasonOtherGateway)
 	}
+	g.mu.Lock()
 	target, ok := g.cfg.Targets[a.device]
+	g.mu.Unlock()
 	if !ok {
 		return fail(ReasonUnknownTarget)
 	}
