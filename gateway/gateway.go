@@ -525,6 +525,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 		metricsDone.Go(func() { g.serveMetrics(metricsCtx, g.metrics) })
 	}
 	defer func() { stopMetrics(); metricsDone.Wait() }()
+	if p := ClockProblem(); p != "" {
+		g.log.Warn("time stamps cannot be trusted until the clock is set: "+p, "ts_example", time.Now().UTC().Format(time.RFC3339))
+	}
 	g.log.Info("gateway running", "id", g.id, "buses", len(g.currentBuses()), "uplink", g.uplink != nil)
 
 	upCtx, stopUplink := context.WithCancel(context.Background())

@@ -507,3 +507,12 @@ func TestReload(t *testing.T) {
 		t.Fatalf("reload changing the uplink: %v", err)
 	}
 }
+
+func TestClockProblemOnThisMachine(t *testing.T) {
+	// This machine's clock is set: no problem may be reported. (An unset
+	// clock cannot be simulated without privileges; the check is a
+	// comparison with the build time and the kernel's adjtimex state.)
+	if p := gateway.ClockProblem(); p != "" && !strings.Contains(p, "NTP") {
+		t.Fatalf("clock problem on a machine with a set clock: %s", p)
+	}
+}

@@ -59,6 +59,7 @@ func newCollector(g *Gateway) *collector {
 	def("broker_abusive_total", "Clients disconnected for oversized packets or topics.")
 	def("commands_total", "Command attempts by outcome.", "outcome")
 	def("publish_errors_total", "Adapter readings that could not be buffered.")
+	def("clock_trusted", "0 while the wall clock is unset or unsynchronised.")
 	return c
 }
 
@@ -147,6 +148,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter("commands_total", n, outcome)
 	}
 	counter("publish_errors_total", s.PublishErrors)
+	gauge("clock_trusted", b01(ClockProblem() == ""))
 }
 
 // Health is the answer of /healthz.
@@ -185,6 +187,9 @@ func (g *Gateway) Health() Health {
 				problems = append(problems, fmt.Sprintf("device %s on bus %s offline", device, name))
 			}
 		}
+	}
+	if p := ClockProblem(); p != "" {
+		problems = append(problems, p)
 	}
 	if s.Buffer.Quarantined != "" {
 		problems = append(problems, "buffer file was corrupt and moved to "+s.Buffer.Quarantined)
