@@ -2,9 +2,12 @@ package configs
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/goccy/go-yaml"
 
 	"github.com/lintel-gw/lintel/gateway/config"
 )
@@ -68,6 +71,40 @@ func TestSystemdUnitIsHardened(t *testing.T) {
 	} {
 		if got := settings[k]; len(got) == 0 || got[len(got)-1] != want {
 			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+}
+
+// TestPackagingFiles parses the nfpm config and syntax-checks the Debian
+// maintainer scripts; every file it installs must exist.
+func TestPackagingFiles(t *testing.T) {
+	data, err := os.ReadFile("nfpm.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pkg struct {
+		Contents []struct {
+			Src string `yaml:"src"`
+			Dst string `yaml:"dst"`
+		} `yaml:"contents"`
+		Scripts map[string]string `yaml:"scripts"`
+	}
+	if err := yaml.Unmarshal(data, &pkg); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range pkg.Contents {
+		if c.Src != "" && c.Src != "./dist/lintel" {
+			if _, err := os.Stat(filepath.Join("..", c.Src)); err != nil {
+				t.Errorf("packaged file %s: %v", c.Src, err)
+			}
+		}
+	}
+	if len(pkg.Scripts) != 3 {
+		t.Fatalf("scripts %v", pkg.Scripts)
+	}
+	for _, script := range pkg.Scripts {
+		if out, err := exec.Command("sh", "-n", filepath.Join("..", script)).CombinedOutput(); err != nil {
+			t.Errorf("%s: %v %s", script, err, out)
 		}
 	}
 }
