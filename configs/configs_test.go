@@ -23,6 +23,9 @@ func TestEveryConfigParses(t *testing.T) {
 		t.Fatalf("found only %v", files)
 	}
 	for _, f := range files {
+		if f == "nfpm.yaml" { // packaging, checked by TestPackagingFiles
+			continue
+		}
 		if _, err := config.Load(f); err != nil {
 			t.Errorf("%s:\n%v", f, err)
 		}
