@@ -43,7 +43,7 @@ func (a *ACL) CanRead(user, topic string) bool {
 	if user == "" || topic == "" {
 		return false
 	}
-	return a.decide(user, topic, false, filtersOverlap, filterCovers)
+	return a.decide(user, topic, false, FiltersOverlap, filterCovers)
 }
 
 // decide finds the matching grant and deny filters of highest precedence.
@@ -142,9 +142,9 @@ func MatchTopic(filter, topic string) bool {
 	return len(fs) == len(ts)
 }
 
-// filtersOverlap reports whether some topic name matches both filters (a
+// FiltersOverlap reports whether some topic name matches both filters (a
 // topic name is a filter without wildcards).
-func filtersOverlap(a, b string) bool {
+func FiltersOverlap(a, b string) bool {
 	if strings.HasPrefix(a, "$") != strings.HasPrefix(b, "$") {
 		return false
 	}

@@ -10,7 +10,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"maps"
-	"net"
 	"os"
 	"runtime"
 	"slices"
@@ -124,25 +123,13 @@ func (a *auditor) listeners() {
 			a.add(CheckListeners, Pass, fmt.Sprintf("listener %q on %s uses TLS and requires client certificates", l.Name, l.Address), "")
 		case l.TLS != nil:
 			a.add(CheckListeners, Pass, fmt.Sprintf("listener %q on %s uses TLS; clients log in with passwords", l.Name, l.Address), "")
-		case loopback(l.Address):
+		case config.IsLoopback(l.Address):
 			a.add(CheckListeners, Pass, fmt.Sprintf("listener %q is on loopback %s only", l.Name, l.Address), "")
 		default:
 			a.add(CheckListeners, Fail, fmt.Sprintf("listener %q accepts plain MQTT on the network address %s", l.Name, l.Address),
 				"add tls (cert_file, key_file, ideally client_ca_file) or bind it to 127.0.0.1")
 		}
 	}
-}
-
-func loopback(address string) bool {
-	host, _, err := net.SplitHostPort(address)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func (a *auditor) users() {
@@ -186,11 +173,11 @@ func (a *auditor) acl() {
 				bad = true
 				a.add(CheckACL, Fail, fmt.Sprintf("acl[%d] lets %s write to every topic (%q), commands included", i, who(r.User), f),
 					"grant write only on the topics the client must publish")
-			case r.User == "*" && overlaps(f, commandTopics):
+			case r.User == "*" && localbroker.FiltersOverlap(f, commandTopics):
 				bad = true
 				a.add(CheckACL, Fail, fmt.Sprintf("acl[%d] lets every user write command topics (%q)", i, f),
 					"grant command topics (…/set) to one named user only, or to none")
-			case overlaps(f, commandTopics):
+			case localbroker.FiltersOverlap(f, commandTopics):
 				a.add(CheckACL, Warn, fmt.Sprintf("acl[%d] lets user %q write command topics (%q): it can request writes to hardware", i, r.User, f),
 					"make sure this client must send commands; narrow the filter to the points it controls")
 			}
@@ -206,21 +193,6 @@ func who(user string) string {
 		return "every user"
 	}
 	return fmt.Sprintf("user %q", user)
-}
-
-func overlaps(a, b string) bool {
-	as, bs := strings.Split(a, "/"), strings.Split(b, "/")
-	for i := 0; ; i++ {
-		if i < len(as) && as[i] == "#" || i < len(bs) && bs[i] == "#" {
-			return true
-		}
-		if i >= len(as) || i >= len(bs) {
-			return len(as) == len(bs)
-		}
-		if as[i] != "+" && bs[i] != "+" && as[i] != bs[i] {
-			return false
-		}
-	}
 }
 
 // secretFiles: the users file and every private key must be 0600 (or
@@ -359,7 +331,7 @@ func (a *auditor) metrics() {
 	switch addr := a.cfg.Metrics.Address; {
 	case addr == "off":
 		a.add(CheckMetrics, Pass, "metrics and health endpoints are off", "")
-	case loopback(addr):
+	case config.IsLoopback(addr):
 		a.add(CheckMetrics, Pass, "metrics and health on loopback "+addr+" only", "")
 	default:
 		a.add(CheckMetrics, Fail, fmt.Sprintf("metrics and health are served on the network address %s: they reveal device and door state", addr),

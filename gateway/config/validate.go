@@ -135,27 +135,13 @@ func (cfg *Config) validate() Problems {
 				c.add(p+".address", "invalid address %q; want host:port, e.g. 10.0.5.20:502", b.Address)
 			}
 		case "serial-line":
-			c.required(p+".port", b.Port)
-			if b.Baud < 300 || b.Baud > 4_000_000 {
-				c.add(p+".baud", "%d is not a usable baud rate", b.Baud)
-			}
-			c.oneOf(p+".parity", b.Parity, "none", "even", "odd")
-			if b.StopBits != 1 && b.StopBits != 2 {
-				c.add(p+".stop_bits", "%d; want 1 or 2", b.StopBits)
-			}
+			c.serialPort(p, b)
 			f := serialline.Framing{Kind: b.Framing, Delimiter: []byte(b.Delimiter), Length: b.FrameLength, LengthBytes: b.LengthBytes, MaxFrame: b.MaxFrame}
 			if err := f.Validate(); err != nil {
 				c.add(p+".framing", "%v", err)
 			}
 		case "modbus-rtu":
-			c.required(p+".port", b.Port)
-			if b.Baud < 300 || b.Baud > 4_000_000 {
-				c.add(p+".baud", "%d is not a usable baud rate", b.Baud)
-			}
-			c.oneOf(p+".parity", b.Parity, "none", "even", "odd")
-			if b.StopBits != 1 && b.StopBits != 2 {
-				c.add(p+".stop_bits", "%d; want 1 or 2", b.StopBits)
-			}
+			c.serialPort(p, b)
 		default:
 			c.add(p+".type", "unknown bus type %q; want one of modbus-tcp, modbus-rtu, modbus-rtu-over-tcp, serial-line", b.Type)
 		}
@@ -248,6 +234,18 @@ func (cfg *Config) validate() Problems {
 		c.add("buffer.ttl", "%v is too short; want 0 (no expiry) or at least 1m", ttl)
 	}
 	return c.problems
+}
+
+// serialPort checks the line settings of a bus on a serial port.
+func (c *checker) serialPort(p string, b Bus) {
+	c.required(p+".port", b.Port)
+	if b.Baud < 300 || b.Baud > 4_000_000 {
+		c.add(p+".baud", "%d is not a usable baud rate", b.Baud)
+	}
+	c.oneOf(p+".parity", b.Parity, "none", "even", "odd")
+	if b.StopBits != 1 && b.StopBits != 2 {
+		c.add(p+".stop_bits", "%d; want 1 or 2", b.StopBits)
+	}
 }
 
 // placeholderRE finds {name} in templates.
@@ -410,6 +408,13 @@ func (c *checker) point(path string, pt Point) {
 	if pt.Writable && table != modbus.Coil && table != modbus.Holding {
 		c.add(path+".writable", "table %q is read-only; only coil and holding points can be writable", pt.Table)
 	}
+}
+
+// IsLoopback reports whether a host:port address is on a loopback
+// interface (127.0.0.0/8, ::1 or localhost).
+func IsLoopback(address string) bool {
+	host, _, err := net.SplitHostPort(address)
+	return err == nil && isLoopbackHost(host)
 }
 
 func isLoopbackHost(host string) bool {
