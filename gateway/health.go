@@ -48,6 +48,7 @@ func newCollector(g *Gateway) *collector {
 	def("buffer_quarantined", "1 if a bad buffer file was moved aside at start.")
 	def("uplink_connected", "1 while connected to the cloud broker.")
 	def("uplink_published_total", "PUBLISH packets sent to the cloud.")
+	def("uplink_in_flight", "Messages sent and not yet acknowledged.")
 	def("uplink_acked_total", "PUBACKs from the cloud (records deleted).")
 	def("uplink_reconnects_total", "Sessions after the first.")
 	def("uplink_certificate_expiry_seconds", "Seconds until the uplink client certificate expires.")
@@ -130,6 +131,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		u := s.Uplink
 		gauge("uplink_connected", b01(u.Connected))
 		counter("uplink_published_total", u.Published)
+		gauge("uplink_in_flight", float64(u.InFlight))
 		counter("uplink_acked_total", u.Acked)
 		counter("uplink_reconnects_total", u.Reconnects)
 		if !u.CertNotAfter.IsZero() {

@@ -132,6 +132,7 @@ func LoadTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 type Stats struct {
 	Connected  bool
 	Published  uint64 // PUBLISH packets sent
+	InFlight   int64  // sent, PUBACK not yet received
 	Acked      uint64 // PUBACKs received (records deleted)
 	Reconnects uint64 // sessions started after the first
 	LastError  string
@@ -147,6 +148,7 @@ type Uplink struct {
 
 	connected  atomic.Bool
 	published  atomic.Uint64
+	inflight   atomic.Int64
 	acked      atomic.Uint64
 	reconnects atomic.Uint64
 	lastErr    atomic.Value // string
@@ -175,6 +177,7 @@ func (u *Uplink) Stats() Stats {
 	s := Stats{
 		Connected:  u.connected.Load(),
 		Published:  u.published.Load(),
+		InFlight:   u.inflight.Load(),
 		Acked:      u.acked.Load(),
 		Reconnects: u.reconnects.Load(),
 	}
@@ -310,10 +313,11 @@ func (u *Uplink) session(ctx context.Context) error {
 		for _, r := range recs {
 			tok := client.Publish(u.cfg.TopicPrefix+r.Topic, 1, r.Retain, WithSeq(r.Payload, r.Seq))
 			u.published.Add(1)
+			u.inflight.Add(1)
 			wg.Add(1)
 			go func(seq uint64) {
 				defer wg.Done()
-				defer func() { <-slots }()
+				defer func() { <-slots; u.inflight.Add(-1) }()
 				timeout := time.NewTimer(u.cfg.AckTimeout)
 				defer timeout.Stop()
 				select {
