@@ -110,9 +110,10 @@ func bucketOf(p Priority) []byte {
 
 // op is one request to the writer goroutine.
 type op struct {
-	recs []Record
-	acks []uint64
-	done chan error // nil: the caller does not wait
+	recs   []Record
+	acks   []uint64
+	done   chan error  // nil: the caller does not wait
+	notify func(error) // called on the writer goroutine after the commit
 }
 
 // cursors say what Read hands out next. Records with seq ≥ liveFrom are
@@ -287,6 +288,13 @@ func (q *Queue) Append(ctx context.Context, recs ...Record) error {
 		// as not acknowledged.
 		return ctx.Err()
 	}
+}
+
+// AppendAsync is Append without waiting: done is called once the records are
+// fsynced (nil) or could not be stored. done runs on the writer goroutine, in
+// commit order, and must not block.
+func (q *Queue) AppendAsync(ctx context.Context, done func(error), recs ...Record) error {
+	return q.submit(ctx, op{recs: recs, notify: done})
 }
 
 // Enqueue hands recs to the writer and returns without waiting for the
@@ -596,13 +604,15 @@ func (q *Queue) commit(batch []op) {
 			"expired", d.Expired-prev.Drops.Expired, "policy", q.opts.FullPolicy)
 	}
 	for i, o := range batch {
-		if o.done == nil {
-			continue
-		}
+		result := results[i]
 		if err != nil {
-			o.done <- fmt.Errorf("commit: %w", err)
-		} else {
-			o.done <- results[i]
+			result = fmt.Errorf("commit: %w", err)
+		}
+		if o.done != nil {
+			o.done <- result
+		}
+		if o.notify != nil {
+			o.notify(result)
 		}
 	}
 	if err == nil {

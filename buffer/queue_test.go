@@ -364,3 +364,34 @@ func TestReadStatsWhileOpenAndClosed(t *testing.T) {
 		t.Fatal("ReadStats changed the file")
 	}
 }
+
+func TestAppendAsyncNotifiesAfterCommitInOrder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	q := openTest(t, path, Options{CommitInterval: 20 * time.Millisecond})
+	got := make(chan int, 100)
+	for i := range 100 {
+		if err := q.AppendAsync(context.Background(), func(err error) {
+			if err != nil {
+				t.Error(err)
+			}
+			got <- i
+		}, rec(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for want := range 100 {
+		select {
+		case i := <-got:
+			if i != want {
+				t.Fatalf("notification %d arrived as %d: out of order", want, i)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no notification")
+		}
+	}
+	q.Close()
+	s, err := ReadStats(path) // notified means durable: on disk after close
+	if err != nil || s.Records != 100 {
+		t.Fatalf("stats %+v %v", s, err)
+	}
+}

@@ -55,6 +55,9 @@ type Limits struct {
 type Spool interface {
 	// Append returns once the records are durable.
 	Append(ctx context.Context, recs ...buffer.Record) error
+	// AppendAsync calls done once the records are durable (or failed), in
+	// order, without blocking.
+	AppendAsync(ctx context.Context, done func(error), recs ...buffer.Record) error
 	// Enqueue returns once the records are accepted, before they are durable.
 	Enqueue(ctx context.Context, recs ...buffer.Record) error
 }
@@ -107,6 +110,9 @@ type Broker struct {
 
 	subMu  sync.Mutex
 	nextID int
+
+	fwd     *forwardHook // nil when nothing is forwarded
+	closeMu sync.Once
 }
 
 // New builds the broker and binds its listeners; it accepts clients after
@@ -135,14 +141,17 @@ func New(cfg Config, logger *slog.Logger) (*Broker, error) {
 		return nil, err
 	}
 	if len(cfg.Forward) > 0 && cfg.Spool != nil {
-		fwd := &forwardHook{forwarded: b.forwarded, spool: cfg.Spool, timeout: cfg.AppendTimeout, log: log}
+		fwd := &forwardHook{forwarded: b.forwarded, spool: cfg.Spool, timeout: cfg.AppendTimeout, log: log,
+			deliver: srv.Publish, completions: make(chan completion, 4096), stop: make(chan struct{}), stopped: make(chan struct{})}
 		if err := srv.AddHook(fwd, nil); err != nil {
 			return nil, err
 		}
+		b.fwd = fwd
+		go fwd.complete()
 	}
 	for _, l := range cfg.Listeners {
 		if err := b.addListener(l); err != nil {
-			srv.Close()
+			b.Close()
 			return nil, fmt.Errorf("listener %q (%s): %w", l.Name, l.Address, err)
 		}
 	}
@@ -230,7 +239,14 @@ func requireLoopback(address string) error {
 func (b *Broker) Start() error { return b.srv.Serve() }
 
 // Close disconnects every client and closes the listeners.
-func (b *Broker) Close() error { return b.srv.Close() }
+func (b *Broker) Close() error {
+	err := b.srv.Close()
+	if b.fwd != nil {
+		b.closeMu.Do(func() { close(b.fwd.stop) })
+		<-b.fwd.stopped
+	}
+	return err
+}
 
 // Addr returns the bound address of a listener (useful with port 0).
 func (b *Broker) Addr(listener string) string {

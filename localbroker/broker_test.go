@@ -25,6 +25,7 @@ type fakeSpool struct {
 	enqueued []buffer.Record
 	release  chan struct{} // nil: Append returns at once
 	fail     error
+	last     chan struct{} // the previous AppendAsync's completion
 }
 
 func (s *fakeSpool) Append(ctx context.Context, recs ...buffer.Record) error {
@@ -41,6 +42,25 @@ func (s *fakeSpool) Append(ctx context.Context, recs ...buffer.Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.appended = append(s.appended, recs...)
+	return nil
+}
+
+// AppendAsync runs Append on its own goroutine; notifications keep order
+// because each waits for the previous one.
+func (s *fakeSpool) AppendAsync(ctx context.Context, done func(error), recs ...buffer.Record) error {
+	s.mu.Lock()
+	prev := s.last
+	next := make(chan struct{})
+	s.last = next
+	s.mu.Unlock()
+	go func() {
+		err := s.Append(context.Background(), recs...)
+		if prev != nil {
+			<-prev
+		}
+		done(err)
+		close(next)
+	}()
 	return nil
 }
 
@@ -62,7 +82,7 @@ type testBroker struct {
 	addr string
 }
 
-func startBroker(t *testing.T, cfg Config) *testBroker {
+func startBroker(t testing.TB, cfg Config) *testBroker {
 	t.Helper()
 	if cfg.Listeners == nil {
 		cfg.Listeners = []Listener{{Name: "local", Address: "127.0.0.1:0"}}
@@ -78,7 +98,7 @@ func startBroker(t *testing.T, cfg Config) *testBroker {
 	return &testBroker{Broker: b, addr: b.Addr(cfg.Listeners[0].Name)}
 }
 
-func users(t *testing.T, pairs ...string) *Users {
+func users(t testing.TB, pairs ...string) *Users {
 	t.Helper()
 	u := NewUsers()
 	for i := 0; i < len(pairs); i += 2 {

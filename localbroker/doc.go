@@ -18,15 +18,12 @@
 //
 // Messages on the configured forward filters are copied into the Spool (the
 // durable buffer). In-process publishes are enqueued without waiting for the
-// group commit, so a poll cycle is not slowed down. A network client's QoS1
-// publish is appended and waits for the fsync: mochi runs OnPublish before it
-// writes the PUBACK, so the client's PUBACK means the message is durable. If
-// the buffer fails, an MQTT 5 client gets a failing PUBACK reason code and an
-// MQTT 3.1.1 client is disconnected (it keeps the message and re-sends it).
-//
-// # Caveat
-//
-// mochi handles one client's packets in order on one goroutine, so a single
-// local connection publishing QoS1 on forwarded topics waits up to one commit
-// interval per message.
+// group commit, so a poll cycle is not slowed down. A network client's QoS 1
+// publish is acknowledged only once it is durable: it is handed to the buffer
+// with a callback and the PUBACK is written (in order) when the commit lands,
+// so one connection is not limited to one message per commit interval; the
+// message reaches local subscribers at the same moment. If the buffer fails,
+// an MQTT 5 client gets a failing PUBACK reason code and an MQTT 3.1.1
+// client is disconnected (it keeps the message and re-sends it). /set
+// (command) topics are never forwarded.
 package localbroker

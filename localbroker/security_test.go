@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -425,5 +426,84 @@ func TestMosquittoClients(t *testing.T) {
 	wg.Wait()
 	if subErr != nil || strings.TrimSpace(got) != "42" {
 		t.Fatalf("mosquitto_sub got %q (%v), want 42", got, subErr)
+	}
+}
+
+// TestQoS1PubackMeansDurableWithRealBuffer: a client pipelines a thousand
+// QoS 1 publishes on a forwarded topic; by the time the last PUBACK is in,
+// all thousand are in the bbolt file, and local subscribers got them in order.
+func TestQoS1PubackMeansDurableWithRealBuffer(t *testing.T) {
+	q, err := buffer.Open(filepath.Join(t.TempDir(), "buffer.db"), buffer.Options{CommitInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	b := startBroker(t, Config{
+		Users:   users(t, "bms", "bms-password"),
+		ACL:     NewACL([]Rule{{User: "bms", Write: []string{"lintel/gw1/bms/#"}}}),
+		Forward: []string{"lintel/gw1/#"},
+		Spool:   q,
+	})
+	var mu sync.Mutex
+	var delivered []string
+	unsub, _ := b.Subscribe("lintel/gw1/bms/#", func(_ string, p []byte) {
+		mu.Lock()
+		delivered = append(delivered, string(p))
+		mu.Unlock()
+	})
+	defer unsub()
+	c := mustConnect(t, b.addr, "bms", "bms-password")
+	const n = 1000
+	toks := make([]paho.Token, n)
+	for i := range n {
+		toks[i] = c.Publish("lintel/gw1/bms/occupancy", 1, false, strconv.Itoa(i))
+	}
+	for i, tok := range toks {
+		if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish %d: %v", i, tok.Error())
+		}
+	}
+	if s := q.Stats(); s.Records != n {
+		t.Fatalf("%d PUBACKs received but %d records durable", n, s.Records)
+	}
+	waitFor(t, "local delivery", func() bool { mu.Lock(); defer mu.Unlock(); return len(delivered) == n })
+	mu.Lock()
+	defer mu.Unlock()
+	for i, p := range delivered {
+		if p != strconv.Itoa(i) {
+			t.Fatalf("local delivery %d was %q: out of order", i, p)
+		}
+	}
+}
+
+// BenchmarkLocalQoS1Publish: one local client publishing QoS 1 on a
+// forwarded topic, acknowledged after the group commit (200 ms). Run:
+//
+//	go test ./localbroker -run '^$' -bench LocalQoS1 -benchtime 1x
+func BenchmarkLocalQoS1Publish(b *testing.B) {
+	for range b.N {
+		q, err := buffer.Open(filepath.Join(b.TempDir(), "buffer.db"), buffer.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		br := startBroker(b, Config{Users: users(b, "bms", "bms-password"), ACL: NewACL([]Rule{{User: "bms", Write: []string{"#"}}}), Forward: []string{"#"}, Spool: q})
+		c, err := connect(br.addr, "bms", "bms-password")
+		if err != nil {
+			b.Fatal(err)
+		}
+		const n = 20000
+		start := time.Now()
+		toks := make([]paho.Token, n)
+		for i := range n {
+			toks[i] = c.Publish("lintel/gw1/bms/x", 1, false, "21.5")
+		}
+		for _, tok := range toks {
+			tok.Wait()
+		}
+		elapsed := time.Since(start)
+		b.ReportMetric(n/elapsed.Seconds(), "acked-msgs/s")
+		c.Disconnect(0)
+		br.Close()
+		q.Close()
 	}
 }
