@@ -113,6 +113,7 @@ type Broker struct {
 
 	fwd     *forwardHook // nil when nothing is forwarded
 	closeMu sync.Once
+	sockets []net.Listener // TCP listeners' sockets, closed first by Close
 }
 
 // New builds the broker and binds its listeners; it accepts clients after
@@ -171,16 +172,29 @@ func (b *Broker) addListener(l Listener) error {
 				return err
 			}
 		}
-		tcp := listeners.NewTCP(cfg)
-		if err := b.srv.AddListener(tcp); err != nil {
+		// Lintel owns the socket (see Close) and hands it to mochi.
+		var sock net.Listener
+		var err error
+		if l.TLS != nil {
+			sock, err = tls.Listen("tcp", l.Address, l.TLS)
+		} else {
+			sock, err = net.Listen("tcp", l.Address)
+		}
+		if err != nil {
 			return err
 		}
 		if l.TLS == nil {
 			// Defence in depth: check where the socket really is bound.
-			if err := requireLoopback(tcp.Address()); err != nil {
-				return fmt.Errorf("bound to %s: %w", tcp.Address(), err)
+			if err := requireLoopback(sock.Addr().String()); err != nil {
+				sock.Close()
+				return fmt.Errorf("bound to %s: %w", sock.Addr(), err)
 			}
 		}
+		if err := b.srv.AddListener(listeners.NewNet(l.Name, sock)); err != nil {
+			sock.Close()
+			return err
+		}
+		b.sockets = append(b.sockets, sock)
 		b.auth.certUsers[l.Name] = l.CertUsers
 		return nil
 	case Websocket:
@@ -238,8 +252,17 @@ func requireLoopback(address string) error {
 // Start accepts clients.
 func (b *Broker) Start() error { return b.srv.Serve() }
 
-// Close disconnects every client and closes the listeners.
+// Close disconnects every client and closes the listeners. It stops
+// accepting first and gives connections accepted a moment earlier time to
+// register: mochi's Close waits on a WaitGroup that its accept goroutines
+// Add to, and a connection arriving during Close races with that Wait.
 func (b *Broker) Close() error {
+	for _, s := range b.sockets {
+		s.Close()
+	}
+	if len(b.sockets) > 0 {
+		time.Sleep(20 * time.Millisecond)
+	}
 	err := b.srv.Close()
 	if b.fwd != nil {
 		b.closeMu.Do(func() { close(b.fwd.stop) })

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -49,6 +50,7 @@ type Broker struct {
 
 	mu        sync.Mutex
 	srv       *mqtt.Server
+	sock      net.Listener
 	received  []Message
 	pubacked  map[uint64]int // seq → PUBACKs sent for it
 	inflight  map[string]map[uint16]uint64
@@ -93,15 +95,19 @@ func (b *Broker) serve(addr string) error {
 	if err := srv.AddHook(&hook{b: b}, nil); err != nil {
 		return err
 	}
-	l := listeners.NewTCP(listeners.Config{ID: "cloud", Address: addr, TLSConfig: b.tls})
-	if err := srv.AddListener(l); err != nil {
+	sock, err := tls.Listen("tcp", addr, b.tls)
+	if err != nil {
+		return err
+	}
+	if err := srv.AddListener(listeners.NewNet("cloud", sock)); err != nil {
+		sock.Close()
 		return err
 	}
 	if err := srv.Serve(); err != nil {
 		return err
 	}
 	b.mu.Lock()
-	b.srv, b.addr = srv, l.Address()
+	b.srv, b.sock, b.addr = srv, sock, sock.Addr().String()
 	b.mu.Unlock()
 	return nil
 }
@@ -115,10 +121,14 @@ func (b *Broker) URL() string { return "mqtts://" + b.addr }
 // Stop closes the broker and drops every client, like a crash.
 func (b *Broker) Stop() {
 	b.mu.Lock()
-	srv := b.srv
-	b.srv = nil
+	srv, sock := b.srv, b.sock
+	b.srv, b.sock = nil, nil
 	b.mu.Unlock()
 	if srv != nil {
+		// Stop accepting first: mochi's Close races with connections that
+		// arrive while it runs (see localbroker.Broker.Close).
+		sock.Close()
+		time.Sleep(20 * time.Millisecond)
 		srv.Close()
 	}
 }
