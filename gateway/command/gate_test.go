@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -263,4 +264,28 @@ func FuzzParseEnvelope(f *testing.F) {
 			t.Fatalf("valid value but no canonical form: %v", err)
 		}
 	})
+}
+
+func TestAuditLogRotates(t *testing.T) {
+	dir := t.TempDir()
+	audit := filepath.Join(dir, "commands.log")
+	g, err := Open(Config{GatewayID: "gw1", NonceFile: filepath.Join(dir, "nonces.db"), AuditFile: audit}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	full := strings.Repeat("x", auditMaxBytes) + "\n"
+	os.WriteFile(audit, []byte(full), 0o600)
+	os.WriteFile(audit+".1", []byte("older\n"), 0o600)
+	g.Handle(context.Background(), "local", "lintel/gw1/door/unlock/set", []byte(`{"id":"r1","value":1}`))
+	if b, _ := os.ReadFile(audit + ".2"); string(b) != "older\n" {
+		t.Fatalf("commands.log.1 not shifted to .2: %q", b)
+	}
+	if b, _ := os.ReadFile(audit + ".1"); string(b) != full {
+		t.Fatal("full log not rotated to commands.log.1")
+	}
+	b, _ := os.ReadFile(audit)
+	if fi, _ := os.Stat(audit); !strings.Contains(string(b), `"id":"r1"`) || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("new commands.log %q (mode %v)", b, fi.Mode().Perm())
+	}
 }
