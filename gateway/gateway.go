@@ -248,17 +248,23 @@ func serverTLS(c *config.ServerTLS) (*tls.Config, error) {
 	return t, nil
 }
 
-func newBus(b config.Bus, all []config.Device, log *slog.Logger) (*modbus.Bus, error) {
-	var url string
+// modbusTarget is the simonvetter/modbus URL and serial settings of a bus.
+func modbusTarget(b config.Bus) (string, modbus.Serial, error) {
 	switch b.Type {
 	case "modbus-tcp":
-		url = "tcp://" + b.Address
-	case "modbus-rtu":
-		url = "rtu://" + b.Port
+		return "tcp://" + b.Address, modbus.Serial{}, nil
 	case "modbus-rtu-over-tcp":
-		url = "rtuovertcp://" + b.Address
-	default:
-		return nil, fmt.Errorf("unsupported bus type %q", b.Type)
+		return "rtuovertcp://" + b.Address, modbus.Serial{}, nil
+	case "modbus-rtu":
+		return "rtu://" + b.Port, modbus.Serial{Baud: b.Baud, Parity: b.Parity, StopBits: b.StopBits}, nil
+	}
+	return "", modbus.Serial{}, fmt.Errorf("bus %q is %s, not Modbus", b.Name, b.Type)
+}
+
+func newBus(b config.Bus, all []config.Device, log *slog.Logger) (*modbus.Bus, error) {
+	url, serial, err := modbusTarget(b)
+	if err != nil {
+		return nil, err
 	}
 	var devices []modbus.Device
 	for _, d := range all {
@@ -291,7 +297,7 @@ func newBus(b config.Bus, all []config.Device, log *slog.Logger) (*modbus.Bus, e
 	}
 	return modbus.NewBus(modbus.BusConfig{
 		Name: b.Name, URL: url, Timeout: b.Timeout.D(), Pause: b.Pause.D(), Retries: *b.Retries,
-		Serial: modbus.Serial{Baud: b.Baud, Parity: b.Parity, StopBits: b.StopBits},
+		Serial: serial,
 	}, devices, log)
 }
 
@@ -470,15 +476,8 @@ func ModbusTarget(cfg *config.Config, name string) (string, modbus.Serial, time.
 		if b.Name != name {
 			continue
 		}
-		switch b.Type {
-		case "modbus-tcp":
-			return "tcp://" + b.Address, modbus.Serial{}, b.Timeout.D(), nil
-		case "modbus-rtu-over-tcp":
-			return "rtuovertcp://" + b.Address, modbus.Serial{}, b.Timeout.D(), nil
-		case "modbus-rtu":
-			return "rtu://" + b.Port, modbus.Serial{Baud: b.Baud, Parity: b.Parity, StopBits: b.StopBits}, b.Timeout.D(), nil
-		}
-		return "", modbus.Serial{}, 0, fmt.Errorf("bus %q is %s, not Modbus", name, b.Type)
+		url, serial, err := modbusTarget(b)
+		return url, serial, b.Timeout.D(), err
 	}
 	return "", modbus.Serial{}, 0, fmt.Errorf("no bus %q in %s", name, cfg.File)
 }

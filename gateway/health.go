@@ -153,6 +153,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge("clock_trusted", b01(ClockProblem() == ""))
 }
 
+// onlineDevices is each device's state on one bus.
+func onlineDevices(a any) map[string]bool {
+	switch bus := a.(type) {
+	case *modbus.Bus:
+		return bus.Stats().Online
+	case *serialline.Line:
+		return bus.Stats().Online
+	}
+	return nil
+}
+
 // Health is the answer of /healthz.
 type Health struct {
 	Status   string   `json:"status"` // ok or degraded
@@ -177,14 +188,7 @@ func (g *Gateway) Health() Health {
 		}
 	}
 	for name, a := range g.currentBuses() {
-		var online map[string]bool
-		switch bus := a.(type) {
-		case *modbus.Bus:
-			online = bus.Stats().Online
-		case *serialline.Line:
-			online = bus.Stats().Online
-		}
-		for device, on := range online {
+		for device, on := range onlineDevices(a) {
 			if !on {
 				problems = append(problems, fmt.Sprintf("device %s on bus %s offline", device, name))
 			}

@@ -199,12 +199,6 @@ func openSerial(cfg Config) (Port, error) {
 	return serial.Open(cfg.Port, mode)
 }
 
-// Critical reports whether a device's command needs a signed request.
-func (l *Line) Critical(device, command string) bool {
-	_, c, err := l.command(device, command)
-	return err == nil && c.Critical
-}
-
 // CheckWrite validates a command without sending anything.
 func (l *Line) CheckWrite(w adapters.WriteRequest) (critical bool, err error) {
 	_, c, err := l.command(w.Device, w.Point)

@@ -166,19 +166,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
-	findings := audit.Run(cfg, nil, audit.Options{ServiceUID: os.Geteuid()})
-	var refused []string
-	for _, id := range audit.Failed(findings) {
-		if slices.Contains(overrides, id) {
-			for _, f := range findings {
-				if f.Check == id && f.Status == audit.Fail {
-					log.Error("SECURITY AUDIT FAILURE OVERRIDDEN by --override-audit; fix it", "check", id, "reason", f.Reason, "fix", f.Fix)
-				}
-			}
-			continue
-		}
-		refused = append(refused, id)
-	}
+	findings, refused := startAudit(cfg, overrides, log)
 	if len(refused) > 0 {
 		printFindings(stderr, findings, true)
 		return fmt.Errorf("refusing to start: the security audit failed (%s); fix it, or pass --override-audit %s to start anyway",
@@ -204,6 +192,25 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	return gw.Run(ctx)
 }
 
+// startAudit audits cfg for the current user, as `lintel run` does at start
+// and on reload. It logs every overridden failure loudly and returns the
+// failing checks that were not overridden.
+func startAudit(cfg *config.Config, overrides []string, log *slog.Logger) (findings []audit.Finding, refused []string) {
+	findings = audit.Run(cfg, nil, audit.Options{ServiceUID: os.Geteuid()})
+	for _, id := range audit.Failed(findings) {
+		if !slices.Contains(overrides, id) {
+			refused = append(refused, id)
+			continue
+		}
+		for _, f := range findings {
+			if f.Check == id && f.Status == audit.Fail {
+				log.Error("SECURITY AUDIT FAILURE OVERRIDDEN by --override-audit; fix it", "check", id, "reason", f.Reason, "fix", f.Fix)
+			}
+		}
+	}
+	return findings, refused
+}
+
 // reload applies SIGHUP: the file is checked and audited like at start, and
 // refused with the reason (the running configuration stays) if it fails.
 func reload(gw *gateway.Gateway, path string, overrides []string, log *slog.Logger) {
@@ -212,11 +219,9 @@ func reload(gw *gateway.Gateway, path string, overrides []string, log *slog.Logg
 		log.Error("reload refused: configuration invalid; still running the previous one", "err", err)
 		return
 	}
-	for _, id := range audit.Failed(audit.Run(cfg, nil, audit.Options{ServiceUID: os.Geteuid()})) {
-		if !slices.Contains(overrides, id) {
-			log.Error("reload refused: security audit failed; still running the previous configuration", "check", id)
-			return
-		}
+	if _, refused := startAudit(cfg, overrides, log); len(refused) > 0 {
+		log.Error("reload refused: security audit failed; still running the previous configuration", "checks", strings.Join(refused, ","))
+		return
 	}
 	if err := gw.Reload(cfg); err != nil {
 		log.Error(err.Error())

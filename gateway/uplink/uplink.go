@@ -142,9 +142,10 @@ type Stats struct {
 
 // Uplink store-and-forwards the buffer to the cloud broker.
 type Uplink struct {
-	cfg Config
-	src Source
-	log *slog.Logger
+	cfg          Config
+	src          Source
+	log          *slog.Logger
+	certNotAfter time.Time // of the client certificate, zero if unknown
 
 	connected  atomic.Bool
 	published  atomic.Uint64
@@ -169,7 +170,13 @@ func New(cfg Config, src Source, logger *slog.Logger) (*Uplink, error) {
 	tlsCfg.MinVersion = max(tlsCfg.MinVersion, tls.VersionTLS12)
 	cfg.TLS = tlsCfg
 	cfg.ensureDefaults()
-	return &Uplink{cfg: cfg, src: src, log: logger.With("component", "uplink", "broker", cfg.Broker)}, nil
+	u := &Uplink{cfg: cfg, src: src, log: logger.With("component", "uplink", "broker", cfg.Broker)}
+	if c := cfg.TLS.Certificates; len(c) > 0 && len(c[0].Certificate) > 0 {
+		if leaf, err := x509.ParseCertificate(c[0].Certificate[0]); err == nil {
+			u.certNotAfter = leaf.NotAfter
+		}
+	}
+	return u, nil
 }
 
 // Stats returns a snapshot of the counters.
@@ -182,11 +189,7 @@ func (u *Uplink) Stats() Stats {
 		Reconnects: u.reconnects.Load(),
 	}
 	s.LastError, _ = u.lastErr.Load().(string)
-	if c := u.cfg.TLS.Certificates; len(c) > 0 {
-		if leaf, err := x509.ParseCertificate(c[0].Certificate[0]); err == nil {
-			s.CertNotAfter = leaf.NotAfter
-		}
-	}
+	s.CertNotAfter = u.certNotAfter
 	return s
 }
 

@@ -6,7 +6,6 @@ package modbustest
 
 import (
 	"encoding/binary"
-	"errors"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -326,6 +325,3 @@ func CRC(b []byte) uint16 {
 	}
 	return crc
 }
-
-// ErrNoPty is returned where pseudo-terminals are not available.
-var ErrNoPty = errors.New("no pseudo-terminals")
