@@ -118,7 +118,7 @@ func (q *Queue) DeadLetter(reason string, seqs ...uint64) error {
 // first.
 func (q *Queue) DeadLetters(max int) ([]DeadRecord, error) {
 	var out []DeadRecord
-	err := q.db.View(func(tx *bolt.Tx) error {
+	err := q.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketDead).Cursor()
 		for k, v := c.First(); k != nil && (max <= 0 || len(out) < max); k, v = c.Next() {
 			d, err := decodeDead(binary.BigEndian.Uint64(k), v)

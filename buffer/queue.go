@@ -51,6 +51,11 @@ type Options struct {
 	TTL time.Duration
 	// Logger receives quarantine and commit failures.
 	Logger *slog.Logger
+	// CheckInterval is how often the queue checks that its file is still
+	// the one at its path (see ErrFileGone); 0 means 5s.
+	CheckInterval time.Duration
+
+	openFile openFileFunc // nil: os.OpenFile; tests inject failures
 }
 
 func (o *Options) ensureDefaults() {
@@ -68,6 +73,12 @@ func (o *Options) ensureDefaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.CheckInterval <= 0 {
+		o.CheckInterval = 5 * time.Second
+	}
+	if o.openFile == nil {
+		o.openFile = os.OpenFile
 	}
 }
 
@@ -95,6 +106,13 @@ type Stats struct {
 	// DeadLetters is how many records sit in the dead-letter bucket (see
 	// DeadLetter); they are not counted in Records or Bytes.
 	DeadLetters uint64 `json:"dead_letters"`
+	// Salvaged is how many records were copied out of the quarantined
+	// file; SalvageLost how many fewer than its counter said it held.
+	Salvaged    uint64 `json:"salvaged,omitempty"`
+	SalvageLost uint64 `json:"salvage_lost,omitempty"`
+	// Problem is set while the queue cannot store records durably (the
+	// file or its directory vanished); Append fails with ErrFileGone.
+	Problem string `json:"problem,omitempty"`
 }
 
 var (
@@ -141,8 +159,16 @@ type cursors struct {
 // Queue is a durable FIFO. All methods are safe for concurrent use.
 type Queue struct {
 	db   *bolt.DB
+	dbMu sync.RWMutex // read-held around every use of db; the file-gone recovery swaps db under the write lock
 	opts Options
 	log  *slog.Logger
+	path string
+	hw   *highWater // writer-owned after Open
+
+	ident     fileID        // the open file's device and inode
+	unwatch   chan struct{} // closed by Close to stop watch
+	watched   chan struct{} // closed when watch returned
+	filesOnce sync.Once
 
 	ops     chan op
 	closing chan struct{}
@@ -155,88 +181,6 @@ type Queue struct {
 	changed chan struct{} // closed and replaced after every commit
 }
 
-// Open opens or creates the queue file at path (mode 0600). A file that cannot
-// be opened or fails its consistency check is quarantined and replaced by an
-// empty one; only an error that a new file would not fix (ErrLocked, a
-// directory that cannot be written) is returned.
-func Open(path string, opts Options) (*Queue, error) {
-	opts.ensureDefaults()
-	q := &Queue{
-		opts:    opts,
-		log:     opts.Logger.With("component", "buffer"),
-		ops:     make(chan op, 1024),
-		closing: make(chan struct{}),
-		stopped: make(chan struct{}),
-		changed: make(chan struct{}),
-	}
-	db, err := openChecked(path)
-	if err != nil {
-		if errors.Is(err, ErrLocked) {
-			return nil, fmt.Errorf("buffer %s: %w", path, err)
-		}
-		bad := fmt.Sprintf("%s.bad-%s", path, time.Now().UTC().Format("20060102T150405Z"))
-		if rerr := os.Rename(path, bad); rerr != nil {
-			return nil, fmt.Errorf("buffer %s: %w (and cannot move it aside: %v)", path, err, rerr)
-		}
-		q.log.Error("buffer file is unusable; moved aside, starting empty", "file", path, "moved_to", bad, "err", err)
-		q.stats.Quarantined = bad
-		if db, err = openChecked(path); err != nil {
-			return nil, fmt.Errorf("buffer %s: new file: %w", path, err)
-		}
-	}
-	q.db = db
-	err = db.View(func(tx *bolt.Tx) error {
-		q.stats = readStats(tx, q.stats)
-		return nil
-	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("buffer %s: %w", path, err)
-	}
-	q.cur.liveFrom = q.stats.NextSeq // everything already stored is backlog
-	q.cur.live = q.stats.NextSeq
-	go q.write()
-	return q, nil
-}
-
-// openChecked opens the file and runs bbolt's consistency check. bbolt can
-// panic on some corrupt files; that is turned into an error.
-func openChecked(path string) (db *bolt.DB, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			if db != nil {
-				db.Close()
-			}
-			db, err = nil, fmt.Errorf("corrupt file: %v", p)
-		}
-	}()
-	// NoFreelistSync saves one page write per commit (SD wear); bbolt
-	// rebuilds the freelist by scanning at open instead, as etcd does.
-	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
-	if errors.Is(err, bolt.ErrTimeout) {
-		return nil, ErrLocked
-	}
-	if err != nil {
-		return nil, err
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketHigh, bucketNormal, bucketMeta, bucketDead} {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
-			}
-		}
-		for cerr := range tx.Check() {
-			return fmt.Errorf("consistency check: %w", cerr)
-		}
-		return nil
-	})
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	return db, nil
-}
-
 // readStats reads the persisted counters; prev supplies the in-memory ones.
 func readStats(tx *bolt.Tx, prev Stats) Stats {
 	meta := tx.Bucket(bucketMeta)
@@ -247,31 +191,6 @@ func readStats(tx *bolt.Tx, prev Stats) Stats {
 	prev.DeadLetters = getUint(meta, keyDead)
 	prev.Oldest = oldest(tx)
 	return prev
-}
-
-// ReadStats reads the counters of a queue file without changing it. It
-// returns ErrLocked while a daemon has the file open.
-func ReadStats(path string) (Stats, error) {
-	if _, err := os.Stat(path); err != nil {
-		return Stats{}, err
-	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 100 * time.Millisecond})
-	if errors.Is(err, bolt.ErrTimeout) {
-		return Stats{}, ErrLocked
-	}
-	if err != nil {
-		return Stats{}, err
-	}
-	defer db.Close()
-	var s Stats
-	err = db.View(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketMeta) == nil || tx.Bucket(bucketNormal) == nil || tx.Bucket(bucketHigh) == nil {
-			return errors.New("not a Lintel buffer file")
-		}
-		s = readStats(tx, s)
-		return nil
-	})
-	return s, err
 }
 
 func oldest(tx *bolt.Tx) time.Time {
@@ -290,6 +209,9 @@ func oldest(tx *bolt.Tx) time.Time {
 // Seq in place. A nil error means every record is durable.
 func (q *Queue) Append(ctx context.Context, recs ...Record) error {
 	done := make(chan error, 1)
+	if err := q.fileGone(); err != nil {
+		return err
+	}
 	if err := q.submit(ctx, op{recs: recs, done: done}); err != nil {
 		return err
 	}
@@ -307,6 +229,9 @@ func (q *Queue) Append(ctx context.Context, recs ...Record) error {
 // fsynced (nil) or could not be stored. done runs on the writer goroutine, in
 // commit order, and must not block.
 func (q *Queue) AppendAsync(ctx context.Context, done func(error), recs ...Record) error {
+	if err := q.fileGone(); err != nil {
+		return err
+	}
 	return q.submit(ctx, op{recs: recs, notify: done})
 }
 
@@ -364,7 +289,7 @@ func (q *Queue) Read(ctx context.Context, n int) ([]Record, error) {
 
 		var recs []Record
 		next := cur
-		err := q.db.View(func(tx *bolt.Tx) error {
+		err := q.view(func(tx *bolt.Tx) error {
 			var err error
 			scan := func(bucket []byte, prio Priority, from, below uint64, limit int) uint64 {
 				c := tx.Bucket(bucket).Cursor()
@@ -431,7 +356,7 @@ func (q *Queue) Stats() Stats {
 func (q *Queue) Close() error {
 	q.closeMu.Do(func() { close(q.closing) })
 	<-q.stopped
-	return q.db.Close()
+	return q.closeFiles()
 }
 
 func (q *Queue) notify() {
@@ -506,7 +431,7 @@ func (q *Queue) commit(batch []op) {
 
 	results := make([]error, len(batch))
 	now := time.Now()
-	err := q.db.Update(func(tx *bolt.Tx) error {
+	err := q.update(st.NextSeq, batch, func(tx *bolt.Tx) error {
 		buckets := [2]*bolt.Bucket{tx.Bucket(bucketNormal), tx.Bucket(bucketHigh)}
 		for _, b := range buckets {
 			b.FillPercent = 1 // keys only ever grow: pack pages full
