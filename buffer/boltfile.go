@@ -322,6 +322,9 @@ func (w *walker) tree(id uint64, lo, hi []byte, depth int, fn func(e nodeElem, d
 		return w.fail(err)
 	}
 	for i := range uint64(ne.Uint32(p[12:])) + 1 {
+		if i > 0 && w.seen[id+i] {
+			return w.fail(corruptf("page %d: overflow page %d is also reached on its own", id, id+i))
+		}
 		w.seen[id+i] = true
 	}
 	branch, elems, err := parseNode(p, id, false)
@@ -357,6 +360,8 @@ type fileContent struct {
 	meta    map[string]uint64       // the meta bucket's counters
 	buckets map[string]bool         // top-level buckets present
 	bad     uint64                  // records skipped: wrong key size or undecodable
+	// what the walk counted, to compare with the meta bucket's counters
+	n, high, bytes, ndead uint64
 }
 
 type storedRecord struct {
@@ -375,7 +380,7 @@ func (bf *boltFile) scan(m *boltMeta, strict, keep bool) (*fileContent, *walker,
 	ne.PutUint64(rootVal, m.root)
 	err := w.bucket(rootVal, 0, func(top nodeElem, depth int) error {
 		if !top.bucket {
-			return nil // bbolt allows none; ignore rather than guess
+			return w.fail(corruptf("top level holds key %q that is not a bucket", top.key))
 		}
 		name := string(top.key)
 		fc.buckets[name] = true
@@ -394,6 +399,11 @@ func (bf *boltFile) scan(m *boltMeta, strict, keep bool) (*fileContent, *walker,
 					fc.bad++
 					return w.fail(corruptf("bucket %s: %v", name, err))
 				}
+				fc.n++
+				fc.bytes += uint64(len(e.value))
+				if prio == High {
+					fc.high++
+				}
 				if keep {
 					fc.records[seq] = storedRecord{prio: prio, value: bytes.Clone(e.value)}
 				} else {
@@ -411,6 +421,7 @@ func (bf *boltFile) scan(m *boltMeta, strict, keep bool) (*fileContent, *walker,
 					fc.bad++
 					return w.fail(corruptf("bucket dead: %v", err))
 				}
+				fc.ndead++
 				if keep {
 					fc.dead[seq] = bytes.Clone(e.value)
 				} else {
@@ -431,6 +442,18 @@ func (bf *boltFile) scan(m *boltMeta, strict, keep bool) (*fileContent, *walker,
 	})
 	if err != nil {
 		return nil, w, err
+	}
+	if strict && fc.buckets[string(bucketMeta)] {
+		// The counters are committed with the records they count: a
+		// mismatch means part of the tree is no longer reachable.
+		for _, c := range []struct {
+			key   []byte
+			found uint64
+		}{{keyCount, fc.n}, {keyHigh, fc.high}, {keyBytes, fc.bytes}, {keyDead, fc.ndead}} {
+			if want, ok := fc.meta[string(c.key)]; ok && want != c.found {
+				return nil, w, corruptf("meta says %s %d, the tree holds %d", c.key, want, c.found)
+			}
+		}
 	}
 	if strict && m.freelist != noFreelist {
 		if err := bf.checkFreelist(m, w.seen); err != nil {

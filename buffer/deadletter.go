@@ -30,8 +30,9 @@ type DeadRecord struct {
 
 // deadVersion is the layout of a dead-letter value:
 // version(1) priority(1) at-unixnano(8) uvarint(len(reason)) reason record,
-// where record is the record's own encoding.
-const deadVersion = 1
+// where record is the record's own encoding. The version byte differs from
+// recordVersion so that salvage can never mistake a dead letter for a record.
+const deadVersion = 0xD1
 
 func encodeDead(prio Priority, at time.Time, reason string, rec []byte) []byte {
 	buf := make([]byte, 0, 10+binary.MaxVarintLen16+len(reason)+len(rec))

@@ -1,6 +1,7 @@
 package buffer
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -171,6 +172,10 @@ func boltOpen(path string, f *os.File) (db *bolt.DB, err error) {
 			if db != nil {
 				db.Close()
 			}
+			// bbolt's mapping of the file outlives a panic in Open and keeps
+			// the lock: release it for the quarantine. The mapping leaks.
+			syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+			f.Close()
 			db, err = nil, corruptf("bbolt: %v", p)
 		}
 	}()
@@ -197,7 +202,7 @@ func createBuckets(db *bolt.DB) error {
 // reading counts: the file has pages that cannot be read back.
 func isDamage(err error) bool {
 	return errors.Is(err, errCorrupt) || errors.Is(err, bolt.ErrInvalid) || errors.Is(err, bolt.ErrChecksum) ||
-		errors.Is(err, bolt.ErrVersionMismatch) || errors.Is(err, syscall.EIO)
+		errors.Is(err, bolt.ErrVersionMismatch) || errors.Is(err, bolt.ErrIncompatibleValue) || errors.Is(err, syscall.EIO)
 }
 
 // refusal wraps an error that leaves the file alone. Permission and
@@ -298,12 +303,18 @@ func (s *salvaged) lost() uint64 {
 	return 0
 }
 
-// salvage reads every record it can: from the tree of the current meta
-// page, then from the previous one (bbolt keeps the previous transaction's
-// pages intact until the next commit), so a record is lost only if it is
-// unreadable in both. Records only the previous tree holds were acked or
-// dead-lettered in the last transaction; they come back as duplicates with
-// their own seq, which is at-least-once.
+// salvage reads every record it can. First the tree of the current meta
+// page, then the previous one (bbolt leaves the previous transaction's pages
+// intact until the next commit): records only the previous tree holds were
+// acked or dead-lettered in the last transaction and come back as
+// duplicates with their own seq (at-least-once). Then every other page that
+// is a well-formed leaf of seq-keyed records: a truncated or damaged tree
+// often loses its root and branch pages (bbolt writes them last, at the end
+// of the file) while most leaves are intact. Records found there may have
+// been delivered already (freed pages keep old leaves) and come back with
+// their own seq as Normal priority (a leaf does not say its class); ones at
+// or above the file's next seq belong to a commit that never completed and
+// are left out.
 func salvage(f *os.File) *salvaged {
 	s := &salvaged{records: map[uint64]storedRecord{}, dead: map[uint64][]byte{}}
 	fi, err := f.Stat()
@@ -314,21 +325,29 @@ func salvage(f *os.File) *salvaged {
 	bf, err := openBoltFile(f, fi.Size())
 	if err != nil {
 		s.damage = append(s.damage, err)
-		return s
+		bf = &boltFile{r: f, size: fi.Size(), ps: 4096} // bbolt's default: try it for orphan leaves
 	}
+	seen := map[uint64]bool{}
 	cur, prev := bf.current()
+	var hwm uint64
 	for i, m := range []*boltMeta{cur, prev} {
 		if m == nil {
 			continue
 		}
+		hwm = max(hwm, m.pgid)
 		fc, w, err := bf.scan(m, false, true)
+		for id := range w.seen {
+			seen[id] = true
+		}
 		if err != nil {
 			s.damage = append(s.damage, err)
 			continue
 		}
+		if i == 0 || s.nextSeq == 0 {
+			s.nextSeq, s.expected = fc.meta[string(keyNextSeq)], fc.meta[string(keyCount)]
+		}
 		if i == 0 {
 			s.damage = append(s.damage, w.damaged...)
-			s.nextSeq, s.expected = fc.meta[string(keyNextSeq)], fc.meta[string(keyCount)]
 		}
 		for seq, v := range fc.dead {
 			if _, ok := s.dead[seq]; !ok {
@@ -336,14 +355,52 @@ func salvage(f *os.File) *salvaged {
 			}
 		}
 		for seq, r := range fc.records {
-			if _, ok := s.records[seq]; !ok {
-				if _, dead := s.dead[seq]; !dead {
-					s.records[seq] = r
-				}
+			s.add(seq, r)
+		}
+	}
+	if hwm == 0 || hwm > uint64(bf.size/bf.ps) {
+		hwm = uint64(bf.size / bf.ps)
+	}
+	for id := uint64(2); id < hwm; id++ {
+		if seen[id] {
+			continue
+		}
+		p, err := bf.page(id, hwm)
+		if err != nil {
+			continue
+		}
+		branch, elems, err := parseNode(p, id, false)
+		if err != nil || branch {
+			continue
+		}
+		recs := make(map[uint64]storedRecord, len(elems))
+		for _, e := range elems {
+			if e.bucket || len(e.key) != 8 {
+				break
 			}
+			seq := binary.BigEndian.Uint64(e.key)
+			if _, err := decodeRecord(seq, e.value, Normal); err != nil || s.nextSeq > 0 && seq >= s.nextSeq {
+				break
+			}
+			recs[seq] = storedRecord{prio: Normal, value: bytes.Clone(e.value)}
+		}
+		if len(recs) != len(elems) {
+			continue // not a page of records: all or nothing
+		}
+		for seq, r := range recs {
+			s.add(seq, r)
 		}
 	}
 	return s
+}
+
+func (s *salvaged) add(seq uint64, r storedRecord) {
+	if _, ok := s.records[seq]; ok {
+		return
+	}
+	if _, dead := s.dead[seq]; !dead {
+		s.records[seq] = r
+	}
 }
 
 // writeSalvage writes the salvaged records into a new file at path. It is
