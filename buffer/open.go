@@ -5,10 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -606,19 +606,50 @@ func statsOf(f *os.File, size int64) (Stats, error) {
 
 // The clean-shutdown marker (<path>.clean) is written by Close after the
 // file is closed and removed by Open before the file is opened. It names the
-// file's inode, size and modification time, so a file replaced or changed
-// while the gateway was stopped is checked in full.
-func cleanMarker(fi os.FileInfo) string {
+// file's inode, size and modification time and a hash of its meta pages and
+// freelist, so a file replaced, changed or rotted in those pages while the
+// gateway was stopped is checked in full. It cannot vouch for the other
+// pages; see doc.go.
+func cleanMarker(path string) (string, error) {
+	f, size, err := statFile(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	bf, err := openBoltFile(f, size)
+	if err != nil {
+		return "", err
+	}
+	h := fnv.New64a()
+	for _, off := range []int64{0, bf.ps} {
+		b := make([]byte, pageHeaderSize+64)
+		if _, err := f.ReadAt(b, off); err != nil {
+			return "", err
+		}
+		h.Write(b)
+	}
+	cur, _ := bf.current()
+	if cur.freelist != noFreelist {
+		p, err := bf.page(cur.freelist, cur.pgid)
+		if err != nil {
+			return "", err
+		}
+		h.Write(p)
+	}
 	id := fileIdentity(fi)
-	return fmt.Sprintf("lintel buffer clean v1 %d %d %d %d\n", id.dev, id.ino, fi.Size(), fi.ModTime().UnixNano())
+	return fmt.Sprintf("lintel buffer clean v1 %d %d %d %d %x\n", id.dev, id.ino, size, fi.ModTime().UnixNano(), h.Sum64()), nil
 }
 
 func writeCleanMarker(path string) error {
-	fi, err := os.Stat(path)
+	m, err := cleanMarker(path)
 	if err != nil {
 		return err
 	}
-	return createAtomically(path+".clean", []byte(cleanMarker(fi)), os.OpenFile)
+	return createAtomically(path+".clean", []byte(m), os.OpenFile)
 }
 
 // takeCleanMarker reports whether a marker matching the file was there and
@@ -631,8 +662,8 @@ func takeCleanMarker(path string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	fi, serr := os.Stat(path)
-	clean := serr == nil && strings.TrimSpace(string(b)) == strings.TrimSpace(cleanMarker(fi))
+	m, merr := cleanMarker(path)
+	clean := merr == nil && string(b) == m
 	if err := os.Remove(path + ".clean"); err != nil {
 		return false, err
 	}

@@ -77,26 +77,34 @@ func recordTime(b []byte) (time.Time, bool) {
 	return time.Unix(0, int64(binary.BigEndian.Uint64(b[2:10]))), true
 }
 
+// recordLayout checks an encoded record's bounds and returns where its topic
+// starts and ends (the payload follows).
+func recordLayout(b []byte) (start, end int, ok bool) {
+	if len(b) < headerSize+1 || b[0] != recordVersion {
+		return 0, 0, false
+	}
+	n, w := binary.Uvarint(b[headerSize:])
+	if w <= 0 || uint64(len(b)-headerSize-w) < n {
+		return 0, 0, false
+	}
+	return headerSize + w, headerSize + w + int(n), true
+}
+
 // decodeRecord copies what it needs out of b: bbolt memory is only valid
 // inside the transaction.
 func decodeRecord(seq uint64, b []byte, prio Priority) (Record, error) {
-	if len(b) < headerSize+1 || b[0] != recordVersion {
+	start, end, ok := recordLayout(b)
+	if !ok {
 		return Record{}, fmt.Errorf("record %d: %w", seq, errBadRecord)
 	}
-	r := Record{
+	return Record{
 		Seq:      seq,
 		Priority: prio,
 		Retain:   b[1]&flagRetain != 0,
 		Time:     time.Unix(0, int64(binary.BigEndian.Uint64(b[2:10]))),
-	}
-	n, w := binary.Uvarint(b[headerSize:])
-	if w <= 0 || uint64(len(b)-headerSize-w) < n {
-		return Record{}, fmt.Errorf("record %d: %w", seq, errBadRecord)
-	}
-	start := headerSize + w
-	r.Topic = string(b[start : start+int(n)])
-	r.Payload = append([]byte(nil), b[start+int(n):]...)
-	return r, nil
+		Topic:    string(b[start:end]),
+		Payload:  append([]byte(nil), b[end:]...),
+	}, nil
 }
 
 func seqKey(seq uint64) []byte {

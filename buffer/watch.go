@@ -71,6 +71,14 @@ func (q *Queue) closeFiles() error {
 			if herr := q.hw.set(st.NextSeq - 1); herr != nil {
 				q.log.Warn("cannot record the seq high-water mark", "err", herr)
 			}
+			// Write the freelist once, so the next Open reads one page
+			// instead of walking every page to rebuild it. The next
+			// commit drops it again (NoFreelistSync).
+			q.db.NoFreelistSync = false
+			if ferr := q.db.Update(func(*bolt.Tx) error { return nil }); ferr != nil {
+				healthy = false
+				q.log.Warn("cannot write the freelist at close; the next start checks the whole file", "err", ferr)
+			}
 		}
 		err = q.db.Close()
 		q.hw.close()
