@@ -274,10 +274,21 @@ type walker struct {
 	hwm     uint64
 	strict  bool
 	seen    map[uint64]bool // pages already visited: a page reached twice is damage
-	damaged []error         // skipped subtrees (salvage mode)
+	damaged []error         // skipped subtrees and records (salvage mode)
+	lost    bool            // a subtree was skipped, not just a record
+}
+
+// failRecord skips one bad record (salvage mode): the tree is intact.
+func (w *walker) failRecord(err error) error {
+	if w.strict {
+		return err
+	}
+	w.damaged = append(w.damaged, err)
+	return nil
 }
 
 func (w *walker) fail(err error) error {
+	w.lost = true
 	if w.strict || !errors.Is(err, errCorrupt) && !isReadErr(err) {
 		return err
 	}
@@ -397,7 +408,7 @@ func (bf *boltFile) scan(m *boltMeta, strict, keep bool) (*fileContent, *walker,
 				seq := binary.BigEndian.Uint64(e.key)
 				if _, _, ok := recordLayout(e.value); !ok {
 					fc.bad++
-					return w.fail(corruptf("bucket %s: record %d is malformed", name, seq))
+					return w.failRecord(corruptf("bucket %s: record %d is malformed", name, seq))
 				}
 				fc.n++
 				fc.bytes += uint64(len(e.value))
@@ -417,7 +428,7 @@ func (bf *boltFile) scan(m *boltMeta, strict, keep bool) (*fileContent, *walker,
 				seq := binary.BigEndian.Uint64(e.key)
 				if _, err := decodeDead(seq, e.value); err != nil {
 					fc.bad++
-					return w.fail(corruptf("bucket dead: %v", err))
+					return w.failRecord(corruptf("bucket dead: %v", err))
 				}
 				fc.ndead++
 				if keep {

@@ -2,11 +2,13 @@ package buffer
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // TestCleanMarkerSelectsTheCheck: after a clean Close, Open trusts the file
@@ -71,7 +73,26 @@ func TestCleanMarkerSelectsTheCheck(t *testing.T) {
 			if got := q.Stats().Quarantined != ""; got != tc.quarantine {
 				t.Fatalf("quarantined %v, want %v", got, tc.quarantine)
 			}
+			if tc.quarantine {
+				q.Close()
+				return
+			}
+			// The quick check missed it; reading finds it, and then Close
+			// must not vouch for the file.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if _, err := q.Read(ctx, 100_000); !errors.Is(err, errBadRecord) {
+				t.Fatalf("Read over the rotted record: %v, want a malformed-record error", err)
+			}
 			q.Close()
+			if _, err := os.Stat(path + ".clean"); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("Close left a clean marker after a read found damage (%v)", err)
+			}
+			q = openTest(t, path, Options{})
+			defer q.Close()
+			if s := q.Stats(); s.Quarantined == "" || s.Salvaged != uint64(len(g.live)-1) {
+				t.Fatalf("next start: %+v; want quarantined with %d records salvaged", s, len(g.live)-1)
+			}
 		})
 	}
 }

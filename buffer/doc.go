@@ -9,6 +9,10 @@
 // few commits per second instead of one per record is what keeps an SD card
 // alive and makes 100k records/s possible.
 //
+// Beside the buffer file <name> live <name>.seq (the seq high-water mark),
+// <name>.clean (present only while the queue is closed after a clean Close)
+// and, after damage, <name>.bad-<time>.
+//
 // # Guarantees
 //
 //   - Append returns nil only after its records are fsynced. A record whose
@@ -16,13 +20,18 @@
 //   - Enqueue hands records to the writer without waiting for the commit; a
 //     crash within one commit interval may lose them. It is for in-process
 //     publishers (adapters) that would otherwise stall a poll cycle.
-//   - Every record gets a sequence number when it is committed. Sequence
-//     numbers are persisted in the same transaction as the records, so they
-//     only grow, never repeat after a crash, and have no gaps among committed
-//     records (drops are counted separately).
+//   - Every record gets a sequence number when it is committed. Seqs only
+//     grow and are never issued twice, also across a quarantine or a lost
+//     buffer file: before a commit uses a seq above the mark in <name>.seq,
+//     the writer reserves the next 16384 and fsyncs that file (one small
+//     write per 16384 records, not one per commit). Within one run, and
+//     across a clean Close (which writes the exact mark), committed records
+//     have no seq gaps (drops are counted separately); a restart after a
+//     crash, a quarantine or a lost file continues above the reserved mark,
+//     skipping up to 16384 seqs.
 //   - Read hands out each committed record once until Rewind; a record is
-//     deleted only by Ack. After a restart (or Rewind) unacked records are
-//     handed out again: delivery is at-least-once.
+//     deleted only by Ack, DeadLetter or a counted drop. After a restart (or Rewind) unacked
+//     records are handed out again: delivery is at-least-once.
 //   - Order: High records (status, alarms, access events) first; then
 //     Normal records, interleaving those committed since the last Rewind
 //     ("live") with the older backlog. Within each of these streams records
@@ -31,9 +40,55 @@
 //   - When MaxBytes is reached, drop-oldest evicts Normal records before
 //     High ones; reject-new refuses the new records. A TTL drops old records.
 //     Every drop is counted by reason.
-//   - A file that cannot be opened or fails bbolt's consistency check is moved
-//     aside as <name>.bad-<time> and the queue starts empty; Quarantined
-//     reports it. The gateway never crash-loops on a bad file.
+//   - DeadLetter moves records out of the queue into a dead-letter bucket in
+//     one fsynced commit; Read no longer hands them out, and they survive
+//     restarts until ClearDeadLetters. The bucket keeps at most
+//     MaxDeadLetters; older ones are deleted and counted.
+//
+// # Damage, permissions, a vanished file
+//
+//   - Open never hands an unchecked file to bbolt. Without a clean-shutdown
+//     marker that matches the file (inode, size, mtime, hash of the meta and
+//     freelist pages) it validates every page first, with bounds-checked
+//     reads in the caller's goroutine (bbolt's own check panics in a
+//     goroutine of its own, which no recover reaches, and a truncated file
+//     faults through its mmap). This costs one read of the file, not its
+//     size in memory. A file that fails is proven damaged: it is renamed
+//     <name>.bad-<time> and kept unchanged, and every record that can still
+//     be read (through the current and the previous transaction's tree, and
+//     from any other intact leaf page) is copied into a new file with its
+//     seq. Stats reports Quarantined, Salvaged and SalvageLost, and the
+//     event is logged. Salvage may bring back records that were already
+//     acked (duplicates, with their original seq); records found only on
+//     loose leaf pages come back as Normal priority.
+//   - One torn meta page (a power cut during a commit) is not damage: bbolt
+//     uses the other one, which is the last completed commit.
+//   - After a clean Close (the marker matches), Open checks only the meta
+//     pages, the freelist and the root page, so a large buffer starts in
+//     milliseconds. Damage in other pages that appeared while the gateway
+//     was stopped is then found only when those pages are used: a bbolt
+//     panic ends the process, and since Open removed the marker before
+//     opening, the next start checks in full and quarantines; a record that
+//     cannot be decoded makes Read fail and Close leave no marker, with the
+//     same effect at the next start.
+//   - Permission and read-only errors (EACCES, EPERM, EROFS) are refusals,
+//     never damage: Open returns an error that says how to fix it and
+//     leaves every file as it is. So are ErrLocked and other errors opening
+//     the file. I/O errors (EIO) while reading pages count as damage.
+//   - ReadStats reads the file with the same checker, under a shared lock,
+//     without bbolt: a damaged file gives an error, never a panic.
+//   - Every CheckInterval (default 5s) the queue compares the device and
+//     inode at its path with the open file. When the path is gone (e.g. the
+//     data directory was deleted), Stats.Problem says so and Append and
+//     AppendAsync fail with ErrFileGone, so nothing new is acknowledged; the
+//     queue then recreates the directory (0700) and the file from the open
+//     descriptor, which still reads the deleted file, with every stored
+//     record, switches to it and clears Problem. Records appended between
+//     the deletion and its detection are in the deleted file and are moved
+//     with the rest; a crash before the recreation loses them. Enqueue keeps
+//     accepting records meanwhile (into the deleted file, moved the same
+//     way). A different file at the path is never overwritten: Problem
+//     stays set until a restart.
 //
 // # Caveats
 //

@@ -314,7 +314,9 @@ func (s *salvaged) lost() uint64 {
 // been delivered already (freed pages keep old leaves) and come back with
 // their own seq as Normal priority (a leaf does not say its class); ones at
 // or above the file's next seq belong to a commit that never completed and
-// are left out.
+// are left out. Loose leaves are read only when the current tree lost a
+// page: an intact tree holds every live record, and the loose leaves then
+// hold only delivered ones.
 func salvage(f *os.File) *salvaged {
 	s := &salvaged{records: map[uint64]storedRecord{}, dead: map[uint64][]byte{}}
 	fi, err := f.Stat()
@@ -330,6 +332,7 @@ func salvage(f *os.File) *salvaged {
 	seen := map[uint64]bool{}
 	cur, prev := bf.current()
 	var hwm uint64
+	lost := cur == nil
 	for i, m := range []*boltMeta{cur, prev} {
 		if m == nil {
 			continue
@@ -348,6 +351,10 @@ func salvage(f *os.File) *salvaged {
 		}
 		if i == 0 {
 			s.damage = append(s.damage, w.damaged...)
+			// Fewer records than the counter committed with them: a
+			// subtree is hidden (e.g. a branch page's count rotted).
+			want, counted := fc.meta[string(keyCount)]
+			lost = w.lost || counted && fc.n+fc.bad < want
 		}
 		for seq, v := range fc.dead {
 			if _, ok := s.dead[seq]; !ok {
@@ -357,6 +364,9 @@ func salvage(f *os.File) *salvaged {
 		for seq, r := range fc.records {
 			s.add(seq, r)
 		}
+	}
+	if !lost {
+		return s
 	}
 	if hwm == 0 || hwm > uint64(bf.size/bf.ps) {
 		hwm = uint64(bf.size / bf.ps)

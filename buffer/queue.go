@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -169,6 +170,7 @@ type Queue struct {
 	unwatch   chan struct{} // closed by Close to stop watch
 	watched   chan struct{} // closed when watch returned
 	filesOnce sync.Once
+	suspect   atomic.Bool // a read found a bad record: no clean marker at Close
 
 	ops     chan op
 	closing chan struct{}
@@ -315,6 +317,7 @@ func (q *Queue) Read(ctx context.Context, n int) ([]Record, error) {
 			return err
 		})
 		if err != nil {
+			q.markSuspect(err)
 			return nil, fmt.Errorf("read: %w", err)
 		}
 		if len(recs) > 0 {

@@ -55,6 +55,14 @@ func (q *Queue) setProblem(p string) {
 	q.mu.Unlock()
 }
 
+// markSuspect notes that the file gave back something that cannot be
+// right, so that the next Open checks it in full.
+func (q *Queue) markSuspect(err error) {
+	if errors.Is(err, errBadRecord) && !q.suspect.Swap(true) {
+		q.log.Error("buffer file holds a malformed record; the next start checks the whole file and quarantines it", "file", q.path, "err", err)
+	}
+}
+
 // closeFiles runs once the writer has stopped: it writes the exact seq
 // high-water mark, closes the file and leaves the clean-shutdown marker.
 func (q *Queue) closeFiles() error {
@@ -65,7 +73,7 @@ func (q *Queue) closeFiles() error {
 		q.dbMu.Lock()
 		defer q.dbMu.Unlock()
 		st := q.Stats()
-		healthy := st.Problem == "" && st.CommitFails == 0
+		healthy := st.Problem == "" && st.CommitFails == 0 && !q.suspect.Load()
 		if healthy {
 			// Exact, so that a clean restart skips no seq.
 			if herr := q.hw.set(st.NextSeq - 1); herr != nil {
