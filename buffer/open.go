@@ -124,6 +124,9 @@ func (q *Queue) openDB(clean bool) (*bolt.DB, error) {
 	if damage == nil {
 		db, err := boltOpen(path, f) // closes f on failure
 		if err == nil {
+			if !clean {
+				releaseMapping(db, f)
+			}
 			if err = createBuckets(db); err == nil {
 				return db, nil
 			}
@@ -184,6 +187,20 @@ func boltOpen(path string, f *os.File) (db *bolt.DB, err error) {
 		return nil, ErrLocked
 	}
 	return db, err
+}
+
+// releaseMapping drops the process's mapping of the pages bbolt touched
+// while rebuilding its freelist at open (every page of the tree, after a
+// crash): they would otherwise count in the process's RSS (RssFile) until
+// unmapped, as large as the file. The pages stay in the page cache and are
+// mapped again when used; bbolt maps the file read-only and writes with
+// pwrite, so nothing is lost.
+func releaseMapping(db *bolt.DB, f *os.File) {
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return
+	}
+	syscall.Syscall(syscall.SYS_MADVISE, db.Info().Data, uintptr(fi.Size()), syscall.MADV_DONTNEED)
 }
 
 func createBuckets(db *bolt.DB) error {
