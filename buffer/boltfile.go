@@ -13,10 +13,10 @@ import (
 // This file reads bbolt's on-disk format with pread and bounds checks, without
 // bbolt. It exists because bbolt cannot be trusted with a damaged file: it
 // mmaps the file (a page past the end of a truncated file faults with SIGBUS,
-// which recover cannot catch), and both tx.Check and the freelist rebuild at
-// Open (NoFreelistSync) walk the tree in a goroutine of their own, where a
-// "Page expected to be …" assertion kills the process and an early return
-// leaves the goroutine blocked. A child process would contain the crash, but
+// which recover cannot catch); the freelist rebuild at Open (NoFreelistSync)
+// walks the tree in a goroutine of its own, where a "Page expected to be …"
+// assertion kills the process; and tx.Check runs in another goroutine that
+// stays blocked when its caller stops reading errors early. A child process would contain the crash, but
 // the gateway would need a hidden sub-command and twice the file reads. So the
 // file is validated here first, in the caller's goroutine, with every offset
 // checked against the file size and page span; only a file that passes is
@@ -287,16 +287,16 @@ func (w *walker) failRecord(err error) error {
 	return nil
 }
 
+// fail ends a strict walk; in salvage mode it skips the subtree (a page that
+// is damaged or cannot be read) and goes on.
 func (w *walker) fail(err error) error {
-	w.lost = true
-	if w.strict || !errors.Is(err, errCorrupt) && !isReadErr(err) {
+	if w.strict {
 		return err
 	}
+	w.lost = true
 	w.damaged = append(w.damaged, err)
 	return nil
 }
-
-func isReadErr(err error) bool { return err != nil && !errors.Is(err, errCorrupt) }
 
 // bucket walks the bucket whose value (header + inline page) is v, calling fn
 // for each element of its leaves in key order.
@@ -497,9 +497,10 @@ func (bf *boltFile) checkFreelist(m *boltMeta, used map[uint64]bool) error {
 	return nil
 }
 
-// quickCheck is the check after a clean shutdown: both meta pages, and that
-// the file is as long as the current meta's high-water mark says, which is
-// what a truncated copy gets wrong. It reads two pages.
+// quickCheck is the check after a clean shutdown (the marker has vouched for
+// the meta and freelist pages): that the file is as long as the current
+// meta's high-water mark says, which is what a truncated copy gets wrong,
+// and that the root page is where the meta says. It reads one page.
 func (bf *boltFile) quickCheck() error {
 	cur, _ := bf.current()
 	if end := int64(cur.pgid) * bf.ps; end > bf.size {

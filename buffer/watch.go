@@ -6,9 +6,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
-	"time"
 )
 
 // ErrFileGone is returned by Append and AppendAsync while the buffer file (or
