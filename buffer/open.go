@@ -566,6 +566,9 @@ func ReadStats(path string) (Stats, error) {
 		return Stats{}, err
 	}
 	s, err := statsOf(f, size)
+	if errors.Is(err, errCorrupt) {
+		return Stats{}, fmt.Errorf("buffer %s: %w (the gateway's next start moves it aside and salvages what it can)", path, err)
+	}
 	if err != nil {
 		return Stats{}, fmt.Errorf("buffer %s: %w", path, err)
 	}
