@@ -179,6 +179,7 @@ type Queue struct {
 
 	mu      sync.Mutex
 	stats   Stats
+	problem string // Stats.Problem; kept apart so a commit's stats write-back cannot clear it
 	cur     cursors
 	changed chan struct{} // closed and replaced after every commit
 }
@@ -352,7 +353,9 @@ func (q *Queue) Rewind() {
 func (q *Queue) Stats() Stats {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.stats
+	s := q.stats
+	s.Problem = q.problem
+	return s
 }
 
 // Close commits what was submitted before it and closes the file.

@@ -41,7 +41,7 @@ func (q *Queue) update(next uint64, batch []op, fn func(*bolt.Tx) error) error {
 
 func (q *Queue) fileGone() error {
 	q.mu.Lock()
-	p := q.stats.Problem
+	p := q.problem
 	q.mu.Unlock()
 	if p != "" {
 		return fmt.Errorf("%w: %s", ErrFileGone, p)
@@ -51,7 +51,7 @@ func (q *Queue) fileGone() error {
 
 func (q *Queue) setProblem(p string) {
 	q.mu.Lock()
-	q.stats.Problem = p
+	q.problem = p
 	q.mu.Unlock()
 }
 
