@@ -152,3 +152,35 @@ func TestHighWaterSurvivesATornSlot(t *testing.T) {
 		t.Fatalf("mode %v, want 0600", fi.Mode().Perm())
 	}
 }
+
+// TestSeqContinuesAfterCrashAndQuarantine: what kill -9 leaves (no Close,
+// so no exact mark) and then a damaged file. Only the reservation written
+// before each commit keeps the new seqs above the acknowledged ones.
+func TestSeqContinuesAfterCrashAndQuarantine(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "buffer.db")
+	q := openTest(t, path, Options{})
+	defer q.Close()
+	last := appendAcked(t, q, 100)
+	last = max(last, appendOne(t, q))
+	// The files as a crash would leave them, with the buffer file ruined.
+	crashed := filepath.Join(t.TempDir(), "buffer.db")
+	seq, err := os.ReadFile(path + ".seq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(crashed+".seq", seq, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(crashed, bytes.Repeat([]byte{0xee}, 8192), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	q2 := openTest(t, crashed, Options{})
+	defer q2.Close()
+	if q2.Stats().Quarantined == "" {
+		t.Fatal("ruined file not quarantined")
+	}
+	if seq := appendOne(t, q2); seq <= last {
+		t.Fatalf("after a crash and a quarantine the next seq is %d; seq %d was already issued", seq, last)
+	}
+}
