@@ -4,10 +4,19 @@
 // # Model
 //
 // A Queue has exactly one writer goroutine. Appends and acks are sent to it and
-// applied in group commits: one bbolt read-write transaction (one fsync) per
-// commit interval (default 200ms) or per full batch, whichever comes first. A
-// few commits per second instead of one per record is what keeps an SD card
-// alive and makes 100k records/s possible.
+// applied in group commits: one bbolt read-write transaction (one fsync) for
+// everything queued. When a commit happens depends on who waits:
+//
+//   - Enqueued records and acks (nobody waits) are committed within the
+//     commit interval (default 1s) of the first one, or once MaxBatch records
+//     are queued: at 50 readings/s that is one commit per second.
+//   - Append and AppendAsync (a local QoS1 client waits for its PUBACK) are
+//     committed at once, or as soon as the running commit ends, together
+//     with everything queued by then. A waiter waits about one fsync; the
+//     commit rate follows the waiters only as far as the disk allows.
+//
+// A few commits per second instead of one per record is what keeps an SD
+// card alive and makes 100k records/s possible.
 //
 // # Guarantees
 //
@@ -15,7 +24,8 @@
 //     Append returned survives kill -9 and power loss.
 //   - Enqueue hands records to the writer without waiting for the commit; a
 //     crash within one commit interval may lose them. It is for in-process
-//     publishers (adapters) that would otherwise stall a poll cycle.
+//     publishers (adapters) that would otherwise stall a poll cycle; it brings
+//     a commit forward only by filling MaxBatch.
 //   - Every record gets a sequence number when it is committed. Sequence
 //     numbers are persisted in the same transaction as the records, so they
 //     only grow, never repeat after a crash, and have no gaps among committed

@@ -25,6 +25,12 @@ var (
 	ErrLocked = errors.New("buffer file in use by another process")
 )
 
+// DefaultCommitInterval is the commit interval for enqueued records when
+// Options leave it 0. At 50 readings/s it means one commit per second: 745
+// disk bytes per 200-byte record instead of 2,753 at 200ms (SD wear; see
+// BenchmarkSteady50PerSecond). Waiting callers are committed early anyway.
+const DefaultCommitInterval = time.Second
+
 // FullPolicy says what happens when a commit would exceed MaxBytes.
 type FullPolicy string
 
@@ -38,7 +44,9 @@ const (
 
 // Options tune a Queue. The zero value is usable: see ensureDefaults.
 type Options struct {
-	// CommitInterval is the longest a record waits for its group commit.
+	// CommitInterval is the longest a record nobody waits for (Enqueue)
+	// or an ack waits for its group commit; 0 means DefaultCommitInterval.
+	// Append and AppendAsync do not wait for it (see Queue.Append).
 	CommitInterval time.Duration
 	// MaxBatch commits early once this many records are waiting.
 	MaxBatch int
@@ -55,7 +63,7 @@ type Options struct {
 
 func (o *Options) ensureDefaults() {
 	if o.CommitInterval <= 0 {
-		o.CommitInterval = 200 * time.Millisecond
+		o.CommitInterval = DefaultCommitInterval
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 4096
@@ -115,6 +123,10 @@ type op struct {
 	done   chan error  // nil: the caller does not wait
 	notify func(error) // called on the writer goroutine after the commit
 }
+
+// waits reports whether a caller waits for this op's commit: such an op is
+// committed without waiting out the interval.
+func (o op) waits() bool { return o.done != nil || o.notify != nil }
 
 // cursors say what Read hands out next. Records with seq ≥ liveFrom are
 // "live": committed since the last Rewind; older ones are the backlog.
@@ -274,7 +286,10 @@ func oldest(tx *bolt.Tx) time.Time {
 }
 
 // Append stores recs and returns once they are fsynced. It sets each record's
-// Seq in place. A nil error means every record is durable.
+// Seq in place. A nil error means every record is durable. Append does not
+// wait out the commit interval: the writer commits as soon as it sees a
+// waiting op (or, if a commit is running, as soon as that one ends), taking
+// every op queued by then into the same transaction.
 func (q *Queue) Append(ctx context.Context, recs ...Record) error {
 	done := make(chan error, 1)
 	if err := q.submit(ctx, op{recs: recs, done: done}); err != nil {
@@ -290,15 +305,18 @@ func (q *Queue) Append(ctx context.Context, recs ...Record) error {
 	}
 }
 
-// AppendAsync is Append without waiting: done is called once the records are
-// fsynced (nil) or could not be stored. done runs on the writer goroutine, in
-// commit order, and must not block.
+// AppendAsync is Append without blocking the caller: done is called once the
+// records are fsynced (nil) or could not be stored. Like Append it triggers an
+// early commit. done runs on the writer goroutine, in commit order, and must
+// not block. A nil done makes it an Enqueue.
 func (q *Queue) AppendAsync(ctx context.Context, done func(error), recs ...Record) error {
 	return q.submit(ctx, op{recs: recs, notify: done})
 }
 
 // Enqueue hands recs to the writer and returns without waiting for the
-// commit. It blocks (honouring ctx) only while the writer is saturated.
+// commit, which happens within the commit interval (earlier if a waiting op
+// or MaxBatch records arrive). It blocks (honouring ctx) only while the
+// writer is saturated.
 func (q *Queue) Enqueue(ctx context.Context, recs ...Record) error {
 	return q.submit(ctx, op{recs: recs})
 }
@@ -428,12 +446,17 @@ func (q *Queue) notify() {
 	q.mu.Unlock()
 }
 
-// write is the single writer: it gathers ops for at most one commit interval
-// (or until MaxBatch records wait) and commits them in one transaction.
+// write is the single writer. Records nobody waits for (Enqueue, acks) are
+// gathered for at most one commit interval, or until MaxBatch records wait,
+// and committed in one transaction. As soon as a gathered op has a waiter
+// (Append, AppendAsync), the writer commits right away with whatever else is
+// queued; waiters that arrive during that commit are taken by the next one as
+// soon as it ends. Waiters therefore wait about one fsync, not an interval,
+// and the commit rate rises with them only as far as the disk allows.
 func (q *Queue) write() {
 	defer close(q.stopped)
-	timer := time.NewTimer(0)
-	<-timer.C
+	timer := time.NewTimer(q.opts.CommitInterval)
+	timer.Stop()
 	for {
 		var batch []op
 		select {
@@ -443,15 +466,16 @@ func (q *Queue) write() {
 			q.commit(q.drain(nil))
 			return
 		}
-		n := len(batch[0].recs)
+		n, waiting := len(batch[0].recs), batch[0].waits()
 		timer.Reset(q.opts.CommitInterval)
 		closing := false
 	gather:
-		for n < q.opts.MaxBatch {
+		for n < q.opts.MaxBatch && !waiting {
 			select {
 			case o := <-q.ops:
 				batch = append(batch, o)
 				n += len(o.recs)
+				waiting = o.waits()
 			case <-timer.C:
 				break gather
 			case <-q.closing:
@@ -464,8 +488,26 @@ func (q *Queue) write() {
 			q.commit(q.drain(batch))
 			return
 		}
+		if waiting {
+			batch = q.take(batch, n)
+		}
 		q.commit(batch)
 	}
+}
+
+// take adds the ops already queued, without waiting, while fewer than
+// MaxBatch records are gathered.
+func (q *Queue) take(batch []op, n int) []op {
+	for n < q.opts.MaxBatch {
+		select {
+		case o := <-q.ops:
+			batch = append(batch, o)
+			n += len(o.recs)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // drain takes whatever is still queued once Close was called.
