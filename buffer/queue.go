@@ -59,6 +59,9 @@ type Options struct {
 	TTL time.Duration
 	// Logger receives quarantine and commit failures.
 	Logger *slog.Logger
+	// Now reads the wall clock; nil means time.Now. Tests inject a clock
+	// that jumps (see the clock type for how jumps are handled).
+	Now func() time.Time
 }
 
 func (o *Options) ensureDefaults() {
@@ -77,6 +80,7 @@ func (o *Options) ensureDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+
 }
 
 // Drops counts records that were not delivered, by reason.
@@ -144,6 +148,7 @@ type Queue struct {
 	opts Options
 	log  *slog.Logger
 
+	clock   *clock
 	ops     chan op
 	closing chan struct{}
 	stopped chan struct{}
@@ -187,6 +192,7 @@ func Open(path string, opts Options) (*Queue, error) {
 	q.db = db
 	err = db.View(func(tx *bolt.Tx) error {
 		q.stats = readStats(tx, q.stats)
+		q.clock = newClock(opts.Now, newest(tx))
 		return nil
 	})
 	if err != nil {
@@ -273,6 +279,19 @@ func ReadStats(path string) (Stats, error) {
 	return s, err
 }
 
+// newest is the latest stamp among the newest record of each class.
+func newest(tx *bolt.Tx) time.Time {
+	var t time.Time
+	for _, name := range [][]byte{bucketHigh, bucketNormal} {
+		if _, v := tx.Bucket(name).Cursor().Last(); v != nil {
+			if rt, ok := recordTime(v); ok && rt.After(t) {
+				t = rt
+			}
+		}
+	}
+	return t
+}
+
 func oldest(tx *bolt.Tx) time.Time {
 	var t time.Time
 	for _, name := range [][]byte{bucketHigh, bucketNormal} {
@@ -332,7 +351,7 @@ func (q *Queue) Ack(seqs ...uint64) error {
 }
 
 func (q *Queue) submit(ctx context.Context, o op) error {
-	now := time.Now()
+	now, _ := q.clock.read()
 	for i := range o.recs {
 		if o.recs[i].Time.IsZero() {
 			o.recs[i].Time = now
@@ -534,7 +553,7 @@ func (q *Queue) commit(batch []op) {
 	q.mu.Unlock()
 
 	results := make([]error, len(batch))
-	now := time.Now()
+	now, _ := q.clock.read()
 	err := q.db.Update(func(tx *bolt.Tx) error {
 		buckets := [2]*bolt.Bucket{tx.Bucket(bucketNormal), tx.Bucket(bucketHigh)}
 		for _, b := range buckets {
