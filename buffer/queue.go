@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -88,19 +90,32 @@ type Drops struct {
 	Full     uint64 `json:"full"`     // evicted to make room (drop-oldest)
 	Rejected uint64 `json:"rejected"` // refused (reject-new)
 	Expired  uint64 `json:"expired"`  // older than the TTL
+	// DiskFull counts records dropped because the file system was full
+	// (ENOSPC, EDQUOT): the oldest evicted under drop-oldest, the new ones
+	// refused under reject-new.
+	DiskFull uint64 `json:"disk_full"`
 }
+
+// CommitFailureWindow is how far back Stats.CommitFailuresRecent counts.
+const CommitFailureWindow = time.Minute
 
 // Stats is a snapshot of the queue.
 type Stats struct {
-	Records     uint64    `json:"records"` // committed, not yet deleted
-	High        uint64    `json:"high"`    // of which priority High
-	Bytes       int64     `json:"bytes"`   // their encoded size
-	NextSeq     uint64    `json:"next_seq"`
-	Commits     uint64    `json:"commits"`      // transactions since Open
-	CommitFails uint64    `json:"commit_fails"` // failed group commits (e.g. disk full)
-	Drops       Drops     `json:"drops"`        // since Open
-	Oldest      time.Time `json:"oldest"`       // time of the oldest record, zero if empty
-	Quarantined string    `json:"quarantined,omitempty"`
+	Records     uint64 `json:"records"` // committed, not yet deleted
+	High        uint64 `json:"high"`    // of which priority High
+	Bytes       int64  `json:"bytes"`   // their encoded size
+	NextSeq     uint64 `json:"next_seq"`
+	Commits     uint64 `json:"commits"`      // transactions since Open
+	CommitFails uint64 `json:"commit_fails"` // failed transactions since Open, including disk-full attempts retried after eviction
+	// CommitFailuresRecent counts failed transactions in the last
+	// CommitFailureWindow: a health signal that clears once commits succeed
+	// again, unlike the lifetime CommitFails.
+	CommitFailuresRecent uint64    `json:"commit_failures_recent"`
+	LastCommitError      string    `json:"last_commit_error,omitempty"` // the latest failure, kept after recovery
+	LastCommitErrorAt    time.Time `json:"last_commit_error_at,omitzero"`
+	Drops                Drops     `json:"drops"`  // since Open
+	Oldest               time.Time `json:"oldest"` // time of the oldest record, zero if empty
+	Quarantined          string    `json:"quarantined,omitempty"`
 }
 
 var (
@@ -158,6 +173,13 @@ type Queue struct {
 	stats   Stats
 	cur     cursors
 	changed chan struct{} // closed and replaced after every commit
+	// diskCap, when not 0, caps the stored bytes below MaxBytes because
+	// the file system filled up, until diskCapUntil. Writer only.
+	diskCap      int64
+	diskCapUntil time.Time
+	// failures are the queue times of failed transactions within the
+	// last CommitFailureWindow, oldest first.
+	failures []time.Time
 }
 
 // Open opens or creates the queue file at path (mode 0600). A file that cannot
@@ -446,9 +468,16 @@ func (q *Queue) Rewind() {
 
 // Stats returns a snapshot of the queue's counters.
 func (q *Queue) Stats() Stats {
+	now, wall := q.clock.read()
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.stats
+	q.failures = recent(q.failures, now)
+	s := q.stats
+	s.CommitFailuresRecent = uint64(len(q.failures))
+	if !s.Oldest.IsZero() { // stamps are queue time; report wall time
+		s.Oldest = s.Oldest.Add(wall.Round(0).Sub(now))
+	}
+	return s
 }
 
 // Close commits what was submitted before it and closes the file.
@@ -549,12 +578,19 @@ func (q *Queue) commit(batch []op) {
 		return
 	}
 	q.mu.Lock()
-	st := q.stats
+	base := q.stats
 	q.mu.Unlock()
 
-	results := make([]error, len(batch))
+	var (
+		st      Stats
+		results []error
+		refuse  bool // the disk is full under reject-new: store no new records
+	)
 	now, _ := q.clock.read()
-	err := q.db.Update(func(tx *bolt.Tx) error {
+	if q.diskCap > 0 && now.After(q.diskCapUntil) {
+		q.diskCap = 0 // try the whole of MaxBytes again
+	}
+	apply := func(tx *bolt.Tx) error {
 		buckets := [2]*bolt.Bucket{tx.Bucket(bucketNormal), tx.Bucket(bucketHigh)}
 		for _, b := range buckets {
 			b.FillPercent = 1 // keys only ever grow: pack pages full
@@ -594,8 +630,17 @@ func (q *Queue) commit(batch []op) {
 				}
 			}
 		}
+		limit, diskLimited := q.opts.MaxBytes, false
+		if q.diskCap > 0 && q.diskCap < limit {
+			limit, diskLimited = q.diskCap, true
+		}
 		for i, o := range batch {
 			if len(o.recs) == 0 {
+				continue
+			}
+			if refuse {
+				results[i] = ErrFull
+				st.Drops.DiskFull += uint64(len(o.recs))
 				continue
 			}
 			encoded := make([][]byte, len(o.recs))
@@ -604,8 +649,8 @@ func (q *Queue) commit(batch []op) {
 				encoded[j] = o.recs[j].encode()
 				size += int64(len(encoded[j]))
 			}
-			if st.Bytes+size > q.opts.MaxBytes {
-				if q.opts.FullPolicy == RejectNew || size > q.opts.MaxBytes {
+			if st.Bytes+size > limit {
+				if q.opts.FullPolicy == RejectNew || size > limit {
 					results[i] = ErrFull
 					st.Drops.Rejected += uint64(len(o.recs))
 					continue
@@ -613,11 +658,15 @@ func (q *Queue) commit(batch []op) {
 				// Evict Normal records first; High ones only if needed.
 				for _, prio := range []Priority{Normal, High} {
 					c := buckets[prio.index()].Cursor()
-					for k, v := c.First(); k != nil && st.Bytes+size > q.opts.MaxBytes; k, v = c.First() {
+					for k, v := c.First(); k != nil && st.Bytes+size > limit; k, v = c.First() {
 						if err := remove(prio, k, v); err != nil {
 							return err
 						}
-						st.Drops.Full++
+						if diskLimited {
+							st.Drops.DiskFull++
+						} else {
+							st.Drops.Full++
+						}
 					}
 				}
 			}
@@ -646,23 +695,72 @@ func (q *Queue) commit(batch []op) {
 			}
 		}
 		return nil
-	})
+	}
+	var err error
+	for attempt := 0; ; attempt++ {
+		st, results = base, make([]error, len(batch))
+		if refuse && !hasAcks(batch) { // nothing left to write
+			for i, o := range batch {
+				if len(o.recs) > 0 {
+					results[i] = ErrFull
+					st.Drops.DiskFull += uint64(len(o.recs))
+				}
+			}
+			err = nil
+		} else {
+			err = q.db.Update(apply)
+		}
+		if err == nil || !isDiskFull(err) || attempt == maxDiskFullRetries {
+			break
+		}
+		q.failed(err)
+		if q.opts.FullPolicy == RejectNew {
+			if refuse {
+				break
+			}
+			refuse = true
+			continue
+		}
+		// Evict a reserve of at least twice what the batch adds, more on
+		// each attempt, and keep the buffer that much below where the disk
+		// filled up for a while, evicting within each commit as at
+		// MaxBytes: pages freed by one commit are reused by the next, so
+		// the file stops growing and an eviction still finds free pages.
+		var need int64
+		for _, o := range batch {
+			for j := range o.recs {
+				need += int64(headerSize + len(o.recs[j].Topic) + len(o.recs[j].Payload))
+			}
+		}
+		need = max(2*need, diskReserve) << attempt
+		q.diskCap, q.diskCapUntil = max(base.Bytes-need, 1), now.Add(CommitFailureWindow)
+		if n, eerr := q.evictForDisk(need); eerr != nil || n == 0 {
+			if eerr != nil {
+				q.failed(eerr)
+			}
+			break
+		}
+		q.mu.Lock()
+		base = q.stats
+		q.mu.Unlock()
+	}
 
 	q.mu.Lock()
 	prev := q.stats
 	if err != nil {
-		q.stats.CommitFails++
+		q.mu.Unlock()
+		q.failed(err)
 	} else {
 		st.Commits++
-		st.CommitFails = prev.CommitFails
+		st.CommitFails, st.LastCommitError, st.LastCommitErrorAt = prev.CommitFails, prev.LastCommitError, prev.LastCommitErrorAt
 		q.stats = st
+		q.mu.Unlock()
 	}
-	q.mu.Unlock()
 	if err != nil {
 		q.log.Error("group commit failed; stored records are untouched", "ops", len(batch), "err", err)
 	} else if d := st.Drops; d != prev.Drops {
 		q.log.Warn("records dropped", "full", d.Full-prev.Drops.Full, "rejected", d.Rejected-prev.Drops.Rejected,
-			"expired", d.Expired-prev.Drops.Expired, "policy", q.opts.FullPolicy)
+			"expired", d.Expired-prev.Drops.Expired, "disk_full", d.DiskFull-prev.Drops.DiskFull, "policy", q.opts.FullPolicy)
 	}
 	for i, o := range batch {
 		result := results[i]
@@ -679,6 +777,108 @@ func (q *Queue) commit(batch []op) {
 	if err == nil {
 		q.notify()
 	}
+}
+
+// diskReserve is the least drop-oldest evicts when the file system is full.
+const diskReserve = 256 << 10
+
+// maxDiskFullRetries bounds the evict-and-retry rounds of one commit on a
+// full file system; each round evicts twice as much as the one before.
+const maxDiskFullRetries = 8
+
+// isDiskFull reports whether err means the file system is out of space.
+// bbolt formats some errors with %s, so the message is checked too.
+func isDiskFull(err error) bool {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, syscall.ENOSPC.Error()) || strings.Contains(msg, syscall.EDQUOT.Error())
+}
+
+func hasAcks(batch []op) bool {
+	for _, o := range batch {
+		if len(o.acks) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// evictForDisk deletes the oldest records, Normal before High, until need
+// bytes of records are gone, in a transaction of its own: the pages it frees
+// can only be reused by the next one. It returns how many it deleted.
+func (q *Queue) evictForDisk(need int64) (int, error) {
+	q.mu.Lock()
+	st := q.stats
+	q.mu.Unlock()
+	n := 0
+	err := q.db.Update(func(tx *bolt.Tx) error {
+		var freed int64
+		for _, prio := range []Priority{Normal, High} {
+			b := tx.Bucket(bucketOf(prio))
+			c := b.Cursor()
+			for k, v := c.First(); k != nil && freed < need; k, v = c.First() {
+				freed += int64(len(v))
+				st.Bytes -= int64(len(v))
+				st.Records--
+				if prio == High {
+					st.High--
+				}
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+				n++
+			}
+		}
+		if n == 0 {
+			return nil
+		}
+		st.Oldest = oldest(tx)
+		meta := tx.Bucket(bucketMeta)
+		for _, kv := range []struct {
+			k []byte
+			v uint64
+		}{{keyCount, st.Records}, {keyHigh, st.High}, {keyBytes, uint64(st.Bytes)}} {
+			if err := meta.Put(kv.k, binary.BigEndian.AppendUint64(nil, kv.v)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil || n == 0 {
+		return 0, err
+	}
+	st.Drops.DiskFull += uint64(n)
+	st.Commits++
+	q.mu.Lock()
+	st.CommitFails, st.LastCommitError, st.LastCommitErrorAt = q.stats.CommitFails, q.stats.LastCommitError, q.stats.LastCommitErrorAt
+	q.stats = st
+	q.mu.Unlock()
+	q.log.Warn("file system full; evicted the oldest records (drop-oldest)", "records", n)
+	return n, nil
+}
+
+// failed records a failed transaction for Stats.
+func (q *Queue) failed(err error) {
+	at, _ := q.clock.read()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.stats.CommitFails++
+	q.stats.LastCommitError = err.Error()
+	q.stats.LastCommitErrorAt = at
+	q.failures = append(recent(q.failures, at), at)
+}
+
+// recent drops the failure times that fell out of the window ending at now;
+// it also bounds the slice however often commits fail.
+func recent(failures []time.Time, now time.Time) []time.Time {
+	from := now.Add(-CommitFailureWindow)
+	i := 0
+	for i < len(failures) && !failures[i].After(from) {
+		i++
+	}
+	return failures[i:]
 }
 
 func getUint(b *bolt.Bucket, k []byte) uint64 {
