@@ -8,8 +8,8 @@
 // everything queued. When a commit happens depends on who waits:
 //
 //   - Enqueued records and acks (nobody waits) are committed within the
-//     commit interval (default 1s) of the first one, or once MaxBatch records
-//     are queued: at 50 readings/s that is one commit per second.
+//     commit interval (default 2s) of the first one, or once MaxBatch records
+//     are queued: at 50 readings/s that is one commit every 2 seconds.
 //   - Append and AppendAsync (a local QoS1 client waits for its PUBACK) are
 //     committed at once, or as soon as the running commit ends, together
 //     with everything queued by then. A waiter waits about one fsync; the
