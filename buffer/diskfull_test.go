@@ -132,3 +132,20 @@ func TestDiskFullRejectNewAndRecovery(t *testing.T) {
 		t.Fatalf("stats %+v; want no recent failures after the window, the lifetime count kept, 101 records", s)
 	}
 }
+
+// TestRecentFailuresBounded: the failure window keeps neither old failures
+// nor more than maxRecentFailures times however fast commits fail.
+func TestRecentFailuresBounded(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	var f []time.Time
+	for i := range 5000 {
+		at := now.Add(time.Duration(i) * time.Millisecond)
+		f = append(recent(f, at), at)
+	}
+	if len(f) > maxRecentFailures {
+		t.Fatalf("kept %d failure times, want at most %d", len(f), maxRecentFailures)
+	}
+	if got := recent(f, now.Add(time.Hour)); len(got) != 0 {
+		t.Fatalf("an hour later %d failures are still recent", len(got))
+	}
+}

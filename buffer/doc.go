@@ -39,8 +39,25 @@
 //     come in seq order, so a consumer sees seq gaps only while a backlog is
 //     still draining.
 //   - When MaxBytes is reached, drop-oldest evicts Normal records before
-//     High ones; reject-new refuses the new records. A TTL drops old records.
-//     Every drop is counted by reason.
+//     High ones; reject-new refuses the new records. Every drop is counted
+//     by reason.
+//   - When the file system is full (ENOSPC, EDQUOT) the same policy applies:
+//     drop-oldest evicts the oldest records in a transaction of its own,
+//     retries the commit, and for CommitFailureWindow keeps the stored
+//     bytes at least 256 KiB (or twice the batch) below where the disk
+//     filled, so that commits reuse the pages they free; reject-new refuses
+//     the new records with ErrFull. Both count Drops.DiskFull. Every failed
+//     transaction counts in CommitFails (lifetime) and in
+//     CommitFailuresRecent, which returns to 0 one CommitFailureWindow
+//     after the last failure: the health signal.
+//   - A TTL drops records older than TTL by the queue clock, checked at
+//     every commit. The queue clock follows Options.Now but never runs
+//     backwards, and with time.Now it advances by monotonic time, so within
+//     a process a wall-clock step neither expires records early nor keeps
+//     them longer.
+//     At open it starts at the newest stored stamp if the wall clock is
+//     behind it. Record.Time is on this clock; Stats.Oldest is converted
+//     back to the wall clock.
 //   - A file that cannot be opened or fails bbolt's consistency check is moved
 //     aside as <name>.bad-<time> and the queue starts empty; Quarantined
 //     reports it. The gateway never crash-loops on a bad file.

@@ -109,8 +109,8 @@ type Stats struct {
 	Commits     uint64 `json:"commits"`      // transactions since Open
 	CommitFails uint64 `json:"commit_fails"` // failed transactions since Open, including disk-full attempts retried after eviction
 	// CommitFailuresRecent counts failed transactions in the last
-	// CommitFailureWindow: a health signal that clears once commits succeed
-	// again, unlike the lifetime CommitFails.
+	// CommitFailureWindow (at most 1023): a health signal that clears once
+	// commits succeed again, unlike the lifetime CommitFails.
 	CommitFailuresRecent uint64    `json:"commit_failures_recent"`
 	LastCommitError      string    `json:"last_commit_error,omitempty"` // the latest failure, kept after recovery
 	LastCommitErrorAt    time.Time `json:"last_commit_error_at,omitzero"`
@@ -871,11 +871,15 @@ func (q *Queue) failed(err error) {
 	q.failures = append(recent(q.failures, at), at)
 }
 
-// recent drops the failure times that fell out of the window ending at now;
-// it also bounds the slice however often commits fail.
+// maxRecentFailures bounds the failure times kept, however often commits
+// fail; CommitFailuresRecent saturates there.
+const maxRecentFailures = 1024
+
+// recent drops the failure times that fell out of the window ending at now,
+// and the oldest beyond maxRecentFailures-1, leaving room for one more.
 func recent(failures []time.Time, now time.Time) []time.Time {
 	from := now.Add(-CommitFailureWindow)
-	i := 0
+	i := max(0, len(failures)-(maxRecentFailures-1))
 	for i < len(failures) && !failures[i].After(from) {
 		i++
 	}
