@@ -63,7 +63,7 @@ type Options struct {
 	// Logger receives quarantine and commit failures.
 	Logger *slog.Logger
 	// Now reads the wall clock; nil means time.Now. Tests inject a clock
-	// that jumps (see the clock type for how jumps are handled).
+	// that jumps; the package doc says how steps are handled.
 	Now func() time.Time
 }
 
