@@ -90,6 +90,7 @@ func (q *Queue) open() error {
 	q.db = db
 	err = db.View(func(tx *bolt.Tx) error {
 		q.stats = readStats(tx, q.stats)
+		q.clock = newClock(q.opts.Now, newest(tx))
 		return nil
 	})
 	if err != nil {

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -26,6 +28,13 @@ var (
 	ErrLocked = errors.New("buffer file in use by another process")
 )
 
+// DefaultCommitInterval is the commit interval for enqueued records when
+// Options leave it 0. Each commit rewrites a few tree pages and the meta page
+// however few records it carries, so at 50 readings/s 2s costs about 540 disk
+// bytes per 200-byte record, 1s about 825 and 200ms about 2,850 (SD wear; see
+// BenchmarkSteady50PerSecond). Waiting callers are committed early anyway.
+const DefaultCommitInterval = 2 * time.Second
+
 // FullPolicy says what happens when a commit would exceed MaxBytes.
 type FullPolicy string
 
@@ -39,7 +48,9 @@ const (
 
 // Options tune a Queue. The zero value is usable: see ensureDefaults.
 type Options struct {
-	// CommitInterval is the longest a record waits for its group commit.
+	// CommitInterval is the longest a record nobody waits for (Enqueue)
+	// or an ack waits for its group commit; 0 means DefaultCommitInterval.
+	// Append and AppendAsync do not wait for it (see Queue.Append).
 	CommitInterval time.Duration
 	// MaxBatch commits early once this many records are waiting.
 	MaxBatch int
@@ -57,11 +68,14 @@ type Options struct {
 	CheckInterval time.Duration
 
 	openFile openFileFunc // nil: os.OpenFile; tests inject failures
+	// Now reads the wall clock; nil means time.Now. Tests inject a clock
+	// that jumps; the package doc says how steps are handled.
+	Now func() time.Time
 }
 
 func (o *Options) ensureDefaults() {
 	if o.CommitInterval <= 0 {
-		o.CommitInterval = 200 * time.Millisecond
+		o.CommitInterval = DefaultCommitInterval
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 4096
@@ -91,19 +105,32 @@ type Drops struct {
 	// DeadLetters counts dead letters deleted because the dead-letter
 	// bucket held MaxDeadLetters.
 	DeadLetters uint64 `json:"dead_letters"`
+	// DiskFull counts records dropped because the file system was full
+	// (ENOSPC, EDQUOT): the oldest evicted under drop-oldest, the new ones
+	// refused under reject-new.
+	DiskFull uint64 `json:"disk_full"`
 }
+
+// CommitFailureWindow is how far back Stats.CommitFailuresRecent counts.
+const CommitFailureWindow = time.Minute
 
 // Stats is a snapshot of the queue.
 type Stats struct {
-	Records     uint64    `json:"records"` // committed, not yet deleted
-	High        uint64    `json:"high"`    // of which priority High
-	Bytes       int64     `json:"bytes"`   // their encoded size
-	NextSeq     uint64    `json:"next_seq"`
-	Commits     uint64    `json:"commits"`      // transactions since Open
-	CommitFails uint64    `json:"commit_fails"` // failed group commits (e.g. disk full)
-	Drops       Drops     `json:"drops"`        // since Open
-	Oldest      time.Time `json:"oldest"`       // time of the oldest record, zero if empty
-	Quarantined string    `json:"quarantined,omitempty"`
+	Records     uint64 `json:"records"` // committed, not yet deleted
+	High        uint64 `json:"high"`    // of which priority High
+	Bytes       int64  `json:"bytes"`   // their encoded size
+	NextSeq     uint64 `json:"next_seq"`
+	Commits     uint64 `json:"commits"`      // transactions since Open
+	CommitFails uint64 `json:"commit_fails"` // failed transactions since Open, including disk-full attempts retried after eviction
+	// CommitFailuresRecent counts failed transactions in the last
+	// CommitFailureWindow (at most 1023): a health signal that clears once
+	// commits succeed again, unlike the lifetime CommitFails.
+	CommitFailuresRecent uint64    `json:"commit_failures_recent"`
+	LastCommitError      string    `json:"last_commit_error,omitempty"` // the latest failure, kept after recovery
+	LastCommitErrorAt    time.Time `json:"last_commit_error_at,omitzero"`
+	Drops                Drops     `json:"drops"`  // since Open
+	Oldest               time.Time `json:"oldest"` // time of the oldest record, zero if empty
+	Quarantined          string    `json:"quarantined,omitempty"`
 	// DeadLetters is how many records sit in the dead-letter bucket (see
 	// DeadLetter); they are not counted in Records or Bytes.
 	DeadLetters uint64 `json:"dead_letters"`
@@ -147,6 +174,10 @@ type op struct {
 	apply func(tx *bolt.Tx, st *Stats) error
 }
 
+// waits reports whether a caller waits for this op's commit: such an op is
+// committed without waiting out the interval.
+func (o op) waits() bool { return o.done != nil || o.notify != nil }
+
 // cursors say what Read hands out next. Records with seq ≥ liveFrom are
 // "live": committed since the last Rewind; older ones are the backlog.
 type cursors struct {
@@ -172,6 +203,7 @@ type Queue struct {
 	filesOnce sync.Once
 	suspect   atomic.Bool // a read found a bad record: no clean marker at Close
 
+	clock   *clock
 	ops     chan op
 	closing chan struct{}
 	stopped chan struct{}
@@ -182,6 +214,13 @@ type Queue struct {
 	problem string // Stats.Problem; kept apart so a commit's stats write-back cannot clear it
 	cur     cursors
 	changed chan struct{} // closed and replaced after every commit
+	// diskCap, when not 0, caps the stored bytes below MaxBytes because
+	// the file system filled up, until diskCapUntil. Writer only.
+	diskCap      int64
+	diskCapUntil time.Time
+	// failures are the queue times of failed transactions within the
+	// last CommitFailureWindow, oldest first.
+	failures []time.Time
 }
 
 // readStats reads the persisted counters; prev supplies the in-memory ones.
@@ -194,6 +233,19 @@ func readStats(tx *bolt.Tx, prev Stats) Stats {
 	prev.DeadLetters = getUint(meta, keyDead)
 	prev.Oldest = oldest(tx)
 	return prev
+}
+
+// newest is the latest stamp among the newest record of each class.
+func newest(tx *bolt.Tx) time.Time {
+	var t time.Time
+	for _, name := range [][]byte{bucketHigh, bucketNormal} {
+		if _, v := tx.Bucket(name).Cursor().Last(); v != nil {
+			if rt, ok := recordTime(v); ok && rt.After(t) {
+				t = rt
+			}
+		}
+	}
+	return t
 }
 
 func oldest(tx *bolt.Tx) time.Time {
@@ -209,7 +261,10 @@ func oldest(tx *bolt.Tx) time.Time {
 }
 
 // Append stores recs and returns once they are fsynced. It sets each record's
-// Seq in place. A nil error means every record is durable.
+// Seq in place. A nil error means every record is durable. Append does not
+// wait out the commit interval: the writer commits as soon as it sees a
+// waiting op (or, if a commit is running, as soon as that one ends), taking
+// every op queued by then into the same transaction.
 func (q *Queue) Append(ctx context.Context, recs ...Record) error {
 	done := make(chan error, 1)
 	if err := q.fileGone(); err != nil {
@@ -228,9 +283,10 @@ func (q *Queue) Append(ctx context.Context, recs ...Record) error {
 	}
 }
 
-// AppendAsync is Append without waiting: done is called once the records are
-// fsynced (nil) or could not be stored. done runs on the writer goroutine, in
-// commit order, and must not block.
+// AppendAsync is Append without blocking the caller: done is called once the
+// records are fsynced (nil) or could not be stored. Like Append it triggers an
+// early commit. done runs on the writer goroutine, in commit order, and must
+// not block. A nil done makes it an Enqueue.
 func (q *Queue) AppendAsync(ctx context.Context, done func(error), recs ...Record) error {
 	if err := q.fileGone(); err != nil {
 		return err
@@ -239,7 +295,9 @@ func (q *Queue) AppendAsync(ctx context.Context, done func(error), recs ...Recor
 }
 
 // Enqueue hands recs to the writer and returns without waiting for the
-// commit. It blocks (honouring ctx) only while the writer is saturated.
+// commit, which happens within the commit interval (earlier if a waiting op
+// or MaxBatch records arrive). It blocks (honouring ctx) only while the
+// writer is saturated.
 func (q *Queue) Enqueue(ctx context.Context, recs ...Record) error {
 	return q.submit(ctx, op{recs: recs})
 }
@@ -255,7 +313,7 @@ func (q *Queue) Ack(seqs ...uint64) error {
 }
 
 func (q *Queue) submit(ctx context.Context, o op) error {
-	now := time.Now()
+	now, _ := q.clock.read()
 	for i := range o.recs {
 		if o.recs[i].Time.IsZero() {
 			o.recs[i].Time = now
@@ -351,10 +409,16 @@ func (q *Queue) Rewind() {
 
 // Stats returns a snapshot of the queue's counters.
 func (q *Queue) Stats() Stats {
+	now, wall := q.clock.read()
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.failures = recent(q.failures, now)
 	s := q.stats
 	s.Problem = q.problem
+	s.CommitFailuresRecent = uint64(len(q.failures))
+	if !s.Oldest.IsZero() { // stamps are queue time; report wall time
+		s.Oldest = s.Oldest.Add(wall.Round(0).Sub(now))
+	}
 	return s
 }
 
@@ -372,12 +436,17 @@ func (q *Queue) notify() {
 	q.mu.Unlock()
 }
 
-// write is the single writer: it gathers ops for at most one commit interval
-// (or until MaxBatch records wait) and commits them in one transaction.
+// write is the single writer. Records nobody waits for (Enqueue, acks) are
+// gathered for at most one commit interval, or until MaxBatch records wait,
+// and committed in one transaction. As soon as a gathered op has a waiter
+// (Append, AppendAsync), the writer commits right away with whatever else is
+// queued; waiters that arrive during that commit are taken by the next one as
+// soon as it ends. Waiters therefore wait about one fsync, not an interval,
+// and the commit rate rises with them only as far as the disk allows.
 func (q *Queue) write() {
 	defer close(q.stopped)
-	timer := time.NewTimer(0)
-	<-timer.C
+	timer := time.NewTimer(q.opts.CommitInterval)
+	timer.Stop()
 	for {
 		var batch []op
 		select {
@@ -387,15 +456,16 @@ func (q *Queue) write() {
 			q.commit(q.drain(nil))
 			return
 		}
-		n := len(batch[0].recs)
+		n, waiting := len(batch[0].recs), batch[0].waits()
 		timer.Reset(q.opts.CommitInterval)
 		closing := false
 	gather:
-		for n < q.opts.MaxBatch {
+		for n < q.opts.MaxBatch && !waiting {
 			select {
 			case o := <-q.ops:
 				batch = append(batch, o)
 				n += len(o.recs)
+				waiting = o.waits()
 			case <-timer.C:
 				break gather
 			case <-q.closing:
@@ -408,8 +478,26 @@ func (q *Queue) write() {
 			q.commit(q.drain(batch))
 			return
 		}
+		if waiting {
+			batch = q.take(batch, n)
+		}
 		q.commit(batch)
 	}
+}
+
+// take adds the ops already queued, without waiting, while fewer than
+// MaxBatch records are gathered.
+func (q *Queue) take(batch []op, n int) []op {
+	for n < q.opts.MaxBatch {
+		select {
+		case o := <-q.ops:
+			batch = append(batch, o)
+			n += len(o.recs)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // drain takes whatever is still queued once Close was called.
@@ -432,12 +520,19 @@ func (q *Queue) commit(batch []op) {
 		return
 	}
 	q.mu.Lock()
-	st := q.stats
+	base := q.stats
 	q.mu.Unlock()
 
-	results := make([]error, len(batch))
-	now := time.Now()
-	err := q.update(st.NextSeq, batch, func(tx *bolt.Tx) error {
+	var (
+		st      Stats
+		results []error
+		refuse  bool // the disk is full under reject-new: store no new records
+	)
+	now, _ := q.clock.read()
+	if q.diskCap > 0 && now.After(q.diskCapUntil) {
+		q.diskCap = 0 // try the whole of MaxBytes again
+	}
+	apply := func(tx *bolt.Tx) error {
 		buckets := [2]*bolt.Bucket{tx.Bucket(bucketNormal), tx.Bucket(bucketHigh)}
 		for _, b := range buckets {
 			b.FillPercent = 1 // keys only ever grow: pack pages full
@@ -482,8 +577,17 @@ func (q *Queue) commit(batch []op) {
 				}
 			}
 		}
+		limit, diskLimited := q.opts.MaxBytes, false
+		if q.diskCap > 0 && q.diskCap < limit {
+			limit, diskLimited = q.diskCap, true
+		}
 		for i, o := range batch {
 			if len(o.recs) == 0 {
+				continue
+			}
+			if refuse {
+				results[i] = ErrFull
+				st.Drops.DiskFull += uint64(len(o.recs))
 				continue
 			}
 			encoded := make([][]byte, len(o.recs))
@@ -492,8 +596,8 @@ func (q *Queue) commit(batch []op) {
 				encoded[j] = o.recs[j].encode()
 				size += int64(len(encoded[j]))
 			}
-			if st.Bytes+size > q.opts.MaxBytes {
-				if q.opts.FullPolicy == RejectNew || size > q.opts.MaxBytes {
+			if st.Bytes+size > limit {
+				if q.opts.FullPolicy == RejectNew || size > limit {
 					results[i] = ErrFull
 					st.Drops.Rejected += uint64(len(o.recs))
 					continue
@@ -501,11 +605,15 @@ func (q *Queue) commit(batch []op) {
 				// Evict Normal records first; High ones only if needed.
 				for _, prio := range []Priority{Normal, High} {
 					c := buckets[prio.index()].Cursor()
-					for k, v := c.First(); k != nil && st.Bytes+size > q.opts.MaxBytes; k, v = c.First() {
+					for k, v := c.First(); k != nil && st.Bytes+size > limit; k, v = c.First() {
 						if err := remove(prio, k, v); err != nil {
 							return err
 						}
-						st.Drops.Full++
+						if diskLimited {
+							st.Drops.DiskFull++
+						} else {
+							st.Drops.Full++
+						}
 					}
 				}
 			}
@@ -534,23 +642,72 @@ func (q *Queue) commit(batch []op) {
 			}
 		}
 		return nil
-	})
+	}
+	var err error
+	for attempt := 0; ; attempt++ {
+		st, results = base, make([]error, len(batch))
+		if refuse && !hasAcks(batch) { // nothing left to write
+			for i, o := range batch {
+				if len(o.recs) > 0 {
+					results[i] = ErrFull
+					st.Drops.DiskFull += uint64(len(o.recs))
+				}
+			}
+			err = nil
+		} else {
+			err = q.update(base.NextSeq, batch, apply)
+		}
+		if err == nil || !isDiskFull(err) || attempt == maxDiskFullRetries {
+			break
+		}
+		q.failed(err)
+		if q.opts.FullPolicy == RejectNew {
+			if refuse {
+				break
+			}
+			refuse = true
+			continue
+		}
+		// Evict a reserve of at least twice what the batch adds, more on
+		// each attempt, and keep the buffer that much below where the disk
+		// filled up for a while, evicting within each commit as at
+		// MaxBytes: pages freed by one commit are reused by the next, so
+		// the file stops growing and an eviction still finds free pages.
+		var need int64
+		for _, o := range batch {
+			for j := range o.recs {
+				need += int64(headerSize + len(o.recs[j].Topic) + len(o.recs[j].Payload))
+			}
+		}
+		need = max(2*need, diskReserve) << attempt
+		q.diskCap, q.diskCapUntil = max(base.Bytes-need, 1), now.Add(CommitFailureWindow)
+		if n, eerr := q.evictForDisk(need); eerr != nil || n == 0 {
+			if eerr != nil {
+				q.failed(eerr)
+			}
+			break
+		}
+		q.mu.Lock()
+		base = q.stats
+		q.mu.Unlock()
+	}
 
 	q.mu.Lock()
 	prev := q.stats
 	if err != nil {
-		q.stats.CommitFails++
+		q.mu.Unlock()
+		q.failed(err)
 	} else {
 		st.Commits++
-		st.CommitFails = prev.CommitFails
+		st.CommitFails, st.LastCommitError, st.LastCommitErrorAt = prev.CommitFails, prev.LastCommitError, prev.LastCommitErrorAt
 		q.stats = st
+		q.mu.Unlock()
 	}
-	q.mu.Unlock()
 	if err != nil {
 		q.log.Error("group commit failed; stored records are untouched", "ops", len(batch), "err", err)
 	} else if d := st.Drops; d != prev.Drops {
 		q.log.Warn("records dropped", "full", d.Full-prev.Drops.Full, "rejected", d.Rejected-prev.Drops.Rejected,
-			"expired", d.Expired-prev.Drops.Expired, "policy", q.opts.FullPolicy)
+			"expired", d.Expired-prev.Drops.Expired, "disk_full", d.DiskFull-prev.Drops.DiskFull, "policy", q.opts.FullPolicy)
 	}
 	for i, o := range batch {
 		result := results[i]
@@ -567,6 +724,112 @@ func (q *Queue) commit(batch []op) {
 	if err == nil {
 		q.notify()
 	}
+}
+
+// diskReserve is the least drop-oldest evicts when the file system is full.
+const diskReserve = 256 << 10
+
+// maxDiskFullRetries bounds the evict-and-retry rounds of one commit on a
+// full file system; each round evicts twice as much as the one before.
+const maxDiskFullRetries = 8
+
+// isDiskFull reports whether err means the file system is out of space.
+// bbolt formats some errors with %s, so the message is checked too.
+func isDiskFull(err error) bool {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, syscall.ENOSPC.Error()) || strings.Contains(msg, syscall.EDQUOT.Error())
+}
+
+func hasAcks(batch []op) bool {
+	for _, o := range batch {
+		if len(o.acks) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// evictForDisk deletes the oldest records, Normal before High, until need
+// bytes of records are gone, in a transaction of its own: the pages it frees
+// can only be reused by the next one. It returns how many it deleted.
+func (q *Queue) evictForDisk(need int64) (int, error) {
+	q.mu.Lock()
+	st := q.stats
+	q.mu.Unlock()
+	n := 0
+	err := q.update(0, nil, func(tx *bolt.Tx) error {
+		var freed int64
+		for _, prio := range []Priority{Normal, High} {
+			b := tx.Bucket(bucketOf(prio))
+			c := b.Cursor()
+			for k, v := c.First(); k != nil && freed < need; k, v = c.First() {
+				freed += int64(len(v))
+				st.Bytes -= int64(len(v))
+				st.Records--
+				if prio == High {
+					st.High--
+				}
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+				n++
+			}
+		}
+		if n == 0 {
+			return nil
+		}
+		st.Oldest = oldest(tx)
+		meta := tx.Bucket(bucketMeta)
+		for _, kv := range []struct {
+			k []byte
+			v uint64
+		}{{keyCount, st.Records}, {keyHigh, st.High}, {keyBytes, uint64(st.Bytes)}} {
+			if err := meta.Put(kv.k, binary.BigEndian.AppendUint64(nil, kv.v)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil || n == 0 {
+		return 0, err
+	}
+	st.Drops.DiskFull += uint64(n)
+	st.Commits++
+	q.mu.Lock()
+	st.CommitFails, st.LastCommitError, st.LastCommitErrorAt = q.stats.CommitFails, q.stats.LastCommitError, q.stats.LastCommitErrorAt
+	q.stats = st
+	q.mu.Unlock()
+	q.log.Warn("file system full; evicted the oldest records (drop-oldest)", "records", n)
+	return n, nil
+}
+
+// failed records a failed transaction for Stats.
+func (q *Queue) failed(err error) {
+	at, _ := q.clock.read()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.stats.CommitFails++
+	q.stats.LastCommitError = err.Error()
+	q.stats.LastCommitErrorAt = at
+	q.failures = append(recent(q.failures, at), at)
+}
+
+// maxRecentFailures bounds the failure times kept, however often commits
+// fail; CommitFailuresRecent saturates there.
+const maxRecentFailures = 1024
+
+// recent drops the failure times that fell out of the window ending at now,
+// and the oldest beyond maxRecentFailures-1, leaving room for one more.
+func recent(failures []time.Time, now time.Time) []time.Time {
+	from := now.Add(-CommitFailureWindow)
+	i := max(0, len(failures)-(maxRecentFailures-1))
+	for i < len(failures) && !failures[i].After(from) {
+		i++
+	}
+	return failures[i:]
 }
 
 func getUint(b *bolt.Bucket, k []byte) uint64 {

@@ -37,7 +37,8 @@ func (p Priority) String() string {
 type Record struct {
 	// Seq is assigned by the queue when the record is committed.
 	Seq uint64
-	// Time is when the record was handed to the queue.
+	// Time is when the record was handed to the queue, on the queue clock
+	// (see the package doc); a caller may set it beforehand.
 	Time     time.Time
 	Topic    string
 	Payload  []byte
