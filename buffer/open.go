@@ -147,7 +147,15 @@ func (q *Queue) openDB(clean bool) (*bolt.DB, error) {
 
 // validate checks an existing file: fully, or only its meta pages and
 // length after a clean shutdown. An empty file is new.
-func validate(f *os.File, clean bool) error {
+func validate(f *os.File, clean bool) (err error) {
+	// Every read is bounds-checked; should one still panic, the file is
+	// treated as damaged (kept intact, salvaged) rather than crash-looping
+	// the gateway.
+	defer func() {
+		if p := recover(); p != nil {
+			err = corruptf("validation stopped: %v", p)
+		}
+	}()
 	fi, err := f.Stat()
 	if err != nil {
 		return err
@@ -334,8 +342,13 @@ func (s *salvaged) lost() uint64 {
 // are left out. Loose leaves are read only when the current tree lost a
 // page: an intact tree holds every live record, and the loose leaves then
 // hold only delivered ones.
-func salvage(f *os.File) *salvaged {
-	s := &salvaged{records: map[uint64]storedRecord{}, dead: map[uint64][]byte{}}
+func salvage(f *os.File) (s *salvaged) {
+	s = &salvaged{records: map[uint64]storedRecord{}, dead: map[uint64][]byte{}}
+	defer func() { // as in validate: keep what was read so far
+		if p := recover(); p != nil {
+			s.damage = append(s.damage, fmt.Errorf("salvage stopped: %v", p))
+		}
+	}()
 	fi, err := f.Stat()
 	if err != nil {
 		s.damage = append(s.damage, err)
