@@ -594,8 +594,12 @@ func ReadStats(path string) (Stats, error) {
 }
 
 // statsOf reads the meta bucket and the first record of each class.
-func statsOf(f *os.File, size int64) (Stats, error) {
-	var s Stats
+func statsOf(f *os.File, size int64) (s Stats, err error) {
+	defer func() { // as in validate
+		if p := recover(); p != nil {
+			err = corruptf("reading stopped: %v", p)
+		}
+	}()
 	bf, err := openBoltFile(f, size)
 	if err != nil {
 		return s, err
