@@ -373,6 +373,7 @@ type fileContent struct {
 	bad     uint64                  // records skipped: wrong key size or undecodable
 	// what the walk counted, to compare with the meta bucket's counters
 	n, high, bytes, ndead uint64
+	maxSeq                uint64 // highest seq of a record or dead letter
 }
 
 type storedRecord struct {
@@ -411,6 +412,7 @@ func (bf *boltFile) scan(m *boltMeta, strict, keep bool) (*fileContent, *walker,
 					return w.failRecord(corruptf("bucket %s: record %d is malformed", name, seq))
 				}
 				fc.n++
+				fc.maxSeq = max(fc.maxSeq, seq)
 				fc.bytes += uint64(len(e.value))
 				if prio == High {
 					fc.high++
@@ -431,6 +433,7 @@ func (bf *boltFile) scan(m *boltMeta, strict, keep bool) (*fileContent, *walker,
 					return w.failRecord(corruptf("bucket dead: %v", err))
 				}
 				fc.ndead++
+				fc.maxSeq = max(fc.maxSeq, seq)
 				if keep {
 					fc.dead[seq] = bytes.Clone(e.value)
 				}
@@ -460,6 +463,10 @@ func (bf *boltFile) scan(m *boltMeta, strict, keep bool) (*fileContent, *walker,
 			if want, ok := fc.meta[string(c.key)]; ok && want != c.found {
 				return nil, w, corruptf("meta says %s %d, the tree holds %d", c.key, want, c.found)
 			}
+		}
+		// A stored seq at or above next_seq would be issued again.
+		if next, ok := fc.meta[string(keyNextSeq)]; ok && fc.maxSeq >= next {
+			return nil, w, corruptf("meta says next_seq %d, but seq %d is stored", next, fc.maxSeq)
 		}
 	}
 	if strict && m.freelist != noFreelist {

@@ -148,7 +148,15 @@ func (q *Queue) openDB(clean bool) (*bolt.DB, error) {
 
 // validate checks an existing file: fully, or only its meta pages and
 // length after a clean shutdown. An empty file is new.
-func validate(f *os.File, clean bool) error {
+func validate(f *os.File, clean bool) (err error) {
+	// Every read is bounds-checked; should one still panic, the file is
+	// treated as damaged (kept intact, salvaged) rather than crash-looping
+	// the gateway.
+	defer func() {
+		if p := recover(); p != nil {
+			err = corruptf("validation stopped: %v", p)
+		}
+	}()
 	fi, err := f.Stat()
 	if err != nil {
 		return err
@@ -335,8 +343,13 @@ func (s *salvaged) lost() uint64 {
 // are left out. Loose leaves are read only when the current tree lost a
 // page: an intact tree holds every live record, and the loose leaves then
 // hold only delivered ones.
-func salvage(f *os.File) *salvaged {
-	s := &salvaged{records: map[uint64]storedRecord{}, dead: map[uint64][]byte{}}
+func salvage(f *os.File) (s *salvaged) {
+	s = &salvaged{records: map[uint64]storedRecord{}, dead: map[uint64][]byte{}}
+	defer func() { // as in validate: keep what was read so far
+		if p := recover(); p != nil {
+			s.damage = append(s.damage, fmt.Errorf("salvage stopped: %v", p))
+		}
+	}()
 	fi, err := f.Stat()
 	if err != nil {
 		s.damage = append(s.damage, err)
@@ -582,8 +595,12 @@ func ReadStats(path string) (Stats, error) {
 }
 
 // statsOf reads the meta bucket and the first record of each class.
-func statsOf(f *os.File, size int64) (Stats, error) {
-	var s Stats
+func statsOf(f *os.File, size int64) (s Stats, err error) {
+	defer func() { // as in validate
+		if p := recover(); p != nil {
+			err = corruptf("reading stopped: %v", p)
+		}
+	}()
 	bf, err := openBoltFile(f, size)
 	if err != nil {
 		return s, err
