@@ -4,7 +4,9 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // cutter is a TCP proxy whose connections can be cut, to drop the uplink's
@@ -51,4 +53,48 @@ func (c *cutter) cut() {
 		conn.Close()
 	}
 	c.conns = nil
+}
+
+// flapper is a TCP proxy standing in for a cloud that is up only briefly:
+// each connection forwards at most limit bytes towards the broker, then
+// stops forwarding, lets the broker's replies (PUBACKs) through for grace,
+// and closes.
+type flapper struct {
+	l        net.Listener
+	accepted atomic.Int64
+}
+
+func newFlapper(t testing.TB, to string, limit int64, grace time.Duration) *flapper {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &flapper{l: l}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { l.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			in, err := l.Accept()
+			if err != nil {
+				return
+			}
+			f.accepted.Add(1)
+			out, err := net.Dial("tcp", to)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			wg.Go(func() {
+				io.Copy(in, out)
+				in.Close()
+			})
+			wg.Go(func() {
+				io.CopyN(out, in, limit)
+				time.Sleep(grace) // the outage: replies still drain, then the link dies
+				in.Close()
+				out.Close()
+			})
+		}
+	})
+	return f
 }

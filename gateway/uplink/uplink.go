@@ -14,7 +14,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -64,7 +63,23 @@ type Config struct {
 	ConnectTimeout time.Duration
 	MinBackoff     time.Duration // default 500ms
 	MaxBackoff     time.Duration // default 60s
+	// Clock, if set, replaces the system clock for backoff, the ack timeout
+	// and in-flight ages (tests).
+	Clock Clock
 }
+
+// Clock is the time source of the uplink. Durations are measured with
+// After, never by subtracting two Now readings, so a wall clock that jumps
+// cannot fire or hold off a timeout.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time                         { return time.Now() }
+func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // ErrInsecure is returned for any configuration that is not mutual TLS.
 var ErrInsecure = errors.New("uplink must use mutual TLS")
@@ -87,6 +102,9 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = 60 * time.Second
+	}
+	if c.Clock == nil {
+		c.Clock = systemClock{}
 	}
 	if c.ClientID == "" {
 		c.ClientID = "lintel-" + c.GatewayID
@@ -135,7 +153,11 @@ type Stats struct {
 	InFlight   int64  // sent, PUBACK not yet received
 	Acked      uint64 // PUBACKs received (records deleted)
 	Reconnects uint64 // sessions started after the first
-	LastError  string
+	// OldestInflight is how long the oldest message in flight has waited
+	// for its PUBACK (0 when nothing is in flight). A few seconds means the
+	// cloud is hung although the connection still looks up.
+	OldestInflight time.Duration
+	LastError      string
 	// CertNotAfter is when the client certificate expires.
 	CertNotAfter time.Time
 }
@@ -146,6 +168,7 @@ type Uplink struct {
 	src          Source
 	log          *slog.Logger
 	certNotAfter time.Time // of the client certificate, zero if unknown
+	clock        Clock
 
 	connected  atomic.Bool
 	published  atomic.Uint64
@@ -153,6 +176,7 @@ type Uplink struct {
 	acked      atomic.Uint64
 	reconnects atomic.Uint64
 	lastErr    atomic.Value // string
+	oldest     atomic.Int64 // Clock.Now in Unix ns when the oldest flight was sent, 0 if none
 }
 
 // New checks the configuration; nothing connects before Run.
@@ -170,7 +194,7 @@ func New(cfg Config, src Source, logger *slog.Logger) (*Uplink, error) {
 	tlsCfg.MinVersion = max(tlsCfg.MinVersion, tls.VersionTLS12)
 	cfg.TLS = tlsCfg
 	cfg.ensureDefaults()
-	u := &Uplink{cfg: cfg, src: src, log: logger.With("component", "uplink", "broker", cfg.Broker)}
+	u := &Uplink{cfg: cfg, src: src, clock: cfg.Clock, log: logger.With("component", "uplink", "broker", cfg.Broker)}
 	if c := cfg.TLS.Certificates; len(c) > 0 && len(c[0].Certificate) > 0 {
 		if leaf, err := x509.ParseCertificate(c[0].Certificate[0]); err == nil {
 			u.certNotAfter = leaf.NotAfter
@@ -188,6 +212,10 @@ func (u *Uplink) Stats() Stats {
 		Acked:      u.acked.Load(),
 		Reconnects: u.reconnects.Load(),
 	}
+	if sent := u.oldest.Load(); sent != 0 {
+		// Clamped: after a backwards clock jump the age would be negative.
+		s.OldestInflight = max(0, u.clock.Now().Sub(time.Unix(0, sent)))
+	}
 	s.LastError, _ = u.lastErr.Load().(string)
 	s.CertNotAfter = u.certNotAfter
 	return s
@@ -200,38 +228,75 @@ func (u *Uplink) StatusTopic() string {
 
 // Run connects, delivers, and reconnects with exponential backoff and jitter
 // until ctx ends. Lintel, not paho, reconnects: paho's auto-reconnect can
-// report a QoS1 publish as complete although no PUBACK arrived.
+// report a QoS1 publish as complete although no PUBACK arrived. A session
+// that got at least one PUBACK starts the backoff over, so a cloud that is up
+// only for seconds at a time is retried quickly.
 func (u *Uplink) Run(ctx context.Context) error {
 	backoff := u.cfg.MinBackoff
 	for first := true; ; first = false {
 		if !first {
 			u.reconnects.Add(1)
 		}
-		started := time.Now()
+		acked := u.acked.Load()
 		err := u.session(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if err != nil {
-			u.lastErr.Store(err.Error())
-			u.log.Warn("uplink down", "err", err, "retry_in", backoff)
-		}
-		if time.Since(started) > 30*time.Second {
-			backoff = u.cfg.MinBackoff // it worked for a while: start over
+		if u.acked.Load() > acked {
+			backoff = u.cfg.MinBackoff // the cloud took records: it is worth retrying soon
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
+		if err != nil {
+			u.lastErr.Store(err.Error())
+			u.log.Warn("uplink down", "err", err, "retry_in", wait)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(wait):
+		case <-u.clock.After(wait):
 		}
 		backoff = min(2*backoff, u.cfg.MaxBackoff)
 	}
 }
 
 // session runs one connection: connect, announce, deliver until the
-// connection is lost or ctx ends.
+// connection is lost or ctx ends, then drain.
 func (u *Uplink) session(ctx context.Context) error {
+	client, lost, err := u.connect(ctx)
+	if err != nil {
+		return err
+	}
+	u.connected.Store(true)
+	defer u.connected.Store(false)
+	u.log.Info("uplink connected")
+
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case err := <-lost:
+			cancel(fmt.Errorf("connection lost: %w", err))
+		case <-sctx.Done():
+		}
+	}()
+
+	s := &delivery{
+		u:         u,
+		client:    client,
+		cancel:    cancel,
+		slots:     make(chan struct{}, u.cfg.MaxInflight),
+		flights:   make(chan flight, u.cfg.MaxInflight),
+		abort:     make(chan struct{}),
+		ackerDone: make(chan struct{}),
+	}
+	go s.acker()
+	s.deliver(sctx)
+	return s.drain(ctx, sctx)
+}
+
+// connect opens the MQTT connection, publishes the online status and
+// subscribes to commands. lost receives the error that ends the connection.
+func (u *Uplink) connect(ctx context.Context) (paho.Client, <-chan error, error) {
 	lost := make(chan error, 1)
 	opts := paho.NewClientOptions().
 		AddBroker(u.cfg.Broker).
@@ -246,7 +311,6 @@ func (u *Uplink) session(ctx context.Context) error {
 		SetPingTimeout(10*time.Second).
 		SetConnectTimeout(u.cfg.ConnectTimeout).
 		SetWriteTimeout(u.cfg.AckTimeout). // paho's Publish blocks up to this on a peer that stopped reading
-
 		SetMaxResumePubInFlight(u.cfg.MaxInflight).
 		SetBinaryWill(u.StatusTopic(), []byte(`{"online":false}`), 1, true).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
@@ -257,17 +321,12 @@ func (u *Uplink) session(ctx context.Context) error {
 		})
 	client := paho.NewClient(opts)
 	if err := waitToken(ctx, client.Connect()); err != nil {
-		return fmt.Errorf("connect: %w", err)
+		return nil, nil, fmt.Errorf("connect: %w", err)
 	}
-	u.connected.Store(true)
-	defer u.connected.Store(false)
-	u.log.Info("uplink connected")
-
 	if err := waitToken(ctx, client.Publish(u.StatusTopic(), 1, true, u.onlineStatus())); err != nil {
 		client.Disconnect(0)
-		return fmt.Errorf("publish online status: %w", err)
+		return nil, nil, fmt.Errorf("publish online status: %w", err)
 	}
-
 	if u.cfg.OnCommand != nil {
 		filter := u.cfg.TopicPrefix + "lintel/" + u.cfg.GatewayID + "/+/+/set"
 		tok := client.Subscribe(filter, 1, func(_ paho.Client, m paho.Message) {
@@ -275,94 +334,179 @@ func (u *Uplink) session(ctx context.Context) error {
 		})
 		if err := waitToken(ctx, tok); err != nil {
 			client.Disconnect(0)
-			return fmt.Errorf("subscribe to commands: %w", err)
+			return nil, nil, fmt.Errorf("subscribe to commands: %w", err)
 		}
 	}
+	return client, lost, nil
+}
 
-	sctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	go func() {
-		select {
-		case err := <-lost:
-			cancel(fmt.Errorf("connection lost: %w", err))
-		case <-sctx.Done():
-		}
-	}()
+// flight is one record published and waiting for its PUBACK.
+type flight struct {
+	seq  uint64
+	tok  paho.Token
+	sent time.Time
+}
 
+// delivery is the state of one session's delivery: deliver publishes, one
+// acker goroutine waits for the PUBACKs in send order and acks the buffer
+// in batches.
+type delivery struct {
+	u         *Uplink
+	client    paho.Client
+	cancel    context.CancelCauseFunc
+	slots     chan struct{} // the in-flight window
+	flights   chan flight   // deliver → acker, in send order; closed by deliver
+	abort     chan struct{} // closed when the session stops waiting for PUBACKs
+	ackerDone chan struct{}
+}
+
+// deliver reads records and publishes them, at most MaxInflight unacked,
+// until sctx ends.
+func (s *delivery) deliver(sctx context.Context) {
+	u := s.u
+	defer close(s.flights)
 	u.src.Rewind() // redeliver whatever was unacked, in seq order
-	slots := make(chan struct{}, u.cfg.MaxInflight)
-	ended := make(chan struct{}) // stop waiting for tokens of this session
-	var wg sync.WaitGroup
 	for sctx.Err() == nil {
 		select {
-		case slots <- struct{}{}:
+		case s.slots <- struct{}{}:
 		case <-sctx.Done():
-			continue
+			return
 		}
 		n := 1
-		for n < u.cfg.MaxInflight && tryAcquire(slots) {
+		for n < u.cfg.MaxInflight && tryAcquire(s.slots) {
 			n++
 		}
 		recs, err := u.src.Read(sctx, n)
 		for range n - len(recs) {
-			<-slots
+			<-s.slots
 		}
 		if err != nil {
 			if sctx.Err() == nil {
-				cancel(fmt.Errorf("read buffer: %w", err))
+				s.cancel(fmt.Errorf("read buffer: %w", err))
 			}
-			break
+			return
 		}
 		for _, r := range recs {
-			tok := client.Publish(u.cfg.TopicPrefix+r.Topic, 1, r.Retain, WithSeq(r.Payload, r.Seq))
+			tok := s.client.Publish(u.cfg.TopicPrefix+r.Topic, 1, r.Retain, WithSeq(r.Payload, r.Seq))
 			u.published.Add(1)
 			u.inflight.Add(1)
-			wg.Add(1)
-			go func(seq uint64) {
-				defer wg.Done()
-				defer func() { <-slots; u.inflight.Add(-1) }()
-				timeout := time.NewTimer(u.cfg.AckTimeout)
-				defer timeout.Stop()
-				select {
-				case <-tok.Done():
-				case <-ended:
-					return
-				case <-timeout.C:
-					cancel(fmt.Errorf("no PUBACK for seq %d within %v", seq, u.cfg.AckTimeout))
-					return
-				}
-				if err := tok.Error(); err != nil {
-					cancel(fmt.Errorf("publish seq %d: %w", seq, err))
-					return
-				}
-				// The token completed without error only because the
-				// broker's PUBACK arrived (AutoReconnect off).
-				u.src.Ack(seq)
-				u.acked.Add(1)
-			}(r.Seq)
+			s.flights <- flight{seq: r.Seq, tok: tok, sent: u.clock.Now()}
 		}
 	}
+}
 
+// acker waits for the PUBACK of the oldest flight, then acks it together
+// with every later flight already acknowledged. No PUBACK for AckTimeout
+// while something is in flight ends the session.
+func (s *delivery) acker() {
+	u := s.u
+	defer close(s.ackerDone)
+	var queue []flight
+	flights := s.flights
+	defer func() { u.oldest.Store(0); u.inflight.Add(-int64(len(queue))) }()
+	for {
+		if len(queue) == 0 {
+			u.oldest.Store(0)
+			if flights == nil {
+				return // deliver ended and everything was acknowledged
+			}
+			select {
+			case f, ok := <-flights:
+				if !ok {
+					return
+				}
+				queue = append(queue, f)
+			case <-s.abort:
+				return
+			}
+		}
+		head := queue[0]
+		u.oldest.Store(head.sent.UnixNano())
+		// A timer, not a comparison of wall-clock times: a clock that jumps
+		// neither fires it early nor holds it off.
+		timeout := u.clock.After(u.cfg.AckTimeout)
+	wait:
+		for {
+			select {
+			case <-head.tok.Done():
+				break wait
+			case f, ok := <-flights:
+				if !ok {
+					flights = nil
+					continue
+				}
+				queue = append(queue, f)
+			case <-timeout:
+				s.cancel(fmt.Errorf("no PUBACK for seq %d within %v", head.seq, u.cfg.AckTimeout))
+				return
+			case <-s.abort:
+				return
+			}
+		}
+		// Take every flight whose PUBACK is in, in send order.
+		var seqs []uint64 // a new slice each time: the buffer keeps it until it commits
+		failed := false
+		for len(queue) > 0 && isDone(queue[0].tok) {
+			f := queue[0]
+			if err := f.tok.Error(); err != nil {
+				s.cancel(fmt.Errorf("publish seq %d: %w", f.seq, err))
+				failed = true
+				break
+			}
+			// The token completed without error only because the broker's
+			// PUBACK arrived (AutoReconnect off).
+			seqs = append(seqs, f.seq)
+			queue = queue[1:]
+		}
+		if len(seqs) > 0 {
+			if err := u.src.Ack(seqs...); err != nil {
+				s.cancel(fmt.Errorf("ack buffer: %w", err))
+			}
+			u.acked.Add(uint64(len(seqs)))
+			u.inflight.Add(-int64(len(seqs)))
+			for range seqs {
+				<-s.slots
+			}
+		}
+		if failed {
+			return
+		}
+	}
+}
+
+// drain ends the session. At shutdown (ctx ended) PUBACKs for what is in
+// flight still count for DrainTimeout; otherwise the connection is dropped
+// and paho fails every outstanding token.
+func (s *delivery) drain(ctx, sctx context.Context) error {
+	u := s.u
 	cause := context.Cause(sctx)
-	shutdown := ctx.Err() != nil
-	if shutdown {
-		// Bounded drain: PUBACKs for what is in flight still count.
-		waitGroup(&wg, u.cfg.DrainTimeout)
-		if t := client.Publish(u.StatusTopic(), 1, true, []byte(`{"online":false}`)); !t.WaitTimeout(u.cfg.DrainTimeout) {
+	if ctx.Err() != nil {
+		select {
+		case <-s.ackerDone:
+		case <-u.clock.After(u.cfg.DrainTimeout):
+		}
+		if t := s.client.Publish(u.StatusTopic(), 1, true, []byte(`{"online":false}`)); !t.WaitTimeout(u.cfg.DrainTimeout) {
 			u.log.Warn("offline status not acknowledged before shutdown")
 		}
-		client.Disconnect(250)
-	} else {
-		client.Disconnect(0)
-		waitGroup(&wg, 5*time.Second) // paho fails every token on disconnect
-	}
-	close(ended)
-	wg.Wait()
-	if shutdown {
+		s.client.Disconnect(250)
+		close(s.abort)
+		<-s.ackerDone
+		s.forget()
 		u.log.Info("uplink stopped")
 		return nil
 	}
+	s.client.Disconnect(0)
+	close(s.abort)
+	<-s.ackerDone
+	s.forget()
 	return cause
+}
+
+// forget uncounts flights the acker never took (it stopped early).
+func (s *delivery) forget() {
+	for range s.flights {
+		s.u.inflight.Add(-1)
+	}
 }
 
 func (u *Uplink) onlineStatus() []byte {
@@ -421,11 +565,11 @@ func waitToken(ctx context.Context, t paho.Token) error {
 	}
 }
 
-func waitGroup(wg *sync.WaitGroup, timeout time.Duration) {
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+func isDone(t paho.Token) bool {
 	select {
-	case <-done:
-	case <-time.After(timeout):
+	case <-t.Done():
+		return true
+	default:
+		return false
 	}
 }
