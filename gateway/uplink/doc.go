@@ -12,9 +12,11 @@
 // uplink reconnects itself with exponential backoff and jitter (capped at
 // 60 s), rewinds the buffer and re-sends every unacked record: status and
 // alarms first, then live readings interleaved with the backlog, each stream
-// in seq order (see buffer.Queue.Read). A PUBACK that takes longer than
-// AckTimeout ends the session, so a half-open connection cannot stall
-// delivery.
+// in seq order (see buffer.Queue.Read). The oldest message in flight
+// waiting AckTimeout for its PUBACK (counted from when it became the oldest)
+// ends the session, so a half-open connection cannot stall delivery;
+// Stats.OldestInflight reports the wait as it grows. A session that got any
+// PUBACK starts the backoff over.
 // Delivery is at-least-once: each payload carries the gateway's "seq" so the
 // cloud side can drop duplicates and detect gaps.
 //

@@ -2,6 +2,7 @@ package uplink
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 )
@@ -48,4 +49,55 @@ func TestFlappingCloudKeepsBackoffShort(t *testing.T) {
 		t.Fatalf("only %d connections: the cloud did not flap enough to test backoff", n)
 	}
 	t.Logf("%d records through %d sessions, %d reconnects", total, flap.accepted.Load(), u.Stats().Reconnects)
+}
+
+// TestHungCloudShowsOverdueAtOnce: a cloud that stops answering keeps the
+// connection up, but Stats.OldestInflight must show the overdue PUBACK
+// within seconds, long before the 30 s ack timeout ends the session.
+func TestHungCloudShowsOverdueAtOnce(t *testing.T) {
+	e := newEnv(t)
+	proxy := newStaller(t, e.cloud.Addr())
+	u := e.runUplink(t, Config{Broker: "mqtts://" + proxy.l.Addr().String(),
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 300 * time.Millisecond,
+		ConnectTimeout: time.Second, AckTimeout: 30 * time.Second}, nil)
+	e.appendN(t, 0, 10)
+	waitUntil(t, "first records delivered", 10*time.Second, func() bool { return e.queue.Stats().Records == 0 })
+	if s := u.Stats(); s.OldestInflight != 0 {
+		t.Fatalf("nothing in flight but OldestInflight %v", s.OldestInflight)
+	}
+
+	proxy.stall()
+	e.appendN(t, 10, 10)
+	waitUntil(t, "an overdue PUBACK to show", 5*time.Second, func() bool { return u.Stats().OldestInflight > time.Second })
+	if s := u.Stats(); !s.Connected || s.Reconnects != 0 {
+		t.Fatalf("stats %+v: want still connected in the first session", s)
+	}
+
+	proxy.resume()
+	waitUntil(t, "records delivered after the cloud came back", 10*time.Second, func() bool { return e.queue.Stats().Records == 0 })
+	waitUntil(t, "OldestInflight back to 0", 5*time.Second, func() bool { return u.Stats().OldestInflight == 0 })
+}
+
+// TestAckTimeoutIsConfigurable: with a short AckTimeout a hung cloud ends
+// the session quickly; after it answers again everything arrives.
+func TestAckTimeoutIsConfigurable(t *testing.T) {
+	e := newEnv(t)
+	proxy := newStaller(t, e.cloud.Addr())
+	u := e.runUplink(t, Config{Broker: "mqtts://" + proxy.l.Addr().String(),
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 300 * time.Millisecond,
+		ConnectTimeout: time.Second, AckTimeout: 700 * time.Millisecond}, nil)
+	waitUntil(t, "connected", 10*time.Second, func() bool { return u.Stats().Connected })
+	proxy.stall()
+	e.appendN(t, 0, 20)
+	waitUntil(t, "the ack timeout to end the session", 5*time.Second, func() bool {
+		return strings.Contains(u.Stats().LastError, "no PUBACK")
+	})
+	proxy.resume()
+	waitUntil(t, "records delivered after the cloud came back", 15*time.Second, func() bool { return e.queue.Stats().Records == 0 })
+	got := seqsReceived(e.cloud)
+	for seq := uint64(1); seq <= 20; seq++ {
+		if got[seq] == 0 {
+			t.Fatalf("seq %d lost", seq)
+		}
+	}
 }

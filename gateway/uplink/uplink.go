@@ -55,9 +55,11 @@ type Config struct {
 	// DrainTimeout bounds how long Run waits for in-flight PUBACKs at
 	// shutdown (default 2s).
 	DrainTimeout time.Duration
-	// AckTimeout ends a session when a PUBACK takes longer than this: a
-	// half-open connection (NAT dropped, broker hung) otherwise looks alive
-	// until TCP gives up (default 30s).
+	// AckTimeout ends a session when the oldest message in flight has had
+	// no PUBACK for this long since it became the oldest: a half-open
+	// connection (NAT dropped, broker hung) otherwise looks alive until TCP
+	// gives up (default 30s). Stats.OldestInflight shows a hung cloud
+	// sooner.
 	AckTimeout time.Duration
 	// ConnectTimeout bounds the TCP, TLS and CONNECT handshake (default 15s).
 	ConnectTimeout time.Duration
