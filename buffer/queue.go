@@ -76,6 +76,9 @@ type Drops struct {
 	Full     uint64 `json:"full"`     // evicted to make room (drop-oldest)
 	Rejected uint64 `json:"rejected"` // refused (reject-new)
 	Expired  uint64 `json:"expired"`  // older than the TTL
+	// DeadLetters counts dead letters deleted because the dead-letter
+	// bucket held MaxDeadLetters.
+	DeadLetters uint64 `json:"dead_letters"`
 }
 
 // Stats is a snapshot of the queue.
@@ -89,6 +92,9 @@ type Stats struct {
 	Drops       Drops     `json:"drops"`        // since Open
 	Oldest      time.Time `json:"oldest"`       // time of the oldest record, zero if empty
 	Quarantined string    `json:"quarantined,omitempty"`
+	// DeadLetters is how many records sit in the dead-letter bucket (see
+	// DeadLetter); they are not counted in Records or Bytes.
+	DeadLetters uint64 `json:"dead_letters"`
 }
 
 var (
@@ -99,6 +105,7 @@ var (
 	keyBytes     = []byte("bytes")
 	keyCount     = []byte("count")
 	keyHigh      = []byte("count_high")
+	keyDead      = []byte("count_dead")
 )
 
 func bucketOf(p Priority) []byte {
@@ -114,6 +121,11 @@ type op struct {
 	acks   []uint64
 	done   chan error  // nil: the caller does not wait
 	notify func(error) // called on the writer goroutine after the commit
+	// apply runs inside the commit's transaction, in submission order
+	// with the acks, for changes other than appends and acks (dead
+	// letters); it updates st for what it changed. An error fails the
+	// whole commit.
+	apply func(tx *bolt.Tx, st *Stats) error
 }
 
 // cursors say what Read hands out next. Records with seq ≥ liveFrom are
@@ -208,7 +220,7 @@ func openChecked(path string) (db *bolt.DB, err error) {
 		return nil, err
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketHigh, bucketNormal, bucketMeta} {
+		for _, name := range [][]byte{bucketHigh, bucketNormal, bucketMeta, bucketDead} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -232,6 +244,7 @@ func readStats(tx *bolt.Tx, prev Stats) Stats {
 	prev.Records = getUint(meta, keyCount)
 	prev.High = getUint(meta, keyHigh)
 	prev.Bytes = int64(getUint(meta, keyBytes))
+	prev.DeadLetters = getUint(meta, keyDead)
 	prev.Oldest = oldest(tx)
 	return prev
 }
@@ -507,6 +520,11 @@ func (q *Queue) commit(batch []op) {
 			return buckets[prio.index()].Delete(k)
 		}
 		for _, o := range batch {
+			if o.apply != nil {
+				if err := o.apply(tx, &st); err != nil {
+					return err
+				}
+			}
 			for _, seq := range o.acks {
 				for prio, b := range buckets {
 					if v := b.Get(seqKey(seq)); v != nil {
