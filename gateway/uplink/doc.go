@@ -17,6 +17,15 @@
 // ends the session, so a half-open connection cannot stall delivery;
 // Stats.OldestInflight reports the wait as it grows. A session that got any
 // PUBACK starts the backoff over.
+//
+// One record never blocks the queue: a topic no broker accepts (empty,
+// wildcards, NUL, not UTF-8) is moved to the buffer's dead-letter bucket
+// before it is sent. A record that was the oldest in flight when the
+// connection was lost is suspected; the next session sends one record at a
+// time until the suspect is acknowledged, and DeadLetterAfter sessions in a
+// row lost with the suspect alone in flight (or timed out while later records
+// were acknowledged) dead-letter it. Ack timeouts with nothing acknowledged
+// (a hung cloud) suspect nobody.
 // Delivery is at-least-once: each payload carries the gateway's "seq" so the
 // cloud side can drop duplicates and detect gaps.
 //

@@ -3,6 +3,7 @@ package uplink
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -10,6 +11,17 @@ import (
 // runUplink starts an uplink on the env's queue with cfg as given (no test
 // defaults) and stops it at cleanup.
 func (e *env) runUplink(t *testing.T, cfg Config, src Source) *Uplink {
+	t.Helper()
+	return e.runUplinkStoppable(t, cfg, src).Uplink
+}
+
+// running is an uplink under test; stop ends Run and waits for it.
+type running struct {
+	*Uplink
+	stop func()
+}
+
+func (e *env) runUplinkStoppable(t *testing.T, cfg Config, src Source) running {
 	t.Helper()
 	if cfg.TLS == nil {
 		cfg.TLS = e.clientTLS(t, e.ca)
@@ -27,8 +39,10 @@ func (e *env) runUplink(t *testing.T, cfg Config, src Source) *Uplink {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { u.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return u
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return running{u, stop}
 }
 
 // TestFlappingCloudKeepsBackoffShort: a cloud that is up only for a short

@@ -32,6 +32,9 @@ type Source interface {
 	Ack(seqs ...uint64) error
 	// Rewind makes Read start again at the oldest unacked record.
 	Rewind()
+	// DeadLetter moves records that cannot be delivered out of the queue,
+	// durably, with a reason.
+	DeadLetter(reason string, seqs ...uint64) error
 }
 
 // Config describes the connection to the cloud broker.
@@ -63,8 +66,11 @@ type Config struct {
 	AckTimeout time.Duration
 	// ConnectTimeout bounds the TCP, TLS and CONNECT handshake (default 15s).
 	ConnectTimeout time.Duration
-	MinBackoff     time.Duration // default 500ms
-	MaxBackoff     time.Duration // default 60s
+	// DeadLetterAfter is how many sessions in a row may be lost with the
+	// same record in flight before it is dead-lettered (default 3).
+	DeadLetterAfter int
+	MinBackoff      time.Duration // default 500ms
+	MaxBackoff      time.Duration // default 60s
 	// Clock, if set, replaces the system clock for backoff, the ack timeout
 	// and in-flight ages (tests).
 	Clock Clock
@@ -104,6 +110,9 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = 60 * time.Second
+	}
+	if c.DeadLetterAfter <= 0 {
+		c.DeadLetterAfter = 3
 	}
 	if c.Clock == nil {
 		c.Clock = systemClock{}
@@ -159,7 +168,10 @@ type Stats struct {
 	// for its PUBACK (0 when nothing is in flight). A few seconds means the
 	// cloud is hung although the connection still looks up.
 	OldestInflight time.Duration
-	LastError      string
+	// DeadLettered counts records this uplink moved to the buffer's
+	// dead-letter bucket (invalid topic, or sessions lost with them).
+	DeadLettered uint64
+	LastError    string
 	// CertNotAfter is when the client certificate expires.
 	CertNotAfter time.Time
 }
@@ -179,7 +191,20 @@ type Uplink struct {
 	reconnects atomic.Uint64
 	lastErr    atomic.Value // string
 	oldest     atomic.Int64 // Clock.Now in Unix ns when the oldest flight was sent, 0 if none
+	dead       atomic.Uint64
+
+	// Suspicion, owned by Run's goroutine (session and deliver run on it):
+	// the record that was the oldest in flight when sessions ended by its
+	// fault, how many sessions in a row, and whether the next session sends
+	// one record at a time until the suspect is acknowledged.
+	suspect uint64
+	strikes int
+	probing bool
 }
+
+// errLinkLost marks a session that ended because the connection was lost
+// (or a publish failed with it) rather than by a timeout or shutdown.
+var errLinkLost = errors.New("connection lost")
 
 // New checks the configuration; nothing connects before Run.
 func New(cfg Config, src Source, logger *slog.Logger) (*Uplink, error) {
@@ -214,6 +239,7 @@ func (u *Uplink) Stats() Stats {
 		Acked:      u.acked.Load(),
 		Reconnects: u.reconnects.Load(),
 	}
+	s.DeadLettered = u.dead.Load()
 	if sent := u.oldest.Load(); sent != 0 {
 		// Clamped: after a backwards clock jump the age would be negative.
 		s.OldestInflight = max(0, u.clock.Now().Sub(time.Unix(0, sent)))
@@ -277,7 +303,7 @@ func (u *Uplink) session(ctx context.Context) error {
 	go func() {
 		select {
 		case err := <-lost:
-			cancel(fmt.Errorf("connection lost: %w", err))
+			cancel(fmt.Errorf("%w: %w", errLinkLost, err))
 		case <-sctx.Done():
 		}
 	}()
@@ -293,7 +319,46 @@ func (u *Uplink) session(ctx context.Context) error {
 	}
 	go s.acker()
 	s.deliver(sctx)
-	return s.drain(ctx, sctx)
+	err = s.drain(ctx, sctx)
+	if ctx.Err() == nil {
+		u.judge(s, err)
+	}
+	return err
+}
+
+// judge updates the suspicion after a session ended with err: a record that
+// was the oldest in flight when the connection was lost, or that got no
+// PUBACK while later records did, is suspect; DeadLetterAfter sessions in a
+// row ended by the same suspect move it to the dead-letter bucket. An ack
+// timeout with nothing acknowledged (a hung cloud) suspects nobody.
+func (u *Uplink) judge(s *delivery, err error) {
+	var why string
+	switch {
+	case s.refused:
+		why = "no PUBACK while later records were acknowledged"
+	case errors.Is(err, errLinkLost) && s.head != 0:
+		why = "connection lost with it in flight"
+	default:
+		u.probing = false // a probe that timed out proves nothing; stop probing
+		return
+	}
+	if s.head == u.suspect {
+		u.strikes++
+	} else {
+		u.suspect, u.strikes = s.head, 1
+	}
+	u.probing = !s.refused // isolate it: was it really this record?
+	if u.strikes < u.cfg.DeadLetterAfter {
+		return
+	}
+	reason := fmt.Sprintf("%s, %d sessions in a row", why, u.strikes)
+	if derr := u.src.DeadLetter(reason, u.suspect); derr != nil {
+		u.log.Error("dead-letter failed", "seq", u.suspect, "err", derr)
+		return
+	}
+	u.dead.Add(1)
+	u.log.Warn("record dead-lettered", "seq", u.suspect, "reason", reason)
+	u.suspect, u.strikes, u.probing = 0, 0, false
 }
 
 // connect opens the MQTT connection, publishes the online status and
@@ -356,10 +421,15 @@ type delivery struct {
 	u         *Uplink
 	client    paho.Client
 	cancel    context.CancelCauseFunc
+	probed    int           // records sent one at a time while probing
 	slots     chan struct{} // the in-flight window
 	flights   chan flight   // deliver → acker, in send order; closed by deliver
 	abort     chan struct{} // closed when the session stops waiting for PUBACKs
 	ackerDone chan struct{}
+
+	// Set by the acker before ackerDone closes.
+	head    uint64 // the oldest flight without a PUBACK when the acker stopped
+	refused bool   // head timed out while a later flight got its PUBACK
 }
 
 // deliver reads records and publishes them, at most MaxInflight unacked,
@@ -375,7 +445,7 @@ func (s *delivery) deliver(sctx context.Context) {
 			return
 		}
 		n := 1
-		for n < u.cfg.MaxInflight && tryAcquire(s.slots) {
+		for n < u.cfg.MaxInflight && !u.probing && tryAcquire(s.slots) {
 			n++
 		}
 		recs, err := u.src.Read(sctx, n)
@@ -389,12 +459,58 @@ func (s *delivery) deliver(sctx context.Context) {
 			return
 		}
 		for _, r := range recs {
-			tok := s.client.Publish(u.cfg.TopicPrefix+r.Topic, 1, r.Retain, WithSeq(r.Payload, r.Seq))
+			topic := u.cfg.TopicPrefix + r.Topic
+			if err := checkTopic(topic); err != nil {
+				<-s.slots
+				if err := u.src.DeadLetter(err.Error(), r.Seq); err != nil {
+					s.cancel(fmt.Errorf("dead-letter seq %d: %w", r.Seq, err))
+					return
+				}
+				u.dead.Add(1)
+				u.log.Warn("record dead-lettered", "seq", r.Seq, "reason", err)
+				continue
+			}
+			tok := s.client.Publish(topic, 1, r.Retain, WithSeq(r.Payload, r.Seq))
 			u.published.Add(1)
 			u.inflight.Add(1)
 			s.flights <- flight{seq: r.Seq, tok: tok, sent: u.clock.Now()}
+			if u.probing {
+				s.probe(sctx, r.Seq, tok)
+			}
 		}
 	}
+}
+
+// probe waits for the PUBACK of the one record in flight while a suspect is
+// isolated; the suspect acknowledged, or MaxInflight records without
+// meeting it, ends the probing.
+func (s *delivery) probe(sctx context.Context, seq uint64, tok paho.Token) {
+	u := s.u
+	select {
+	case <-tok.Done():
+	case <-sctx.Done():
+		return
+	}
+	s.probed++
+	if tok.Error() == nil && seq == u.suspect || s.probed >= u.cfg.MaxInflight {
+		u.suspect, u.strikes, u.probing = 0, 0, false
+	}
+}
+
+// checkTopic refuses a topic no broker accepts in a PUBLISH: Mosquitto drops
+// the connection, so it would block the queue forever.
+func checkTopic(topic string) error {
+	switch {
+	case topic == "":
+		return errors.New("invalid topic: empty")
+	case len(topic) > 65535:
+		return fmt.Errorf("invalid topic: %d bytes", len(topic))
+	case strings.ContainsAny(topic, "+#\x00"):
+		return fmt.Errorf("invalid topic %q: wildcard or NUL", topic)
+	case !utf8.ValidString(topic):
+		return fmt.Errorf("invalid topic %q: not UTF-8", topic)
+	}
+	return nil
 }
 
 // acker waits for the PUBACK of the oldest flight, then acks it together
@@ -405,7 +521,13 @@ func (s *delivery) acker() {
 	defer close(s.ackerDone)
 	var queue []flight
 	flights := s.flights
-	defer func() { u.oldest.Store(0); u.inflight.Add(-int64(len(queue))) }()
+	defer func() {
+		if len(queue) > 0 {
+			s.head = queue[0].seq
+		}
+		u.oldest.Store(0)
+		u.inflight.Add(-int64(len(queue)))
+	}()
 	for {
 		if len(queue) == 0 {
 			u.oldest.Store(0)
@@ -439,6 +561,11 @@ func (s *delivery) acker() {
 				}
 				queue = append(queue, f)
 			case <-timeout:
+				for _, f := range queue[1:] {
+					if isDone(f.tok) && f.tok.Error() == nil {
+						s.refused = true
+					}
+				}
 				s.cancel(fmt.Errorf("no PUBACK for seq %d within %v", head.seq, u.cfg.AckTimeout))
 				return
 			case <-s.abort:
@@ -451,7 +578,7 @@ func (s *delivery) acker() {
 		for len(queue) > 0 && isDone(queue[0].tok) {
 			f := queue[0]
 			if err := f.tok.Error(); err != nil {
-				s.cancel(fmt.Errorf("publish seq %d: %w", f.seq, err))
+				s.cancel(fmt.Errorf("%w: publish seq %d: %w", errLinkLost, f.seq, err))
 				failed = true
 				break
 			}
