@@ -166,7 +166,9 @@ type Stats struct {
 	Reconnects uint64 // sessions started after the first
 	// OldestInflight is how long the oldest message in flight has waited
 	// for its PUBACK (0 when nothing is in flight). A few seconds means the
-	// cloud is hung although the connection still looks up.
+	// cloud is hung although the connection still looks up. With the system
+	// clock it is measured on the monotonic clock; an injected Clock whose
+	// Now steps can make it spike (never negative) until that PUBACK.
 	OldestInflight time.Duration
 	// DeadLettered counts records this uplink moved to the buffer's
 	// dead-letter bucket (invalid topic, or sessions lost with them).
