@@ -44,7 +44,8 @@ import (
 //
 //	flock /tmp/lintel-bench.lock go test ./gateway/uplink -run '^$' -bench DrainVsBridge -benchtime 1x
 //
-// LINTEL_DRAIN_N changes the backlog (default 100000).
+// LINTEL_DRAIN_N changes the backlog (default 100000); LINTEL_DRAIN_PERF=FILE
+// records a perf profile of the lintel process during its drain.
 func BenchmarkDrainVsBridge(b *testing.B) {
 	mosq := mosquittoPath(b)
 	n := 100_000
@@ -186,6 +187,14 @@ uplink:
 	})
 	if !waitFor(30*time.Second, func() bool { return gate.waiting() > 0 || isClosed(exited) }) || isClosed(exited) {
 		b.Fatalf("lintel never tried to connect\n%s", logs.String())
+	}
+	if out := os.Getenv("LINTEL_DRAIN_PERF"); out != "" {
+		// perf record -g on the binary for the drain (Go keeps frame pointers).
+		perf := exec.Command("perf", "record", "-g", "-F", "499", "-o", out, "-p", strconv.Itoa(cmd.Process.Pid))
+		if err := perf.Start(); err != nil {
+			b.Fatalf("perf: %v", err)
+		}
+		defer func() { perf.Process.Signal(os.Interrupt); perf.Wait() }()
 	}
 	return measure(b, cmd.Process.Pid, gate, &seen, n, start)
 }
@@ -417,5 +426,48 @@ func (g *gate) open() {
 	case <-g.opened:
 	default:
 		close(g.opened)
+	}
+}
+
+// BenchmarkUplinkDrainMosquitto is the lintel side of DrainVsBridge in
+// process, for profiling the uplink's own path (buffer, seq, paho, TLS):
+//
+//	flock /tmp/lintel-bench.lock go test ./gateway/uplink -run '^$' -bench UplinkDrainMosquitto -benchtime 1x -cpuprofile /tmp/drain.prof
+func BenchmarkUplinkDrainMosquitto(b *testing.B) {
+	n := 100_000
+	if v, err := strconv.Atoi(os.Getenv("LINTEL_DRAIN_N")); err == nil && v > 0 {
+		n = v
+	}
+	for range b.N {
+		b.StopTimer()
+		e := newEnvWith(b, buffer.Options{MaxBytes: 1 << 30})
+		m := startMosquitto(b, e.ca)
+		var seen atomic.Int64
+		observe(b, e.ca, m.addr, "lintel/gw1/bench/#", func(string, []byte) { seen.Add(1) })
+		recs := make([]buffer.Record, 1000)
+		for i := range recs {
+			recs[i] = buffer.Record{Topic: "lintel/gw1/bench/p", Payload: drainPayload}
+		}
+		for left := n; left > 0; left -= len(recs) {
+			if err := e.queue.Append(context.Background(), recs[:min(left, len(recs))]...); err != nil {
+				b.Fatal(err)
+			}
+		}
+		u, err := New(Config{Broker: "mqtts://" + m.addr, TLS: e.clientTLS(b, e.ca), GatewayID: "gw1"}, e.queue, quiet())
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		var run sync.WaitGroup
+		b.StartTimer()
+		start := time.Now()
+		run.Go(func() { u.Run(ctx) })
+		if !waitFor(5*time.Minute, func() bool { return seen.Load() >= int64(n) }) {
+			b.Fatalf("drain incomplete: %d of %d", seen.Load(), n)
+		}
+		b.ReportMetric(float64(n)/time.Since(start).Seconds(), "msg/s")
+		b.StopTimer()
+		cancel()
+		run.Wait()
 	}
 }

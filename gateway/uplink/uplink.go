@@ -381,6 +381,8 @@ func (u *Uplink) connect(ctx context.Context) (paho.Client, <-chan error, error)
 		SetConnectTimeout(u.cfg.ConnectTimeout).
 		SetWriteTimeout(u.cfg.AckTimeout). // paho's Publish blocks up to this on a peer that stopped reading
 		SetMaxResumePubInFlight(u.cfg.MaxInflight).
+		SetCustomOpenConnectionFn(u.dialer()). // coalesces PUBLISHes into few TLS records
+		SetStore(nopStore{}).                  // the buffer, not paho, re-sends
 		SetBinaryWill(u.StatusTopic(), []byte(`{"online":false}`), 1, true).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			select {
