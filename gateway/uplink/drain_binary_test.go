@@ -45,7 +45,9 @@ import (
 //	flock /tmp/lintel-bench.lock go test ./gateway/uplink -run '^$' -bench DrainVsBridge -benchtime 1x
 //
 // LINTEL_DRAIN_N changes the backlog (default 100000); LINTEL_DRAIN_PERF=FILE
-// records a perf profile of the lintel process during its drain.
+// records a perf profile of the lintel process during its drain;
+// LINTEL_DRAIN_INFLIGHT sets lintel's uplink.max_inflight (default 64, the
+// bridge's window).
 func BenchmarkDrainVsBridge(b *testing.B) {
 	mosq := mosquittoPath(b)
 	n := 100_000
@@ -105,6 +107,10 @@ func mosquittoPath(tb testing.TB) string {
 var drainPayload = []byte(`{"v":21.53,"unit":"°C","ts":"2026-11-28T04:41:10.123Z","q":"good","pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}`)
 
 func drainLintel(b *testing.B, bin string, n int) drainResult {
+	inflight := 64 // the bridge's window
+	if v, err := strconv.Atoi(os.Getenv("LINTEL_DRAIN_INFLIGHT")); err == nil && v > 0 {
+		inflight = v
+	}
 	dir := b.TempDir()
 	ca, err := pki.NewCA("bench-ca", 72*time.Hour)
 	if err != nil {
@@ -159,8 +165,8 @@ local_broker:
 uplink:
   broker: mqtts://%s
   tls: {ca_file: %s, cert_file: %s, key_file: %s}
-  max_inflight: 64
-`, data, users, gate.addr(), files.CA, files.Cert, files.Key), 0o600)
+  max_inflight: %d
+`, data, users, gate.addr(), files.CA, files.Cert, files.Key, inflight), 0o600)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -269,7 +275,7 @@ bridge_keyfile %s
 
 	// The backlog: n QoS 1 messages, each acknowledged by the local broker,
 	// queued for the bridge that cannot reach the cloud yet.
-	pub := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://"+addr).SetClientID("backlog").
+	pub := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("backlog").
 		SetProtocolVersion(4).SetOrderMatters(false).SetAutoReconnect(false))
 	if tok := pub.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		b.Fatalf("backlog publisher: %v", tok.Error())
@@ -418,7 +424,7 @@ func newGate(tb testing.TB, to string) *gate {
 	return g
 }
 
-func (g *gate) addr() string { return g.l.Addr().String() }
+func (g *gate) addr() string   { return g.l.Addr().String() }
 func (g *gate) waiting() int64 { return g.pending.Load() }
 
 func (g *gate) open() {

@@ -442,45 +442,46 @@ func (s *delivery) deliver(sctx context.Context) {
 	u := s.u
 	defer close(s.flights)
 	u.src.Rewind() // redeliver whatever was unacked, in seq order
+	// Records are read MaxInflight at a time, ahead of the window: one
+	// buffer transaction per batch instead of one per freed slot.
+	var ahead []buffer.Record
 	for sctx.Err() == nil {
+		if len(ahead) == 0 {
+			n := u.cfg.MaxInflight
+			if u.probing {
+				n = 1
+			}
+			var err error
+			if ahead, err = u.src.Read(sctx, n); err != nil {
+				if sctx.Err() == nil {
+					s.cancel(fmt.Errorf("read buffer: %w", err))
+				}
+				return
+			}
+		}
+		r := ahead[0]
+		ahead = ahead[1:]
+		topic := u.cfg.TopicPrefix + r.Topic
+		if err := checkTopic(topic); err != nil {
+			if err := u.src.DeadLetter(err.Error(), r.Seq); err != nil {
+				s.cancel(fmt.Errorf("dead-letter seq %d: %w", r.Seq, err))
+				return
+			}
+			u.dead.Add(1)
+			u.log.Warn("record dead-lettered", "seq", r.Seq, "reason", err)
+			continue
+		}
 		select {
 		case s.slots <- struct{}{}:
 		case <-sctx.Done():
 			return
 		}
-		n := 1
-		for n < u.cfg.MaxInflight && !u.probing && tryAcquire(s.slots) {
-			n++
-		}
-		recs, err := u.src.Read(sctx, n)
-		for range n - len(recs) {
-			<-s.slots
-		}
-		if err != nil {
-			if sctx.Err() == nil {
-				s.cancel(fmt.Errorf("read buffer: %w", err))
-			}
-			return
-		}
-		for _, r := range recs {
-			topic := u.cfg.TopicPrefix + r.Topic
-			if err := checkTopic(topic); err != nil {
-				<-s.slots
-				if err := u.src.DeadLetter(err.Error(), r.Seq); err != nil {
-					s.cancel(fmt.Errorf("dead-letter seq %d: %w", r.Seq, err))
-					return
-				}
-				u.dead.Add(1)
-				u.log.Warn("record dead-lettered", "seq", r.Seq, "reason", err)
-				continue
-			}
-			tok := s.client.Publish(topic, 1, r.Retain, WithSeq(r.Payload, r.Seq))
-			u.published.Add(1)
-			u.inflight.Add(1)
-			s.flights <- flight{seq: r.Seq, tok: tok, sent: u.clock.Now()}
-			if u.probing {
-				s.probe(sctx, r.Seq, tok)
-			}
+		tok := s.client.Publish(topic, 1, r.Retain, WithSeq(r.Payload, r.Seq))
+		u.published.Add(1)
+		u.inflight.Add(1)
+		s.flights <- flight{seq: r.Seq, tok: tok, sent: u.clock.Now()}
+		if u.probing {
+			s.probe(sctx, r.Seq, tok)
 		}
 	}
 }
@@ -678,15 +679,6 @@ func WithSeq(payload []byte, seq uint64) []byte {
 	}
 	b, _ := json.Marshal(wrapped)
 	return b
-}
-
-func tryAcquire(slots chan struct{}) bool {
-	select {
-	case slots <- struct{}{}:
-		return true
-	default:
-		return false
-	}
 }
 
 func waitToken(ctx context.Context, t paho.Token) error {
