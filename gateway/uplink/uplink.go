@@ -47,7 +47,7 @@ type Config struct {
 	// GatewayID names the gateway in its status topic.
 	GatewayID   string
 	TopicPrefix string
-	MaxInflight int    // default 64
+	MaxInflight int    // default 256
 	Version     string // reported in the online status
 	// Buffered, if set, reports the buffer depth for the online status.
 	Buffered func() uint64
@@ -94,7 +94,7 @@ var ErrInsecure = errors.New("uplink must use mutual TLS")
 
 func (c *Config) ensureDefaults() {
 	if c.MaxInflight <= 0 {
-		c.MaxInflight = 64
+		c.MaxInflight = 256
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 2 * time.Second
