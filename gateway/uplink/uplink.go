@@ -45,8 +45,13 @@ type Config struct {
 	TLS      *tls.Config
 	ClientID string
 	// GatewayID names the gateway in its status topic.
-	GatewayID   string
+	GatewayID string
+	// TopicPrefix goes before every topic sent to the cloud (the default
+	// encoder's and the status and command topics).
 	TopicPrefix string
+	// Encoder makes the cloud's topic and payload of a record (default:
+	// SeqJSON with TopicPrefix).
+	Encoder     Encoder
 	MaxInflight int    // default 256
 	Version     string // reported in the online status
 	// Buffered, if set, reports the buffer depth for the online status.
@@ -74,6 +79,23 @@ type Config struct {
 	// Clock, if set, replaces the system clock for backoff, the ack timeout
 	// and in-flight ages (tests).
 	Clock Clock
+}
+
+// Encoder turns a buffered record into what the cloud receives. It is
+// called on the delivery goroutine, once per send (again after a
+// reconnect), and must be deterministic: a record that fails to encode is
+// dead-lettered with the error as the reason.
+type Encoder interface {
+	Encode(r buffer.Record) (topic string, payload []byte, err error)
+}
+
+// SeqJSON is the default encoder: the record's topic under TopicPrefix, and
+// the payload with the gateway's "seq" (see WithSeq).
+type SeqJSON struct{ TopicPrefix string }
+
+// Encode implements Encoder.
+func (e SeqJSON) Encode(r buffer.Record) (string, []byte, error) {
+	return e.TopicPrefix + r.Topic, WithSeq(r.Payload, r.Seq), nil
 }
 
 // Clock is the time source of the uplink. Durations are measured with
@@ -116,6 +138,9 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.Clock == nil {
 		c.Clock = systemClock{}
+	}
+	if c.Encoder == nil {
+		c.Encoder = SeqJSON{TopicPrefix: c.TopicPrefix}
 	}
 	if c.ClientID == "" {
 		c.ClientID = "lintel-" + c.GatewayID
@@ -461,8 +486,13 @@ func (s *delivery) deliver(sctx context.Context) {
 		}
 		r := ahead[0]
 		ahead = ahead[1:]
-		topic := u.cfg.TopicPrefix + r.Topic
-		if err := checkTopic(topic); err != nil {
+		topic, payload, err := u.cfg.Encoder.Encode(r)
+		if err == nil {
+			err = checkTopic(topic)
+		} else {
+			err = fmt.Errorf("encode: %w", err)
+		}
+		if err != nil {
 			if err := u.src.DeadLetter(err.Error(), r.Seq); err != nil {
 				s.cancel(fmt.Errorf("dead-letter seq %d: %w", r.Seq, err))
 				return
@@ -476,7 +506,7 @@ func (s *delivery) deliver(sctx context.Context) {
 		case <-sctx.Done():
 			return
 		}
-		tok := s.client.Publish(topic, 1, r.Retain, WithSeq(r.Payload, r.Seq))
+		tok := s.client.Publish(topic, 1, r.Retain, payload)
 		u.published.Add(1)
 		u.inflight.Add(1)
 		s.flights <- flight{seq: r.Seq, tok: tok, sent: u.clock.Now()}
