@@ -14,6 +14,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -217,7 +218,8 @@ type Uplink struct {
 	acked      atomic.Uint64
 	reconnects atomic.Uint64
 	lastErr    atomic.Value // string
-	oldest     atomic.Int64 // Clock.Now in Unix ns when the oldest flight was sent, 0 if none
+	epoch      time.Time    // Clock.Now at New; with the system clock it carries a monotonic reading
+	oldest     atomic.Int64 // 1 + when the oldest flight was sent, in ns since epoch; 0 if none
 	dead       atomic.Uint64
 
 	// Suspicion, owned by Run's goroutine (session and deliver run on it):
@@ -248,7 +250,7 @@ func New(cfg Config, src Source, logger *slog.Logger) (*Uplink, error) {
 	tlsCfg.MinVersion = max(tlsCfg.MinVersion, tls.VersionTLS12)
 	cfg.TLS = tlsCfg
 	cfg.ensureDefaults()
-	u := &Uplink{cfg: cfg, src: src, clock: cfg.Clock, log: logger.With("component", "uplink", "broker", cfg.Broker)}
+	u := &Uplink{cfg: cfg, src: src, clock: cfg.Clock, epoch: cfg.Clock.Now(), log: logger.With("component", "uplink", "broker", cfg.Broker)}
 	if c := cfg.TLS.Certificates; len(c) > 0 && len(c[0].Certificate) > 0 {
 		if leaf, err := x509.ParseCertificate(c[0].Certificate[0]); err == nil {
 			u.certNotAfter = leaf.NotAfter
@@ -268,8 +270,9 @@ func (u *Uplink) Stats() Stats {
 	}
 	s.DeadLettered = u.dead.Load()
 	if sent := u.oldest.Load(); sent != 0 {
-		// Clamped: after a backwards clock jump the age would be negative.
-		s.OldestInflight = max(0, u.clock.Now().Sub(time.Unix(0, sent)))
+		// Clamped: after a backwards step of an injected clock the age
+		// would be negative.
+		s.OldestInflight = max(0, u.clock.Now().Sub(u.epoch)-time.Duration(sent-1))
 	}
 	s.LastError, _ = u.lastErr.Load().(string)
 	s.CertNotAfter = u.certNotAfter
@@ -326,14 +329,16 @@ func (u *Uplink) session(ctx context.Context) error {
 	u.log.Info("uplink connected")
 
 	sctx, cancel := context.WithCancelCause(ctx)
+	var watch sync.WaitGroup
+	defer watch.Wait()
 	defer cancel(nil)
-	go func() {
+	watch.Go(func() {
 		select {
 		case err := <-lost:
 			cancel(fmt.Errorf("%w: %w", errLinkLost, err))
 		case <-sctx.Done():
 		}
-	}()
+	})
 
 	s := &delivery{
 		u:         u,
@@ -580,7 +585,7 @@ func (s *delivery) acker() {
 			}
 		}
 		head := queue[0]
-		u.oldest.Store(head.sent.UnixNano())
+		u.oldest.Store(int64(head.sent.Sub(u.epoch)) + 1)
 		// A timer, not a comparison of wall-clock times: a clock that jumps
 		// neither fires it early nor holds it off.
 		timeout := u.clock.After(u.cfg.AckTimeout)
