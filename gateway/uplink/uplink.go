@@ -52,8 +52,11 @@ type Config struct {
 	TopicPrefix string
 	// Encoder makes the cloud's topic and payload of a record (default:
 	// SeqJSON with TopicPrefix).
-	Encoder     Encoder
-	MaxInflight int    // default 256
+	Encoder Encoder
+	// MaxInflight bounds the PUBLISHes without PUBACK (default 64). A
+	// larger window drains faster (see BenchmarkDrainVsBridge); each flight
+	// costs a token, not its payload. Some cloud brokers cap it.
+	MaxInflight int
 	Version     string // reported in the online status
 	// Buffered, if set, reports the buffer depth for the online status.
 	Buffered func() uint64
@@ -117,7 +120,7 @@ var ErrInsecure = errors.New("uplink must use mutual TLS")
 
 func (c *Config) ensureDefaults() {
 	if c.MaxInflight <= 0 {
-		c.MaxInflight = 256
+		c.MaxInflight = 64
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 2 * time.Second
@@ -472,12 +475,13 @@ func (s *delivery) deliver(sctx context.Context) {
 	u := s.u
 	defer close(s.flights)
 	u.src.Rewind() // redeliver whatever was unacked, in seq order
-	// Records are read MaxInflight at a time, ahead of the window: one
-	// buffer transaction per batch instead of one per freed slot.
+	// Records are read a batch at a time, ahead of the window: one buffer
+	// transaction per batch instead of one per freed slot. Only these hold
+	// payloads; a flight holds a token, so a large window stays small.
 	var ahead []buffer.Record
 	for sctx.Err() == nil {
 		if len(ahead) == 0 {
-			n := u.cfg.MaxInflight
+			n := min(u.cfg.MaxInflight, maxReadAhead)
 			if u.probing {
 				n = 1
 			}
@@ -520,6 +524,9 @@ func (s *delivery) deliver(sctx context.Context) {
 		}
 	}
 }
+
+// maxReadAhead bounds the records deliver holds before they are published.
+const maxReadAhead = 256
 
 // probe waits for the PUBACK of the one record in flight while a suspect is
 // isolated; the suspect acknowledged, or MaxInflight records without
