@@ -186,7 +186,7 @@ func TestMosquittoInterop(t *testing.T) {
 	e2 := newEnv(t)
 	e2.appendN(t, 0, 3)
 	u2, stop := e2.start(t, Config{Broker: "mqtts://" + m.addr, TLS: e2.clientTLS(t, other)})
-	time.Sleep(500 * time.Millisecond)
+	waitUntil(t, "a refused connection attempt", 10*time.Second, func() bool { return u2.Stats().LastError != "" })
 	stop()
 	if s := u2.Stats(); s.Acked != 0 || s.Connected {
 		t.Fatalf("Mosquitto accepted a certificate from an unknown CA: %+v", s)

@@ -33,6 +33,9 @@ type Source interface {
 	Ack(seqs ...uint64) error
 	// Rewind makes Read start again at the oldest unacked record.
 	Rewind()
+	// DeadLetter moves records that cannot be delivered out of the queue,
+	// durably, with a reason.
+	DeadLetter(reason string, seqs ...uint64) error
 }
 
 // Config describes the connection to the cloud broker.
@@ -43,9 +46,17 @@ type Config struct {
 	TLS      *tls.Config
 	ClientID string
 	// GatewayID names the gateway in its status topic.
-	GatewayID   string
+	GatewayID string
+	// TopicPrefix goes before every topic sent to the cloud (the default
+	// encoder's and the status and command topics).
 	TopicPrefix string
-	MaxInflight int    // default 64
+	// Encoder makes the cloud's topic and payload of a record (default:
+	// SeqJSON with TopicPrefix).
+	Encoder Encoder
+	// MaxInflight bounds the PUBLISHes without PUBACK (default 64). A
+	// larger window drains faster (see BenchmarkDrainVsBridge); each flight
+	// costs a token, not its payload. Some cloud brokers cap it.
+	MaxInflight int
 	Version     string // reported in the online status
 	// Buffered, if set, reports the buffer depth for the online status.
 	Buffered func() uint64
@@ -56,15 +67,53 @@ type Config struct {
 	// DrainTimeout bounds how long Run waits for in-flight PUBACKs at
 	// shutdown (default 2s).
 	DrainTimeout time.Duration
-	// AckTimeout ends a session when a PUBACK takes longer than this: a
-	// half-open connection (NAT dropped, broker hung) otherwise looks alive
-	// until TCP gives up (default 30s).
+	// AckTimeout ends a session when the oldest message in flight has had
+	// no PUBACK for this long since it became the oldest: a half-open
+	// connection (NAT dropped, broker hung) otherwise looks alive until TCP
+	// gives up (default 30s). Stats.OldestInflight shows a hung cloud
+	// sooner.
 	AckTimeout time.Duration
 	// ConnectTimeout bounds the TCP, TLS and CONNECT handshake (default 15s).
 	ConnectTimeout time.Duration
-	MinBackoff     time.Duration // default 500ms
-	MaxBackoff     time.Duration // default 60s
+	// DeadLetterAfter is how many sessions in a row may be lost with the
+	// same record in flight before it is dead-lettered (default 3).
+	DeadLetterAfter int
+	MinBackoff      time.Duration // default 500ms
+	MaxBackoff      time.Duration // default 60s
+	// Clock, if set, replaces the system clock for backoff, the ack timeout
+	// and in-flight ages (tests).
+	Clock Clock
 }
+
+// Encoder turns a buffered record into what the cloud receives. It is
+// called on the delivery goroutine, once per send (again after a
+// reconnect), and must be deterministic: a record that fails to encode is
+// dead-lettered with the error as the reason.
+type Encoder interface {
+	Encode(r buffer.Record) (topic string, payload []byte, err error)
+}
+
+// SeqJSON is the default encoder: the record's topic under TopicPrefix, and
+// the payload with the gateway's "seq" (see WithSeq).
+type SeqJSON struct{ TopicPrefix string }
+
+// Encode implements Encoder.
+func (e SeqJSON) Encode(r buffer.Record) (string, []byte, error) {
+	return e.TopicPrefix + r.Topic, WithSeq(r.Payload, r.Seq), nil
+}
+
+// Clock is the time source of the uplink. Durations are measured with
+// After, never by subtracting two Now readings, so a wall clock that jumps
+// cannot fire or hold off a timeout.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time                         { return time.Now() }
+func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // ErrInsecure is returned for any configuration that is not mutual TLS.
 var ErrInsecure = errors.New("uplink must use mutual TLS")
@@ -87,6 +136,15 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = 60 * time.Second
+	}
+	if c.DeadLetterAfter <= 0 {
+		c.DeadLetterAfter = 3
+	}
+	if c.Clock == nil {
+		c.Clock = systemClock{}
+	}
+	if c.Encoder == nil {
+		c.Encoder = SeqJSON{TopicPrefix: c.TopicPrefix}
 	}
 	if c.ClientID == "" {
 		c.ClientID = "lintel-" + c.GatewayID
@@ -135,7 +193,16 @@ type Stats struct {
 	InFlight   int64  // sent, PUBACK not yet received
 	Acked      uint64 // PUBACKs received (records deleted)
 	Reconnects uint64 // sessions started after the first
-	LastError  string
+	// OldestInflight is how long the oldest message in flight has waited
+	// for its PUBACK (0 when nothing is in flight). A few seconds means the
+	// cloud is hung although the connection still looks up. With the system
+	// clock it is measured on the monotonic clock; an injected Clock whose
+	// Now steps can make it spike (never negative) until that PUBACK.
+	OldestInflight time.Duration
+	// DeadLettered counts records this uplink moved to the buffer's
+	// dead-letter bucket (invalid topic, or sessions lost with them).
+	DeadLettered uint64
+	LastError    string
 	// CertNotAfter is when the client certificate expires.
 	CertNotAfter time.Time
 }
@@ -146,6 +213,7 @@ type Uplink struct {
 	src          Source
 	log          *slog.Logger
 	certNotAfter time.Time // of the client certificate, zero if unknown
+	clock        Clock
 
 	connected  atomic.Bool
 	published  atomic.Uint64
@@ -153,7 +221,22 @@ type Uplink struct {
 	acked      atomic.Uint64
 	reconnects atomic.Uint64
 	lastErr    atomic.Value // string
+	epoch      time.Time    // Clock.Now at New; with the system clock it carries a monotonic reading
+	oldest     atomic.Int64 // 1 + when the oldest flight was sent, in ns since epoch; 0 if none
+	dead       atomic.Uint64
+
+	// Suspicion, owned by Run's goroutine (session and deliver run on it):
+	// the record that was the oldest in flight when sessions ended by its
+	// fault, how many sessions in a row, and whether the next session sends
+	// one record at a time until the suspect is acknowledged.
+	suspect uint64
+	strikes int
+	probing bool
 }
+
+// errLinkLost marks a session that ended because the connection was lost
+// (or a publish failed with it) rather than by a timeout or shutdown.
+var errLinkLost = errors.New("connection lost")
 
 // New checks the configuration; nothing connects before Run.
 func New(cfg Config, src Source, logger *slog.Logger) (*Uplink, error) {
@@ -170,7 +253,7 @@ func New(cfg Config, src Source, logger *slog.Logger) (*Uplink, error) {
 	tlsCfg.MinVersion = max(tlsCfg.MinVersion, tls.VersionTLS12)
 	cfg.TLS = tlsCfg
 	cfg.ensureDefaults()
-	u := &Uplink{cfg: cfg, src: src, log: logger.With("component", "uplink", "broker", cfg.Broker)}
+	u := &Uplink{cfg: cfg, src: src, clock: cfg.Clock, epoch: cfg.Clock.Now(), log: logger.With("component", "uplink", "broker", cfg.Broker)}
 	if c := cfg.TLS.Certificates; len(c) > 0 && len(c[0].Certificate) > 0 {
 		if leaf, err := x509.ParseCertificate(c[0].Certificate[0]); err == nil {
 			u.certNotAfter = leaf.NotAfter
@@ -188,6 +271,12 @@ func (u *Uplink) Stats() Stats {
 		Acked:      u.acked.Load(),
 		Reconnects: u.reconnects.Load(),
 	}
+	s.DeadLettered = u.dead.Load()
+	if sent := u.oldest.Load(); sent != 0 {
+		// Clamped: after a backwards step of an injected clock the age
+		// would be negative.
+		s.OldestInflight = max(0, u.clock.Now().Sub(u.epoch)-time.Duration(sent-1))
+	}
 	s.LastError, _ = u.lastErr.Load().(string)
 	s.CertNotAfter = u.certNotAfter
 	return s
@@ -200,38 +289,116 @@ func (u *Uplink) StatusTopic() string {
 
 // Run connects, delivers, and reconnects with exponential backoff and jitter
 // until ctx ends. Lintel, not paho, reconnects: paho's auto-reconnect can
-// report a QoS1 publish as complete although no PUBACK arrived.
+// report a QoS1 publish as complete although no PUBACK arrived. A session
+// that got at least one PUBACK starts the backoff over, so a cloud that is up
+// only for seconds at a time is retried quickly.
 func (u *Uplink) Run(ctx context.Context) error {
 	backoff := u.cfg.MinBackoff
 	for first := true; ; first = false {
 		if !first {
 			u.reconnects.Add(1)
 		}
-		started := time.Now()
+		acked := u.acked.Load()
 		err := u.session(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if err != nil {
-			u.lastErr.Store(err.Error())
-			u.log.Warn("uplink down", "err", err, "retry_in", backoff)
-		}
-		if time.Since(started) > 30*time.Second {
-			backoff = u.cfg.MinBackoff // it worked for a while: start over
+		if u.acked.Load() > acked {
+			backoff = u.cfg.MinBackoff // the cloud took records: it is worth retrying soon
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
+		if err != nil {
+			u.lastErr.Store(err.Error())
+			u.log.Warn("uplink down", "err", err, "retry_in", wait)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(wait):
+		case <-u.clock.After(wait):
 		}
 		backoff = min(2*backoff, u.cfg.MaxBackoff)
 	}
 }
 
 // session runs one connection: connect, announce, deliver until the
-// connection is lost or ctx ends.
+// connection is lost or ctx ends, then drain.
 func (u *Uplink) session(ctx context.Context) error {
+	client, lost, err := u.connect(ctx)
+	if err != nil {
+		return err
+	}
+	u.connected.Store(true)
+	defer u.connected.Store(false)
+	u.log.Info("uplink connected")
+
+	sctx, cancel := context.WithCancelCause(ctx)
+	var watch sync.WaitGroup
+	defer watch.Wait()
+	defer cancel(nil)
+	watch.Go(func() {
+		select {
+		case err := <-lost:
+			cancel(fmt.Errorf("%w: %w", errLinkLost, err))
+		case <-sctx.Done():
+		}
+	})
+
+	s := &delivery{
+		u:         u,
+		client:    client,
+		cancel:    cancel,
+		slots:     make(chan struct{}, u.cfg.MaxInflight),
+		flights:   make(chan flight, u.cfg.MaxInflight),
+		abort:     make(chan struct{}),
+		ackerDone: make(chan struct{}),
+	}
+	go s.acker()
+	s.deliver(sctx)
+	err = s.drain(ctx, sctx)
+	if ctx.Err() == nil {
+		u.judge(s, err)
+	}
+	return err
+}
+
+// judge updates the suspicion after a session ended with err: a record that
+// was the oldest in flight when the connection was lost, or that got no
+// PUBACK while later records did, is suspect; DeadLetterAfter sessions in a
+// row ended by the same suspect move it to the dead-letter bucket. An ack
+// timeout with nothing acknowledged (a hung cloud) suspects nobody.
+func (u *Uplink) judge(s *delivery, err error) {
+	var why string
+	switch {
+	case s.refused:
+		why = "no PUBACK while later records were acknowledged"
+	case errors.Is(err, errLinkLost) && s.head != 0:
+		why = "connection lost with it in flight"
+	default:
+		u.probing = false // a probe that timed out proves nothing; stop probing
+		return
+	}
+	if s.head == u.suspect {
+		u.strikes++
+	} else {
+		u.suspect, u.strikes = s.head, 1
+	}
+	u.probing = !s.refused // isolate it: was it really this record?
+	if u.strikes < u.cfg.DeadLetterAfter {
+		return
+	}
+	reason := fmt.Sprintf("%s, %d sessions in a row", why, u.strikes)
+	if derr := u.src.DeadLetter(reason, u.suspect); derr != nil {
+		u.log.Error("dead-letter failed", "seq", u.suspect, "err", derr)
+		return
+	}
+	u.dead.Add(1)
+	u.log.Warn("record dead-lettered", "seq", u.suspect, "reason", reason)
+	u.suspect, u.strikes, u.probing = 0, 0, false
+}
+
+// connect opens the MQTT connection, publishes the online status and
+// subscribes to commands. lost receives the error that ends the connection.
+func (u *Uplink) connect(ctx context.Context) (paho.Client, <-chan error, error) {
 	lost := make(chan error, 1)
 	opts := paho.NewClientOptions().
 		AddBroker(u.cfg.Broker).
@@ -246,8 +413,9 @@ func (u *Uplink) session(ctx context.Context) error {
 		SetPingTimeout(10*time.Second).
 		SetConnectTimeout(u.cfg.ConnectTimeout).
 		SetWriteTimeout(u.cfg.AckTimeout). // paho's Publish blocks up to this on a peer that stopped reading
-
 		SetMaxResumePubInFlight(u.cfg.MaxInflight).
+		SetCustomOpenConnectionFn(u.dialer()). // coalesces PUBLISHes into few TLS records
+		SetStore(nopStore{}).                  // the buffer, not paho, re-sends
 		SetBinaryWill(u.StatusTopic(), []byte(`{"online":false}`), 1, true).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			select {
@@ -257,17 +425,12 @@ func (u *Uplink) session(ctx context.Context) error {
 		})
 	client := paho.NewClient(opts)
 	if err := waitToken(ctx, client.Connect()); err != nil {
-		return fmt.Errorf("connect: %w", err)
+		return nil, nil, fmt.Errorf("connect: %w", err)
 	}
-	u.connected.Store(true)
-	defer u.connected.Store(false)
-	u.log.Info("uplink connected")
-
 	if err := waitToken(ctx, client.Publish(u.StatusTopic(), 1, true, u.onlineStatus())); err != nil {
 		client.Disconnect(0)
-		return fmt.Errorf("publish online status: %w", err)
+		return nil, nil, fmt.Errorf("publish online status: %w", err)
 	}
-
 	if u.cfg.OnCommand != nil {
 		filter := u.cfg.TopicPrefix + "lintel/" + u.cfg.GatewayID + "/+/+/set"
 		tok := client.Subscribe(filter, 1, func(_ paho.Client, m paho.Message) {
@@ -275,94 +438,251 @@ func (u *Uplink) session(ctx context.Context) error {
 		})
 		if err := waitToken(ctx, tok); err != nil {
 			client.Disconnect(0)
-			return fmt.Errorf("subscribe to commands: %w", err)
+			return nil, nil, fmt.Errorf("subscribe to commands: %w", err)
 		}
 	}
+	return client, lost, nil
+}
 
-	sctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	go func() {
-		select {
-		case err := <-lost:
-			cancel(fmt.Errorf("connection lost: %w", err))
-		case <-sctx.Done():
-		}
-	}()
+// flight is one record published and waiting for its PUBACK.
+type flight struct {
+	seq  uint64
+	tok  paho.Token
+	sent time.Time
+}
 
+// delivery is the state of one session's delivery: deliver publishes, one
+// acker goroutine waits for the PUBACKs in send order and acks the buffer
+// in batches.
+type delivery struct {
+	u         *Uplink
+	client    paho.Client
+	cancel    context.CancelCauseFunc
+	probed    int           // records sent one at a time while probing
+	slots     chan struct{} // the in-flight window
+	flights   chan flight   // deliver → acker, in send order; closed by deliver
+	abort     chan struct{} // closed when the session stops waiting for PUBACKs
+	ackerDone chan struct{}
+
+	// Set by the acker before ackerDone closes.
+	head    uint64 // the oldest flight without a PUBACK when the acker stopped
+	refused bool   // head timed out while a later flight got its PUBACK
+}
+
+// deliver reads records and publishes them, at most MaxInflight unacked,
+// until sctx ends.
+func (s *delivery) deliver(sctx context.Context) {
+	u := s.u
+	defer close(s.flights)
 	u.src.Rewind() // redeliver whatever was unacked, in seq order
-	slots := make(chan struct{}, u.cfg.MaxInflight)
-	ended := make(chan struct{}) // stop waiting for tokens of this session
-	var wg sync.WaitGroup
+	// Records are read a batch at a time, ahead of the window: one buffer
+	// transaction per batch instead of one per freed slot. Only these hold
+	// payloads; a flight holds a token, so a large window stays small.
+	var ahead []buffer.Record
 	for sctx.Err() == nil {
-		select {
-		case slots <- struct{}{}:
-		case <-sctx.Done():
-			continue
+		if len(ahead) == 0 {
+			n := min(u.cfg.MaxInflight, maxReadAhead)
+			if u.probing {
+				n = 1
+			}
+			var err error
+			if ahead, err = u.src.Read(sctx, n); err != nil {
+				if sctx.Err() == nil {
+					s.cancel(fmt.Errorf("read buffer: %w", err))
+				}
+				return
+			}
 		}
-		n := 1
-		for n < u.cfg.MaxInflight && tryAcquire(slots) {
-			n++
-		}
-		recs, err := u.src.Read(sctx, n)
-		for range n - len(recs) {
-			<-slots
+		r := ahead[0]
+		ahead = ahead[1:]
+		topic, payload, err := u.cfg.Encoder.Encode(r)
+		if err == nil {
+			err = checkTopic(topic)
+		} else {
+			err = fmt.Errorf("encode: %w", err)
 		}
 		if err != nil {
-			if sctx.Err() == nil {
-				cancel(fmt.Errorf("read buffer: %w", err))
+			if err := u.src.DeadLetter(err.Error(), r.Seq); err != nil {
+				s.cancel(fmt.Errorf("dead-letter seq %d: %w", r.Seq, err))
+				return
 			}
-			break
+			u.dead.Add(1)
+			u.log.Warn("record dead-lettered", "seq", r.Seq, "reason", err)
+			continue
 		}
-		for _, r := range recs {
-			tok := client.Publish(u.cfg.TopicPrefix+r.Topic, 1, r.Retain, WithSeq(r.Payload, r.Seq))
-			u.published.Add(1)
-			u.inflight.Add(1)
-			wg.Add(1)
-			go func(seq uint64) {
-				defer wg.Done()
-				defer func() { <-slots; u.inflight.Add(-1) }()
-				timeout := time.NewTimer(u.cfg.AckTimeout)
-				defer timeout.Stop()
-				select {
-				case <-tok.Done():
-				case <-ended:
-					return
-				case <-timeout.C:
-					cancel(fmt.Errorf("no PUBACK for seq %d within %v", seq, u.cfg.AckTimeout))
-					return
-				}
-				if err := tok.Error(); err != nil {
-					cancel(fmt.Errorf("publish seq %d: %w", seq, err))
-					return
-				}
-				// The token completed without error only because the
-				// broker's PUBACK arrived (AutoReconnect off).
-				u.src.Ack(seq)
-				u.acked.Add(1)
-			}(r.Seq)
+		select {
+		case s.slots <- struct{}{}:
+		case <-sctx.Done():
+			return
+		}
+		tok := s.client.Publish(topic, 1, r.Retain, payload)
+		u.published.Add(1)
+		u.inflight.Add(1)
+		s.flights <- flight{seq: r.Seq, tok: tok, sent: u.clock.Now()}
+		if u.probing {
+			s.probe(sctx, r.Seq, tok)
 		}
 	}
+}
 
+// maxReadAhead bounds the records deliver holds before they are published.
+const maxReadAhead = 256
+
+// probe waits for the PUBACK of the one record in flight while a suspect is
+// isolated; the suspect acknowledged, or MaxInflight records without
+// meeting it, ends the probing.
+func (s *delivery) probe(sctx context.Context, seq uint64, tok paho.Token) {
+	u := s.u
+	select {
+	case <-tok.Done():
+	case <-sctx.Done():
+		return
+	}
+	s.probed++
+	if tok.Error() == nil && seq == u.suspect || s.probed >= u.cfg.MaxInflight {
+		u.suspect, u.strikes, u.probing = 0, 0, false
+	}
+}
+
+// checkTopic refuses a topic no broker accepts in a PUBLISH: Mosquitto drops
+// the connection, so it would block the queue forever.
+func checkTopic(topic string) error {
+	switch {
+	case topic == "":
+		return errors.New("invalid topic: empty")
+	case len(topic) > 65535:
+		return fmt.Errorf("invalid topic: %d bytes", len(topic))
+	case strings.ContainsAny(topic, "+#\x00"):
+		return fmt.Errorf("invalid topic %q: wildcard or NUL", topic)
+	case !utf8.ValidString(topic):
+		return fmt.Errorf("invalid topic %q: not UTF-8", topic)
+	}
+	return nil
+}
+
+// acker waits for the PUBACK of the oldest flight, then acks it together
+// with every later flight already acknowledged. No PUBACK for AckTimeout
+// while something is in flight ends the session.
+func (s *delivery) acker() {
+	u := s.u
+	defer close(s.ackerDone)
+	var queue []flight
+	flights := s.flights
+	defer func() {
+		if len(queue) > 0 {
+			s.head = queue[0].seq
+		}
+		u.oldest.Store(0)
+		u.inflight.Add(-int64(len(queue)))
+	}()
+	for {
+		if len(queue) == 0 {
+			u.oldest.Store(0)
+			if flights == nil {
+				return // deliver ended and everything was acknowledged
+			}
+			select {
+			case f, ok := <-flights:
+				if !ok {
+					return
+				}
+				queue = append(queue, f)
+			case <-s.abort:
+				return
+			}
+		}
+		head := queue[0]
+		u.oldest.Store(int64(head.sent.Sub(u.epoch)) + 1)
+		// A timer, not a comparison of wall-clock times: a clock that jumps
+		// neither fires it early nor holds it off.
+		timeout := u.clock.After(u.cfg.AckTimeout)
+	wait:
+		for {
+			select {
+			case <-head.tok.Done():
+				break wait
+			case f, ok := <-flights:
+				if !ok {
+					flights = nil
+					continue
+				}
+				queue = append(queue, f)
+			case <-timeout:
+				for _, f := range queue[1:] {
+					if isDone(f.tok) && f.tok.Error() == nil {
+						s.refused = true
+					}
+				}
+				s.cancel(fmt.Errorf("no PUBACK for seq %d within %v", head.seq, u.cfg.AckTimeout))
+				return
+			case <-s.abort:
+				return
+			}
+		}
+		// Take every flight whose PUBACK is in, in send order.
+		var seqs []uint64 // a new slice each time: the buffer keeps it until it commits
+		failed := false
+		for len(queue) > 0 && isDone(queue[0].tok) {
+			f := queue[0]
+			if err := f.tok.Error(); err != nil {
+				s.cancel(fmt.Errorf("%w: publish seq %d: %w", errLinkLost, f.seq, err))
+				failed = true
+				break
+			}
+			// The token completed without error only because the broker's
+			// PUBACK arrived (AutoReconnect off).
+			seqs = append(seqs, f.seq)
+			queue = queue[1:]
+		}
+		if len(seqs) > 0 {
+			if err := u.src.Ack(seqs...); err != nil {
+				s.cancel(fmt.Errorf("ack buffer: %w", err))
+			}
+			u.acked.Add(uint64(len(seqs)))
+			u.inflight.Add(-int64(len(seqs)))
+			for range seqs {
+				<-s.slots
+			}
+		}
+		if failed {
+			return
+		}
+	}
+}
+
+// drain ends the session. At shutdown (ctx ended) PUBACKs for what is in
+// flight still count for DrainTimeout; otherwise the connection is dropped
+// and paho fails every outstanding token.
+func (s *delivery) drain(ctx, sctx context.Context) error {
+	u := s.u
 	cause := context.Cause(sctx)
-	shutdown := ctx.Err() != nil
-	if shutdown {
-		// Bounded drain: PUBACKs for what is in flight still count.
-		waitGroup(&wg, u.cfg.DrainTimeout)
-		if t := client.Publish(u.StatusTopic(), 1, true, []byte(`{"online":false}`)); !t.WaitTimeout(u.cfg.DrainTimeout) {
+	if ctx.Err() != nil {
+		select {
+		case <-s.ackerDone:
+		case <-u.clock.After(u.cfg.DrainTimeout):
+		}
+		if t := s.client.Publish(u.StatusTopic(), 1, true, []byte(`{"online":false}`)); !t.WaitTimeout(u.cfg.DrainTimeout) {
 			u.log.Warn("offline status not acknowledged before shutdown")
 		}
-		client.Disconnect(250)
-	} else {
-		client.Disconnect(0)
-		waitGroup(&wg, 5*time.Second) // paho fails every token on disconnect
-	}
-	close(ended)
-	wg.Wait()
-	if shutdown {
+		s.client.Disconnect(250)
+		close(s.abort)
+		<-s.ackerDone
+		s.forget()
 		u.log.Info("uplink stopped")
 		return nil
 	}
+	s.client.Disconnect(0)
+	close(s.abort)
+	<-s.ackerDone
+	s.forget()
 	return cause
+}
+
+// forget uncounts flights the acker never took (it stopped early).
+func (s *delivery) forget() {
+	for range s.flights {
+		s.u.inflight.Add(-1)
+	}
 }
 
 func (u *Uplink) onlineStatus() []byte {
@@ -403,15 +723,6 @@ func WithSeq(payload []byte, seq uint64) []byte {
 	return b
 }
 
-func tryAcquire(slots chan struct{}) bool {
-	select {
-	case slots <- struct{}{}:
-		return true
-	default:
-		return false
-	}
-}
-
 func waitToken(ctx context.Context, t paho.Token) error {
 	select {
 	case <-t.Done():
@@ -421,11 +732,11 @@ func waitToken(ctx context.Context, t paho.Token) error {
 	}
 }
 
-func waitGroup(wg *sync.WaitGroup, timeout time.Duration) {
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+func isDone(t paho.Token) bool {
 	select {
-	case <-done:
-	case <-time.After(timeout):
+	case <-t.Done():
+		return true
+	default:
+		return false
 	}
 }

@@ -194,7 +194,7 @@ func TestUntrustedPeersNeverConnect(t *testing.T) {
 
 	// A client certificate from a CA the broker does not trust.
 	u, stop := e.start(t, Config{TLS: e.clientTLS(t, other)})
-	time.Sleep(500 * time.Millisecond)
+	waitUntil(t, "a refused connection attempt", 10*time.Second, func() bool { return u.Stats().LastError != "" })
 	stop()
 	if s := u.Stats(); s.Acked != 0 || len(e.cloud.Received()) != 0 {
 		t.Fatalf("untrusted client delivered: %+v", s)
@@ -204,7 +204,7 @@ func TestUntrustedPeersNeverConnect(t *testing.T) {
 	otherPair, _ := other.Client("gw1", time.Hour)
 	cert, _ := otherPair.TLS()
 	u, stop = e.start(t, Config{TLS: &tls.Config{RootCAs: other.Pool(), Certificates: []tls.Certificate{cert}}})
-	time.Sleep(500 * time.Millisecond)
+	waitUntil(t, "a refused connection attempt", 10*time.Second, func() bool { return u.Stats().LastError != "" })
 	stop()
 	if s := u.Stats(); s.Acked != 0 || !strings.Contains(s.LastError, "certificate") {
 		t.Fatalf("connected to an unverified broker or wrong error: %+v", s)
@@ -251,7 +251,12 @@ func TestBrokerKilledMidFlight(t *testing.T) {
 	defer func() { cancel(); <-done }()
 
 	waitUntil(t, "the broker to be killed", 20*time.Second, func() bool { return len(e.cloud.Received()) >= 700 })
-	time.Sleep(500 * time.Millisecond) // let every token of the dead session fail
+	// The dead session is over once nothing is in flight any more: every
+	// token was failed or acknowledged.
+	waitUntil(t, "the dead session to end", 10*time.Second, func() bool {
+		s := u.Stats()
+		return !s.Connected && s.InFlight == 0 && s.Reconnects > 0
+	})
 
 	src.mu.Lock()
 	acked := len(src.acked)

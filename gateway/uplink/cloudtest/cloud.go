@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -57,6 +58,8 @@ type Broker struct {
 	watchers  []func(Message)
 	killAfter int  // >0: drop everything once this many more PUBLISHes arrive
 	discard   bool // benchmarks: do not keep messages, only call watchers
+	dropOn    func(topic string) bool
+	dropped   int
 }
 
 // Start mints a server certificate from ca and listens on 127.0.0.1:0.
@@ -162,6 +165,22 @@ func (b *Broker) KillAfter(n int) {
 	b.mu.Unlock()
 }
 
+// DropOn makes the broker drop a client's connection, without a PUBACK,
+// when it publishes a topic for which refuse returns true, as Mosquitto
+// does for a PUBLISH with a wildcard in its topic.
+func (b *Broker) DropOn(refuse func(topic string) bool) {
+	b.mu.Lock()
+	b.dropOn = refuse
+	b.mu.Unlock()
+}
+
+// Dropped counts the connections DropOn dropped.
+func (b *Broker) Dropped() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.dropped
+}
+
 // Watch calls fn for every PUBLISH received from now on (on the broker's
 // goroutine; fn must not block).
 func (b *Broker) Watch(fn func(Message)) {
@@ -194,7 +213,7 @@ type hook struct {
 func (h *hook) ID() string { return "cloudtest" }
 
 func (h *hook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnPacketSent}, []byte{b})
+	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnPacketSent, mqtt.OnPacketRead}, []byte{b})
 }
 
 func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
@@ -232,6 +251,27 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		go b.Stop()
 		cl.Stop(fmt.Errorf("cloudtest: killed"))
 		return pk, packets.ErrRejectPacket // no PUBACK for this one
+	}
+	return pk, nil
+}
+
+// errDropped ends a connection DropOn refuses.
+var errDropped = errors.New("cloudtest: topic refused, connection dropped")
+
+func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type != packets.Publish {
+		return pk, nil
+	}
+	b := h.b
+	b.mu.Lock()
+	drop := b.dropOn != nil && b.dropOn(pk.TopicName)
+	if drop {
+		b.dropped++
+	}
+	b.mu.Unlock()
+	if drop {
+		cl.Stop(errDropped)
+		return pk, packets.ErrRejectPacket
 	}
 	return pk, nil
 }
