@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,12 +16,13 @@ import (
 
 // Counters are what the broker refused, for metrics and the audit log.
 type Counters struct {
-	AuthFailures uint64 // wrong or missing credentials
-	AuthBlocked  uint64 // attempts refused unchecked while a source was backing off
-	WillDenied   uint64 // CONNECTs refused for a Will on a topic the user may not write
-	WriteDenied  uint64 // PUBLISHes dropped by the ACL
-	ReadDenied   uint64 // SUBSCRIBE filters refused by the ACL
-	Abusive      uint64 // clients disconnected for oversized packets or topics
+	PendingRefused uint64 // connections closed unread: too many not yet authenticated
+	AuthFailures   uint64 // wrong or missing credentials
+	AuthBlocked    uint64 // attempts refused unchecked while a source was backing off
+	WillDenied     uint64 // CONNECTs refused for a Will on a topic the user may not write
+	WriteDenied    uint64 // PUBLISHes dropped by the ACL
+	ReadDenied     uint64 // SUBSCRIBE filters refused by the ACL
+	Abusive        uint64 // clients disconnected for oversized packets or topics
 }
 
 // Protocol bounds a client cannot negotiate away.
@@ -41,6 +41,7 @@ type authHook struct {
 	acl       atomic.Pointer[ACL]
 	certUsers map[string]bool // listener IDs where the certificate CN is the user
 	guard     *guard
+	gate      *gate
 	log       *slog.Logger
 
 	authFailures, authBlocked, willDenied, writeDenied, readDenied, abusive atomic.Uint64
@@ -54,7 +55,8 @@ func (h *authHook) Provides(b byte) bool {
 
 func (h *authHook) counters() Counters {
 	return Counters{
-		AuthFailures: h.authFailures.Load(), AuthBlocked: h.authBlocked.Load(), WillDenied: h.willDenied.Load(),
+		PendingRefused: h.gate.refused.Load(),
+		AuthFailures:   h.authFailures.Load(), AuthBlocked: h.authBlocked.Load(), WillDenied: h.willDenied.Load(),
 		WriteDenied: h.writeDenied.Load(), ReadDenied: h.readDenied.Load(), Abusive: h.abusive.Load(),
 	}
 }
@@ -96,6 +98,9 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 		h.willDenied.Add(1)
 		h.log.Warn("client refused: Will on a topic the user may not write", "user", user, "topic", pk.Connect.WillTopic)
 		return false
+	}
+	if gc := gatedOf(cl.Net.Conn); gc != nil {
+		h.gate.authenticated(gc)
 	}
 	return true
 }
@@ -180,12 +185,13 @@ func topicWithinLimits(topic string) bool {
 	return len(topic) <= maxTopicBytes && strings.Count(topic, "/") < maxTopicLevels
 }
 
+// sourceOf is the key a client's failed logins are counted under: see
+// connSource.
 func sourceOf(cl *mqtt.Client) string {
-	host, _, err := net.SplitHostPort(cl.Net.Remote)
-	if err != nil {
-		return cl.Net.Remote // unix socket
+	if gc := gatedOf(cl.Net.Conn); gc != nil {
+		return gc.source
 	}
-	return host
+	return addrSource(cl.Net.Remote)
 }
 
 // guard slows down password guessing: after guardFree failures in a row from
