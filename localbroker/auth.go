@@ -23,6 +23,8 @@ type Counters struct {
 	WriteDenied    uint64 // PUBLISHes dropped by the ACL
 	ReadDenied     uint64 // SUBSCRIBE filters refused by the ACL
 	Abusive        uint64 // clients disconnected for oversized packets or topics
+	// SubscribeRefused counts filters refused for a subscription cap.
+	SubscribeRefused uint64
 }
 
 // Protocol bounds a client cannot negotiate away.
@@ -141,15 +143,17 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if write {
 		return true
 	}
-	if !topicWithinLimits(topic) {
-		h.readDenied.Add(1)
-		return false
-	}
-	if h.acl.Load().CanRead(string(cl.Properties.Username), topic) {
+	if h.canRead(cl, topic) {
 		return true
 	}
 	h.readDenied.Add(1)
 	return false
+}
+
+// canRead reports whether cl may receive from topic (a topic name or a
+// subscription filter).
+func (h *authHook) canRead(cl *mqtt.Client, topic string) bool {
+	return topicWithinLimits(topic) && h.acl.Load().CanRead(string(cl.Properties.Username), topic)
 }
 
 // OnPublish drops denied publishes without disconnecting the client: a

@@ -58,6 +58,12 @@ type Limits struct {
 	// IPv4 address, an IPv6 /64, or the peer uid on a unix socket.
 	MaxPending          int
 	MaxPendingPerSource int
+	// MaxFiltersPerClient (default 100) and MaxFilters (all network
+	// clients' sessions together, default 10,000) cap subscriptions; a
+	// filter beyond either is refused in SUBACK (0x97 quota exceeded, or
+	// 0x80 for MQTT 3.1.1).
+	MaxFiltersPerClient int
+	MaxFilters          int
 }
 
 // Spool is where forwarded messages go: the durable buffer.
@@ -107,6 +113,12 @@ func (c *Config) ensureDefaults() {
 	if c.Limits.MaxPendingPerSource <= 0 {
 		c.Limits.MaxPendingPerSource = 16
 	}
+	if c.Limits.MaxFiltersPerClient <= 0 {
+		c.Limits.MaxFiltersPerClient = 100
+	}
+	if c.Limits.MaxFilters <= 0 {
+		c.Limits.MaxFilters = 10_000
+	}
 	if c.AppendTimeout == 0 {
 		c.AppendTimeout = 10 * time.Second
 	}
@@ -131,6 +143,7 @@ type Broker struct {
 
 	fwd       *forwardHook // nil when nothing is forwarded
 	gate      *gate
+	subs      *subLimitHook
 	sockets   []net.Listener // listener sockets Lintel owns, closed first by Close
 	closeOnce sync.Once
 	closeErr  error
@@ -159,6 +172,13 @@ func New(cfg Config, logger *slog.Logger) (*Broker, error) {
 	b.auth.users.Store(cfg.Users)
 	b.auth.acl.Store(cfg.ACL)
 	if err := srv.AddHook(b.auth, nil); err != nil { // first: denied publishes stop here
+		return nil, err
+	}
+	b.subs = &subLimitHook{perClient: cfg.Limits.MaxFiltersPerClient, total: cfg.Limits.MaxFilters, log: log,
+		subscribed:  func() int { return int(atomic.LoadInt64(&srv.Info.Subscriptions)) },
+		readable:    b.auth.canRead,
+		unsubscribe: srv.UnsubscribeClient}
+	if err := srv.AddHook(b.subs, nil); err != nil {
 		return nil, err
 	}
 	if len(cfg.Forward) > 0 && cfg.Spool != nil {
@@ -361,7 +381,11 @@ func (b *Broker) Subscribe(filter string, fn func(topic string, payload []byte))
 }
 
 // Counters returns what the broker refused so far.
-func (b *Broker) Counters() Counters { return b.auth.counters() }
+func (b *Broker) Counters() Counters {
+	c := b.auth.counters()
+	c.SubscribeRefused = b.subs.refused.Load()
+	return c
+}
 
 // SetAuth replaces the users and the ACL (a configuration reload); clients
 // already connected keep their session, and every later check uses the new
