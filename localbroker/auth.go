@@ -25,6 +25,9 @@ type Counters struct {
 	Abusive        uint64 // clients disconnected for oversized packets or topics
 	// SubscribeRefused counts filters refused for a subscription cap.
 	SubscribeRefused uint64
+	// TakeoverDenied counts CONNECTs refused for a client ID whose session
+	// belongs to another user.
+	TakeoverDenied uint64
 }
 
 // Protocol bounds a client cannot negotiate away.
@@ -46,13 +49,50 @@ type authHook struct {
 	gate      *gate
 	log       *slog.Logger
 
-	authFailures, authBlocked, willDenied, writeDenied, readDenied, abusive atomic.Uint64
+	authFailures, authBlocked, willDenied, writeDenied, readDenied, abusive, takeoverDenied atomic.Uint64
+
+	sessMu   sync.Mutex
+	sessions map[string]sessionOwner // client ID → the user whose session holds it
 }
+
+// sessionOwner binds a client ID to a user; cl is the connection that last
+// claimed it, so that an older connection ending does not free the ID.
+type sessionOwner struct {
+	user string
+	cl   *mqtt.Client
+}
+
+// bindSession claims id for user, or reports that another user's session
+// holds it. mochi's takeover does not compare user names.
+func (h *authHook) bindSession(id, user string, cl *mqtt.Client) bool {
+	h.sessMu.Lock()
+	defer h.sessMu.Unlock()
+	if o, ok := h.sessions[id]; ok && o.user != user {
+		return false
+	}
+	if h.sessions == nil {
+		h.sessions = map[string]sessionOwner{}
+	}
+	h.sessions[id] = sessionOwner{user: user, cl: cl}
+	return true
+}
+
+// unbindSession frees cl's client ID when cl still holds it.
+func (h *authHook) unbindSession(cl *mqtt.Client) {
+	h.sessMu.Lock()
+	defer h.sessMu.Unlock()
+	if o, ok := h.sessions[cl.ID]; ok && o.cl == cl {
+		delete(h.sessions, cl.ID)
+	}
+}
+
+// OnClientExpired frees the client ID of an expired session.
+func (h *authHook) OnClientExpired(cl *mqtt.Client) { h.unbindSession(cl) }
 
 func (h *authHook) ID() string { return "lintel-auth" }
 
 func (h *authHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnDisconnect}, []byte{b})
+	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnDisconnect, mqtt.OnClientExpired}, []byte{b})
 }
 
 func (h *authHook) counters() Counters {
@@ -60,6 +100,7 @@ func (h *authHook) counters() Counters {
 		PendingRefused: h.gate.refused.Load(),
 		AuthFailures:   h.authFailures.Load(), AuthBlocked: h.authBlocked.Load(), WillDenied: h.willDenied.Load(),
 		WriteDenied: h.writeDenied.Load(), ReadDenied: h.readDenied.Load(), Abusive: h.abusive.Load(),
+		TakeoverDenied: h.takeoverDenied.Load(),
 	}
 }
 
@@ -101,6 +142,11 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 		h.log.Warn("client refused: Will on a topic the user may not write", "user", user, "topic", pk.Connect.WillTopic)
 		return false
 	}
+	if !h.bindSession(cl.ID, user, cl) {
+		h.takeoverDenied.Add(1)
+		h.log.Warn("client refused: client ID in use by another user's session", "user", user, "client", cl.ID, "remote", cl.Net.Remote)
+		return false
+	}
 	if gc := gatedOf(cl.Net.Conn); gc != nil {
 		h.gate.authenticated(gc)
 	}
@@ -129,8 +175,12 @@ func peerCommonName(cl *mqtt.Client) string {
 	return ""
 }
 
-// OnDisconnect counts clients mochi dropped for oversized packets.
-func (h *authHook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
+// OnDisconnect frees the client ID when the session ends with the
+// connection, and counts clients mochi dropped for oversized packets.
+func (h *authHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	if expire {
+		h.unbindSession(cl)
+	}
 	if errors.Is(err, packets.ErrPacketTooLarge) {
 		h.abusive.Add(1)
 		h.log.Warn("client disconnected: packet too large", "client", cl.ID, "remote", cl.Net.Remote)
