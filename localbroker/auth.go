@@ -19,6 +19,7 @@ type Counters struct {
 	PendingRefused uint64 // connections closed unread: too many not yet authenticated
 	AuthFailures   uint64 // wrong or missing credentials
 	AuthBlocked    uint64 // attempts refused unchecked while a source was backing off
+	AuthBusy       uint64 // attempts refused unchecked: no password check slot in time
 	WillDenied     uint64 // CONNECTs refused for a Will on a topic the user may not write
 	WriteDenied    uint64 // PUBLISHes dropped by the ACL
 	ReadDenied     uint64 // SUBSCRIBE filters refused by the ACL
@@ -47,9 +48,14 @@ type authHook struct {
 	certUsers map[string]bool // listener IDs where the certificate CN is the user
 	guard     *guard
 	gate      *gate
-	log       *slog.Logger
+	// checks holds a token per bcrypt comparison running; waiting counts
+	// logins waiting for one.
+	checks         chan struct{}
+	waiting        atomic.Int32
+	connectTimeout time.Duration
+	log            *slog.Logger
 
-	authFailures, authBlocked, willDenied, writeDenied, readDenied, abusive, takeoverDenied atomic.Uint64
+	authFailures, authBlocked, authBusy, willDenied, writeDenied, readDenied, abusive, takeoverDenied atomic.Uint64
 
 	sessMu   sync.Mutex
 	sessions map[string]sessionOwner // client ID → the user whose session holds it
@@ -98,7 +104,7 @@ func (h *authHook) Provides(b byte) bool {
 func (h *authHook) counters() Counters {
 	return Counters{
 		PendingRefused: h.gate.refused.Load(),
-		AuthFailures:   h.authFailures.Load(), AuthBlocked: h.authBlocked.Load(), WillDenied: h.willDenied.Load(),
+		AuthFailures:   h.authFailures.Load(), AuthBlocked: h.authBlocked.Load(), AuthBusy: h.authBusy.Load(), WillDenied: h.willDenied.Load(),
 		WriteDenied: h.writeDenied.Load(), ReadDenied: h.readDenied.Load(), Abusive: h.abusive.Load(),
 		TakeoverDenied: h.takeoverDenied.Load(),
 	}
@@ -123,20 +129,28 @@ func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 // that are backing off after failures, and Wills on topics the user may not
 // write (mochi publishes Wills without an ACL check).
 func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
-	source := sourceOf(cl)
-	if h.guard.blocked(source) {
+	source, name := sourceOf(cl), string(pk.Connect.Username)
+	if h.certUsers[cl.Net.Listener] {
+		name = peerCommonName(cl)
+	}
+	if h.guard.blocked(source, name) {
 		h.authBlocked.Add(1)
-		h.log.Warn("client refused: too many failed logins from this address", "remote", cl.Net.Remote, "listener", cl.Net.Listener)
+		h.log.Warn("client refused: too many failed logins from this source or for this user", "user", name, "remote", cl.Net.Remote, "listener", cl.Net.Listener)
 		return false
 	}
-	user, ok := h.authenticate(cl, pk)
+	user, ok, busy := h.authenticate(cl, pk)
+	if busy {
+		h.authBusy.Add(1)
+		h.log.Warn("client refused: no password check free in time", "user", name, "remote", cl.Net.Remote, "listener", cl.Net.Listener)
+		return false
+	}
 	if !ok {
 		h.authFailures.Add(1)
-		h.guard.fail(source)
+		h.guard.fail(source, name)
 		h.log.Warn("client refused: bad credentials", "user", user, "remote", cl.Net.Remote, "listener", cl.Net.Listener)
 		return false
 	}
-	h.guard.succeed(source)
+	h.guard.succeed(source, name)
 	if pk.Connect.WillFlag && !h.acl.Load().CanWrite(user, pk.Connect.WillTopic) {
 		h.willDenied.Add(1)
 		h.log.Warn("client refused: Will on a topic the user may not write", "user", user, "topic", pk.Connect.WillTopic)
@@ -153,17 +167,51 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 	return true
 }
 
-func (h *authHook) authenticate(cl *mqtt.Client, pk packets.Packet) (user string, ok bool) {
+func (h *authHook) authenticate(cl *mqtt.Client, pk packets.Packet) (user string, ok, busy bool) {
 	user = string(pk.Connect.Username)
 	if h.certUsers[cl.Net.Listener] {
 		cn := peerCommonName(cl)
 		if cn == "" || (user != "" && user != cn) {
-			return user, false
+			return user, false, false
 		}
 		cl.Properties.Username = []byte(cn) // the ACL applies to the certificate's name
-		return cn, true
+		return cn, true, false
 	}
-	return user, user != "" && h.users.Load().Check(user, pk.Connect.Password)
+	if user == "" {
+		return user, false, false
+	}
+	if !h.acquireCheck(cl) {
+		return user, false, true
+	}
+	defer func() { <-h.checks }()
+	return user, h.users.Load().Check(user, pk.Connect.Password), false
+}
+
+// acquireCheck takes a password check slot, waiting at most until the
+// connection's connect deadline.
+func (h *authHook) acquireCheck(cl *mqtt.Client) bool {
+	select {
+	case h.checks <- struct{}{}:
+		return true
+	default:
+	}
+	wait := h.connectTimeout
+	if gc := gatedOf(cl.Net.Conn); gc != nil {
+		wait = time.Until(gc.deadline)
+	}
+	if wait <= 0 {
+		return false
+	}
+	h.waiting.Add(1)
+	defer h.waiting.Add(-1)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case h.checks <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 func peerCommonName(cl *mqtt.Client) string {
@@ -246,72 +294,4 @@ func sourceOf(cl *mqtt.Client) string {
 		return gc.source
 	}
 	return addrSource(cl.Net.Remote)
-}
-
-// guard slows down password guessing: after guardFree failures in a row from
-// one address, that address is refused without a check for 1 s, doubling
-// with each further failure up to 5 minutes. A success clears it.
-type guard struct {
-	mu   sync.Mutex
-	base time.Duration
-	now  func() time.Time
-	m    map[string]*failures
-}
-
-type failures struct {
-	n     int
-	until time.Time
-	last  time.Time
-}
-
-const (
-	guardFree    = 5
-	guardMax     = 5 * time.Minute
-	guardEntries = 10_000
-)
-
-func newGuard(base time.Duration) *guard {
-	if base <= 0 {
-		base = time.Second
-	}
-	return &guard{base: base, now: time.Now, m: map[string]*failures{}}
-}
-
-func (g *guard) blocked(source string) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	f, ok := g.m[source]
-	return ok && g.now().Before(f.until)
-}
-
-func (g *guard) fail(source string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	now := g.now()
-	if len(g.m) >= guardEntries { // bounded memory under a spray of addresses
-		for k, f := range g.m {
-			if now.Sub(f.last) > guardMax {
-				delete(g.m, k)
-			}
-		}
-	}
-	f := g.m[source]
-	if f == nil {
-		if len(g.m) >= guardEntries {
-			return
-		}
-		f = &failures{}
-		g.m[source] = f
-	}
-	f.n++
-	f.last = now
-	if f.n >= guardFree {
-		f.until = now.Add(min(g.base<<min(f.n-guardFree, 20), guardMax))
-	}
-}
-
-func (g *guard) succeed(source string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	delete(g.m, source)
 }

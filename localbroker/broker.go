@@ -64,6 +64,10 @@ type Limits struct {
 	// 0x80 for MQTT 3.1.1).
 	MaxFiltersPerClient int
 	MaxFilters          int
+	// MaxPasswordChecks bounds concurrent bcrypt comparisons (default 2),
+	// so a flood of logins cannot starve the gateway of CPU. A login that
+	// finds none free waits until its connect deadline, then is refused.
+	MaxPasswordChecks int
 }
 
 // Spool is where forwarded messages go: the durable buffer.
@@ -119,6 +123,9 @@ func (c *Config) ensureDefaults() {
 	if c.Limits.MaxFilters <= 0 {
 		c.Limits.MaxFilters = 10_000
 	}
+	if c.Limits.MaxPasswordChecks <= 0 {
+		c.Limits.MaxPasswordChecks = 2
+	}
 	if c.AppendTimeout == 0 {
 		c.AppendTimeout = 10 * time.Second
 	}
@@ -168,7 +175,8 @@ func New(cfg Config, logger *slog.Logger) (*Broker, error) {
 		Logger:                 slog.New(minLevel{Handler: log.Handler(), min: slog.LevelWarn}),
 	})
 	b := &Broker{srv: srv, cfg: cfg, log: log, gate: newGate(cfg.Limits)}
-	b.auth = &authHook{log: log, guard: newGuard(cfg.GuardBase), certUsers: map[string]bool{}, gate: b.gate}
+	b.auth = &authHook{log: log, guard: newGuard(cfg.GuardBase), certUsers: map[string]bool{}, gate: b.gate,
+		checks: make(chan struct{}, cfg.Limits.MaxPasswordChecks), connectTimeout: cfg.Limits.ConnectTimeout}
 	b.auth.users.Store(cfg.Users)
 	b.auth.acl.Store(cfg.ACL)
 	if err := srv.AddHook(b.auth, nil); err != nil { // first: denied publishes stop here

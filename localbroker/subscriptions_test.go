@@ -26,13 +26,15 @@ func dialV5(t *testing.T, addr, clientID, user, pass string, clean bool) (*rawV5
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	c := &rawV5{t: t, conn: conn, r: bufio.NewReader(conn)}
+	c := &rawV5{t: t, conn: conn, r: newReader(conn)}
 	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 5, Connect: packets.ConnectParams{
 		ProtocolName: []byte("MQTT"), ClientIdentifier: clientID, Clean: clean, Keepalive: 30,
 		UsernameFlag: true, Username: []byte(user), PasswordFlag: true, Password: []byte(pass),
 	}}, (*packets.Packet).ConnectEncode)
 	return c, readPacket(t, conn, c.r)
 }
+
+func newReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }
 
 func (c *rawV5) send(pk packets.Packet, encode func(*packets.Packet, *bytes.Buffer) error) {
 	c.t.Helper()
