@@ -20,6 +20,11 @@ type rawV5 struct {
 }
 
 func dialV5(t *testing.T, addr, clientID, user, pass string, clean bool) (*rawV5, packets.Packet) {
+	return dialV5With(t, addr, packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: clientID, Clean: clean, Keepalive: 30,
+		UsernameFlag: true, Username: []byte(user), PasswordFlag: true, Password: []byte(pass)}, packets.Properties{})
+}
+
+func dialV5With(t *testing.T, addr string, params packets.ConnectParams, props packets.Properties) (*rawV5, packets.Packet) {
 	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -27,10 +32,8 @@ func dialV5(t *testing.T, addr, clientID, user, pass string, clean bool) (*rawV5
 	}
 	t.Cleanup(func() { conn.Close() })
 	c := &rawV5{t: t, conn: conn, r: newReader(conn)}
-	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 5, Connect: packets.ConnectParams{
-		ProtocolName: []byte("MQTT"), ClientIdentifier: clientID, Clean: clean, Keepalive: 30,
-		UsernameFlag: true, Username: []byte(user), PasswordFlag: true, Password: []byte(pass),
-	}}, (*packets.Packet).ConnectEncode)
+	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 5, Connect: params, Properties: props},
+		(*packets.Packet).ConnectEncode)
 	return c, readPacket(t, conn, c.r)
 }
 
