@@ -59,9 +59,9 @@ type Limits struct {
 	MaxPending          int
 	MaxPendingPerSource int
 	// MaxFiltersPerClient (default 100) and MaxFilters (all network
-	// clients' sessions together, default 10,000) cap subscriptions; a
+	// clients' sessions together, default 2,000) cap subscriptions; a
 	// filter beyond either is refused in SUBACK (0x97 quota exceeded, or
-	// 0x80 for MQTT 3.1.1).
+	// 0x80 for MQTT 3.1.1). A filter has at most 16 levels.
 	MaxFiltersPerClient int
 	MaxFilters          int
 	// MaxPasswordChecks bounds concurrent bcrypt comparisons (default 2),
@@ -121,7 +121,7 @@ func (c *Config) ensureDefaults() {
 		c.Limits.MaxFiltersPerClient = 100
 	}
 	if c.Limits.MaxFilters <= 0 {
-		c.Limits.MaxFilters = 10_000
+		c.Limits.MaxFilters = 2_000
 	}
 	if c.Limits.MaxPasswordChecks <= 0 {
 		c.Limits.MaxPasswordChecks = 2

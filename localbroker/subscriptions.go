@@ -3,6 +3,7 @@ package localbroker
 import (
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -35,8 +36,15 @@ type subLimitHook struct {
 // subDecision is what OnSubscribe decided for one SUBSCRIBE packet.
 type subDecision struct {
 	refused  []int // indexes of filters refused for a cap
+	tooDeep  int   // filters refused for having more than maxFilterLevels levels
 	reserved int
 }
+
+// maxFilterLevels bounds a subscription filter's depth: each level of a new
+// filter can add a node of ~2.5 KB to mochi's topic tree, so depth, not
+// length, is what makes a filter expensive. Lintel's own topics have at most
+// 6 levels after the prefix.
+const maxFilterLevels = 16
 
 func (h *subLimitHook) ID() string { return "lintel-subscription-limits" }
 
@@ -60,6 +68,11 @@ func (h *subLimitHook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.P
 	seen := map[string]bool{}
 	for i, sub := range filters {
 		if _, ok := cl.State.Subscriptions.Get(sub.Filter); ok || seen[sub.Filter] {
+			continue
+		}
+		if strings.Count(sub.Filter, "/") >= maxFilterLevels {
+			d.tooDeep++
+			filters[i].Filter = "" // refused as an invalid filter (0x8F, or 0x80)
 			continue
 		}
 		if !mqtt.IsValidFilter(sub.Filter, false) || !h.readable(cl, sub.Filter) {
@@ -95,7 +108,7 @@ func (h *subLimitHook) OnSubscribed(cl *mqtt.Client, _ packets.Packet, reasonCod
 	delete(h.pending, cl)
 	h.reserved -= d.reserved
 	h.mu.Unlock()
-	if len(d.refused) == 0 {
+	if len(d.refused)+d.tooDeep == 0 {
 		return
 	}
 	for _, i := range d.refused {
@@ -103,9 +116,9 @@ func (h *subLimitHook) OnSubscribed(cl *mqtt.Client, _ packets.Packet, reasonCod
 			reasonCodes[i] = packets.ErrQuotaExceeded.Code
 		}
 	}
-	h.refused.Add(uint64(len(d.refused)))
+	h.refused.Add(uint64(len(d.refused) + d.tooDeep))
 	h.log.Warn("subscription filters refused: cap reached", "client", cl.ID, "user", string(cl.Properties.Username),
-		"refused", len(d.refused), "per_client", h.perClient, "total", h.total)
+		"refused", len(d.refused), "too_deep", d.tooDeep, "per_client", h.perClient, "total", h.total)
 }
 
 // OnClientExpired drops an expired session's filters: mochi deletes the
