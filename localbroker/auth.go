@@ -215,7 +215,11 @@ func (h *authHook) acquireCheck(cl *mqtt.Client) bool {
 }
 
 func peerCommonName(cl *mqtt.Client) string {
-	if c, ok := cl.Net.Conn.(*tls.Conn); ok {
+	conn := cl.Net.Conn
+	if w, ok := conn.(*wsConn); ok {
+		conn = w.Conn
+	}
+	if c, ok := conn.(*tls.Conn); ok {
 		if st := c.ConnectionState(); len(st.PeerCertificates) > 0 {
 			return st.PeerCertificates[0].Subject.CommonName
 		}

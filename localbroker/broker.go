@@ -211,16 +211,14 @@ func (b *Broker) addListener(l Listener) error {
 	if l.CertUsers && (l.TLS == nil || l.TLS.ClientAuth != tls.RequireAndVerifyClientCert) {
 		return errors.New("certificate user names need TLS that requires and verifies client certificates")
 	}
-	cfg := listeners.Config{ID: l.Name, Address: l.Address, TLSConfig: l.TLS}
-	var ln listeners.Listener
+	// Lintel owns every socket (see Close) and hands it to mochi.
 	switch l.Kind {
-	case "", TCP:
+	case "", TCP, Websocket:
 		if l.TLS == nil {
 			if err := requireLoopback(l.Address); err != nil {
 				return err
 			}
 		}
-		// Lintel owns the socket (see Close) and hands it to mochi.
 		sock, err := net.Listen("tcp", l.Address)
 		if err != nil {
 			return err
@@ -233,13 +231,6 @@ func (b *Broker) addListener(l Listener) error {
 			}
 		}
 		return b.serve(l, sock)
-	case Websocket:
-		if l.TLS == nil {
-			if err := requireLoopback(l.Address); err != nil {
-				return err
-			}
-		}
-		ln = listeners.NewWebsocket(cfg)
 	case Unix:
 		if l.TLS != nil {
 			return errors.New("unix sockets take no TLS")
@@ -261,11 +252,6 @@ func (b *Broker) addListener(l Listener) error {
 	default:
 		return fmt.Errorf("unknown listener kind %q", l.Kind)
 	}
-	if err := b.srv.AddListener(ln); err != nil {
-		return err
-	}
-	b.auth.certUsers[l.Name] = l.CertUsers
-	return nil
 }
 
 // serve hands a socket Lintel owns to mochi, behind the gate (and TLS).
@@ -274,7 +260,11 @@ func (b *Broker) serve(l Listener, sock net.Listener) error {
 	if l.TLS != nil {
 		ln = tls.NewListener(ln, l.TLS)
 	}
-	if err := b.srv.AddListener(listeners.NewNet(l.Name, ln)); err != nil {
+	var ml listeners.Listener = listeners.NewNet(l.Name, ln)
+	if l.Kind == Websocket {
+		ml = newWSListener(l.Name, ln, l.TLS != nil, b.gate, b.log)
+	}
+	if err := b.srv.AddListener(ml); err != nil {
 		sock.Close()
 		return err
 	}

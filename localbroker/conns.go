@@ -178,8 +178,11 @@ func isTemporary(err error) bool {
 }
 
 // gatedOf returns the gated connection under a client's connection, or nil
-// (websocket clients and in-process clients are not gated).
+// (in-process clients are not gated).
 func gatedOf(c net.Conn) *gatedConn {
+	if w, ok := c.(*wsConn); ok {
+		c = w.Conn
+	}
 	if t, ok := c.(*tls.Conn); ok {
 		c = t.NetConn()
 	}

@@ -22,8 +22,9 @@
 // A source is an IPv4 address, an IPv6 /64, or, on a unix socket, the
 // peer's uid (SO_PEERCRED).
 //
-//   - ConnectTimeout (5 s): a TCP or unix connection must finish its TLS
-//     handshake and send CONNECT within it, or it is closed.
+//   - ConnectTimeout (5 s): a connection (TCP, websocket or unix) must
+//     finish its TLS handshake (and websocket upgrade) and send CONNECT
+//     within it, or it is closed.
 //   - MaxPending (256) and MaxPendingPerSource (16): connections not yet
 //     authenticated, in total and per source. A connection beyond either is
 //     closed unread (Counters.PendingRefused); authenticated clients do not
@@ -45,9 +46,6 @@
 //     off is never evicted.
 //   - Keepalive is held between 5 s and 10 minutes; topics to 1,024 bytes
 //     and 32 levels.
-//
-// Websocket listeners are served by mochi and are not gated: no
-// ConnectTimeout or pending caps, and back-off by remote address.
 //
 // Close closes the listeners and every connection at once, including ones
 // that never sent CONNECT; it is safe to call more than once.

@@ -177,3 +177,71 @@ func TestCloseTwice(t *testing.T) {
 
 var _ = io.EOF
 var _ = os.Getuid
+
+// TestWebsocketListenerIsGated: websocket listeners get the same connect
+// deadline and pending caps as TCP ones, and still serve MQTT.
+func TestWebsocketListenerIsGated(t *testing.T) {
+	b := startBroker(t, Config{
+		Listeners: []Listener{{Name: "ws", Kind: Websocket, Address: "127.0.0.1:0"}},
+		Users:     users(t, "dev", "dev-password"),
+		ACL:       NewACL([]Rule{{User: "dev", Read: []string{"x/#"}}}),
+		Limits:    Limits{ConnectTimeout: 300 * time.Millisecond, MaxPendingPerSource: 2},
+	})
+	addr := b.Addr("ws")
+	idle := dialFrom(t, "127.0.0.1", addr)
+	dialFrom(t, "127.0.0.1", addr)
+	if !closedByServer(dialFrom(t, "127.0.0.1", addr), 5*time.Second) {
+		t.Fatal("a third pending websocket socket from one address was kept")
+	}
+	if !closedByServer(idle, 5*time.Second) {
+		t.Fatal("an idle websocket socket was not closed after ConnectTimeout")
+	}
+	waitFor(t, "pending slots free", func() bool { return b.pendingCount() == 0 })
+	c := paho.NewClient(paho.NewClientOptions().AddBroker("ws://" + addr).SetClientID("ws-1").SetUsername("dev").SetPassword("dev-password").
+		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(3 * time.Second))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("websocket login: %v", tok.Error())
+	}
+	defer c.Disconnect(0)
+	got := make(chan string, 1)
+	if tok := c.Subscribe("x/#", 0, func(_ paho.Client, m paho.Message) { got <- string(m.Payload()) }); !tok.WaitTimeout(5 * time.Second) {
+		t.Fatal("subscribe timed out")
+	}
+	b.srv.Publish("x/y", []byte("over websocket"), false, 0)
+	select {
+	case p := <-got:
+		if p != "over websocket" {
+			t.Fatalf("got %q", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing received over websocket")
+	}
+	if b.pendingCount() != 0 {
+		t.Fatalf("an authenticated websocket client still counts as pending")
+	}
+}
+
+// TestSecureWebsocketCertificateUsers: on a wss listener with certificate
+// users, the client certificate's CN is the user, as on TLS listeners.
+func TestSecureWebsocketCertificateUsers(t *testing.T) {
+	ca, _ := pki.NewCA("lan-ca", time.Hour)
+	server, _ := ca.Server("gw", []string{"127.0.0.1"}, time.Hour)
+	cert, _ := server.TLS()
+	b := startBroker(t, Config{
+		Listeners: []Listener{{Name: "wss", Kind: Websocket, Address: "127.0.0.1:0", CertUsers: true, TLS: &tls.Config{
+			Certificates: []tls.Certificate{cert}, ClientCAs: ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert}}},
+	})
+	bms, _ := ca.Client("bms", time.Hour)
+	cc, _ := bms.TLS()
+	c := paho.NewClient(paho.NewClientOptions().AddBroker("wss://" + b.Addr("wss")).SetClientID("wss-1").
+		SetTLSConfig(&tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{cc}}).
+		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(3 * time.Second))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("wss client with certificate bms: %v", tok.Error())
+	}
+	defer c.Disconnect(0)
+	cl, ok := b.srv.Clients.Get("wss-1")
+	if !ok || string(cl.Properties.Username) != "bms" {
+		t.Fatal("the certificate's CN did not become the user name")
+	}
+}

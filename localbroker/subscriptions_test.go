@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,8 +99,14 @@ func TestSubscriptionCaps(t *testing.T) {
 	if granted != 3 || refused != 1 {
 		t.Fatalf("MQTT 3.1.1 client: %d granted, %d refused (%v); want 3 and 1", granted, refused, codes)
 	}
-	again := v3.Subscribe("lintel/a", 1, nil)
-	if !again.WaitTimeout(5*time.Second) || again.(*paho.SubscribeToken).Result()["lintel/a"] != 1 {
+	var have string // a granted filter
+	for f, code := range codes {
+		if code == 0 && f != "other/x" {
+			have = f
+		}
+	}
+	again := v3.Subscribe(have, 1, nil)
+	if !again.WaitTimeout(5*time.Second) || again.(*paho.SubscribeToken).Result()[have] != 1 {
 		t.Fatalf("re-subscribing an existing filter was refused: %v", again.(*paho.SubscribeToken).Result())
 	}
 
@@ -116,10 +123,24 @@ func TestSubscriptionCaps(t *testing.T) {
 	if n := b.srv.Info.Subscriptions; n != 5 {
 		t.Fatalf("%d filters subscribed, want 5", n)
 	}
-	if tok := v3.Unsubscribe("lintel/a"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+	if tok := v3.Unsubscribe(have); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatal(tok.Error())
 	}
 	if got := v5.subscribe(2, "lintel/z"); !bytes.Equal(got, []byte{0}) {
 		t.Fatalf("after an unsubscribe freed a slot: SUBACK % x, want 00", got)
+	}
+	// Depth is what a filter costs in the topic tree: beyond
+	// maxFilterLevels levels it is refused as invalid, even with room.
+	if tok := v3.Unsubscribe("lintel/a", "lintel/b", "lintel/c", "lintel/d"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	deep := "lintel" + strings.Repeat("/x", maxFilterLevels)
+	ok := deep[:strings.LastIndex(deep, "/")]
+	tok = v3.SubscribeMultiple(map[string]byte{deep: 0, ok: 0}, nil)
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	if codes := tok.(*paho.SubscribeToken).Result(); codes[deep] != 0x80 || codes[ok] != 0 {
+		t.Fatalf("filters of %d and %d levels: %v, want refused and granted", maxFilterLevels+1, maxFilterLevels, codes)
 	}
 }
