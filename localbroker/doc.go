@@ -30,10 +30,13 @@
 //     closed unread (Counters.PendingRefused); authenticated clients do not
 //     count.
 //   - MaxClients (64): authenticated clients. MaxPacket (64 KiB).
-//   - MaxFiltersPerClient (100) and MaxFilters (10,000, every network
-//     session's filters together): a filter beyond either is refused in
-//     SUBACK with 0x97 (MQTT 5) or 0x80 (MQTT 3.1.1) and counted
-//     (Counters.SubscribeRefused). Re-subscribing a filter costs nothing.
+//   - MaxFiltersPerClient (100) and MaxFilters (2,000, every network
+//     session's filters together, connected or not): a filter beyond either
+//     is refused in SUBACK with 0x97 (MQTT 5) or 0x80 (MQTT 3.1.1) and
+//     counted (Counters.SubscribeRefused). Re-subscribing a filter costs
+//     nothing. A filter of more than 16 levels is refused as invalid (0x8F,
+//     or 0x80) and counted too: each level can cost ~1 KB in mochi's topic
+//     tree.
 //   - MaxPasswordChecks (2): concurrent bcrypt comparisons. A login that
 //     finds none free waits until its connect deadline, then is refused
 //     (Counters.AuthBusy) without counting as a failure.
