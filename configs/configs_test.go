@@ -71,6 +71,7 @@ func TestSystemdUnitIsHardened(t *testing.T) {
 		"User": "lintel", "NoNewPrivileges": "yes", "ProtectSystem": "strict", "SupplementaryGroups": "dialout",
 		"StateDirectory": "lintel", "Restart": "on-failure", "CapabilityBoundingSet": "",
 		"RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
+		"RuntimeDirectory":        "lintel", "ProcSubset": "pid",
 	} {
 		if got := settings[k]; len(got) == 0 || got[len(got)-1] != want {
 			t.Errorf("%s = %q, want %q", k, got, want)

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,12 +16,19 @@ import (
 
 // Counters are what the broker refused, for metrics and the audit log.
 type Counters struct {
-	AuthFailures uint64 // wrong or missing credentials
-	AuthBlocked  uint64 // attempts refused unchecked while a source was backing off
-	WillDenied   uint64 // CONNECTs refused for a Will on a topic the user may not write
-	WriteDenied  uint64 // PUBLISHes dropped by the ACL
-	ReadDenied   uint64 // SUBSCRIBE filters refused by the ACL
-	Abusive      uint64 // clients disconnected for oversized packets or topics
+	PendingRefused uint64 // connections closed unread: too many not yet authenticated
+	AuthFailures   uint64 // wrong or missing credentials
+	AuthBlocked    uint64 // attempts refused unchecked while a source was backing off
+	AuthBusy       uint64 // attempts refused unchecked: no password check slot in time
+	WillDenied     uint64 // CONNECTs refused for a Will on a topic the user may not write
+	WriteDenied    uint64 // PUBLISHes dropped by the ACL
+	ReadDenied     uint64 // SUBSCRIBE filters refused by the ACL
+	Abusive        uint64 // clients disconnected for oversized packets or topics
+	// SubscribeRefused counts filters refused for a subscription cap.
+	SubscribeRefused uint64
+	// TakeoverDenied counts CONNECTs refused for a client ID whose session
+	// belongs to another user.
+	TakeoverDenied uint64
 }
 
 // Protocol bounds a client cannot negotiate away.
@@ -41,21 +47,66 @@ type authHook struct {
 	acl       atomic.Pointer[ACL]
 	certUsers map[string]bool // listener IDs where the certificate CN is the user
 	guard     *guard
-	log       *slog.Logger
+	gate      *gate
+	// checks holds a token per bcrypt comparison running; waiting counts
+	// logins waiting for one.
+	checks         chan struct{}
+	waiting        atomic.Int32
+	connectTimeout time.Duration
+	log            *slog.Logger
 
-	authFailures, authBlocked, willDenied, writeDenied, readDenied, abusive atomic.Uint64
+	authFailures, authBlocked, authBusy, willDenied, writeDenied, readDenied, abusive, takeoverDenied atomic.Uint64
+
+	sessMu   sync.Mutex
+	sessions map[string]sessionOwner // client ID → the user whose session holds it
 }
+
+// sessionOwner binds a client ID to a user; cl is the connection that last
+// claimed it, so that an older connection ending does not free the ID.
+type sessionOwner struct {
+	user string
+	cl   *mqtt.Client
+}
+
+// bindSession claims id for user, or reports that another user's session
+// holds it. mochi's takeover does not compare user names.
+func (h *authHook) bindSession(id, user string, cl *mqtt.Client) bool {
+	h.sessMu.Lock()
+	defer h.sessMu.Unlock()
+	if o, ok := h.sessions[id]; ok && o.user != user {
+		return false
+	}
+	if h.sessions == nil {
+		h.sessions = map[string]sessionOwner{}
+	}
+	h.sessions[id] = sessionOwner{user: user, cl: cl}
+	return true
+}
+
+// unbindSession frees cl's client ID when cl still holds it.
+func (h *authHook) unbindSession(cl *mqtt.Client) {
+	h.sessMu.Lock()
+	defer h.sessMu.Unlock()
+	if o, ok := h.sessions[cl.ID]; ok && o.cl == cl {
+		delete(h.sessions, cl.ID)
+	}
+}
+
+// OnClientExpired frees the client ID of an expired session.
+func (h *authHook) OnClientExpired(cl *mqtt.Client) { h.unbindSession(cl) }
 
 func (h *authHook) ID() string { return "lintel-auth" }
 
 func (h *authHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnDisconnect}, []byte{b})
+	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnDisconnect, mqtt.OnClientExpired}, []byte{b})
 }
 
 func (h *authHook) counters() Counters {
 	return Counters{
-		AuthFailures: h.authFailures.Load(), AuthBlocked: h.authBlocked.Load(), WillDenied: h.willDenied.Load(),
+		PendingRefused: h.gate.refused.Load(),
+		AuthFailures:   h.authFailures.Load(), AuthBlocked: h.authBlocked.Load(), AuthBusy: h.authBusy.Load(), WillDenied: h.willDenied.Load(),
 		WriteDenied: h.writeDenied.Load(), ReadDenied: h.readDenied.Load(), Abusive: h.abusive.Load(),
+		TakeoverDenied: h.takeoverDenied.Load(),
 	}
 }
 
@@ -78,43 +129,97 @@ func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 // that are backing off after failures, and Wills on topics the user may not
 // write (mochi publishes Wills without an ACL check).
 func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
-	source := sourceOf(cl)
-	if h.guard.blocked(source) {
+	source, name := sourceOf(cl), string(pk.Connect.Username)
+	if h.certUsers[cl.Net.Listener] {
+		name = peerCommonName(cl)
+	}
+	if h.guard.blocked(source, name) {
 		h.authBlocked.Add(1)
-		h.log.Warn("client refused: too many failed logins from this address", "remote", cl.Net.Remote, "listener", cl.Net.Listener)
+		h.log.Warn("client refused: too many failed logins from this source or for this user", "user", name, "remote", cl.Net.Remote, "listener", cl.Net.Listener)
 		return false
 	}
-	user, ok := h.authenticate(cl, pk)
+	user, ok, busy := h.authenticate(cl, pk)
+	if busy {
+		h.authBusy.Add(1)
+		h.log.Warn("client refused: no password check free in time", "user", name, "remote", cl.Net.Remote, "listener", cl.Net.Listener)
+		return false
+	}
 	if !ok {
 		h.authFailures.Add(1)
-		h.guard.fail(source)
+		h.guard.fail(source, name)
 		h.log.Warn("client refused: bad credentials", "user", user, "remote", cl.Net.Remote, "listener", cl.Net.Listener)
 		return false
 	}
-	h.guard.succeed(source)
+	h.guard.succeed(source, name)
 	if pk.Connect.WillFlag && !h.acl.Load().CanWrite(user, pk.Connect.WillTopic) {
 		h.willDenied.Add(1)
 		h.log.Warn("client refused: Will on a topic the user may not write", "user", user, "topic", pk.Connect.WillTopic)
 		return false
 	}
+	if !h.bindSession(cl.ID, user, cl) {
+		h.takeoverDenied.Add(1)
+		h.log.Warn("client refused: client ID in use by another user's session", "user", user, "client", cl.ID, "remote", cl.Net.Remote)
+		return false
+	}
+	if gc := gatedOf(cl.Net.Conn); gc != nil {
+		h.gate.authenticated(gc)
+	}
 	return true
 }
 
-func (h *authHook) authenticate(cl *mqtt.Client, pk packets.Packet) (user string, ok bool) {
+func (h *authHook) authenticate(cl *mqtt.Client, pk packets.Packet) (user string, ok, busy bool) {
 	user = string(pk.Connect.Username)
 	if h.certUsers[cl.Net.Listener] {
 		cn := peerCommonName(cl)
 		if cn == "" || (user != "" && user != cn) {
-			return user, false
+			return user, false, false
 		}
 		cl.Properties.Username = []byte(cn) // the ACL applies to the certificate's name
-		return cn, true
+		return cn, true, false
 	}
-	return user, user != "" && h.users.Load().Check(user, pk.Connect.Password)
+	if user == "" {
+		return user, false, false
+	}
+	if !h.acquireCheck(cl) {
+		return user, false, true
+	}
+	defer func() { <-h.checks }()
+	return user, h.users.Load().Check(user, pk.Connect.Password), false
+}
+
+// acquireCheck takes a password check slot, waiting at most until the
+// connection's connect deadline.
+func (h *authHook) acquireCheck(cl *mqtt.Client) bool {
+	select {
+	case h.checks <- struct{}{}:
+		return true
+	default:
+	}
+	wait := h.connectTimeout
+	if gc := gatedOf(cl.Net.Conn); gc != nil {
+		wait = time.Until(gc.deadline)
+	}
+	if wait <= 0 {
+		return false
+	}
+	h.waiting.Add(1)
+	defer h.waiting.Add(-1)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case h.checks <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 func peerCommonName(cl *mqtt.Client) string {
-	if c, ok := cl.Net.Conn.(*tls.Conn); ok {
+	conn := cl.Net.Conn
+	if w, ok := conn.(*wsConn); ok {
+		conn = w.Conn
+	}
+	if c, ok := conn.(*tls.Conn); ok {
 		if st := c.ConnectionState(); len(st.PeerCertificates) > 0 {
 			return st.PeerCertificates[0].Subject.CommonName
 		}
@@ -122,8 +227,12 @@ func peerCommonName(cl *mqtt.Client) string {
 	return ""
 }
 
-// OnDisconnect counts clients mochi dropped for oversized packets.
-func (h *authHook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
+// OnDisconnect frees the client ID when the session ends with the
+// connection, and counts clients mochi dropped for oversized packets.
+func (h *authHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	if expire {
+		h.unbindSession(cl)
+	}
 	if errors.Is(err, packets.ErrPacketTooLarge) {
 		h.abusive.Add(1)
 		h.log.Warn("client disconnected: packet too large", "client", cl.ID, "remote", cl.Net.Remote)
@@ -136,15 +245,17 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if write {
 		return true
 	}
-	if !topicWithinLimits(topic) {
-		h.readDenied.Add(1)
-		return false
-	}
-	if h.acl.Load().CanRead(string(cl.Properties.Username), topic) {
+	if h.canRead(cl, topic) {
 		return true
 	}
 	h.readDenied.Add(1)
 	return false
+}
+
+// canRead reports whether cl may receive from topic (a topic name or a
+// subscription filter).
+func (h *authHook) canRead(cl *mqtt.Client, topic string) bool {
+	return topicWithinLimits(topic) && h.acl.Load().CanRead(string(cl.Properties.Username), topic)
 }
 
 // OnPublish drops denied publishes without disconnecting the client: a
@@ -180,78 +291,11 @@ func topicWithinLimits(topic string) bool {
 	return len(topic) <= maxTopicBytes && strings.Count(topic, "/") < maxTopicLevels
 }
 
+// sourceOf is the key a client's failed logins are counted under: see
+// connSource.
 func sourceOf(cl *mqtt.Client) string {
-	host, _, err := net.SplitHostPort(cl.Net.Remote)
-	if err != nil {
-		return cl.Net.Remote // unix socket
+	if gc := gatedOf(cl.Net.Conn); gc != nil {
+		return gc.source
 	}
-	return host
-}
-
-// guard slows down password guessing: after guardFree failures in a row from
-// one address, that address is refused without a check for 1 s, doubling
-// with each further failure up to 5 minutes. A success clears it.
-type guard struct {
-	mu   sync.Mutex
-	base time.Duration
-	now  func() time.Time
-	m    map[string]*failures
-}
-
-type failures struct {
-	n     int
-	until time.Time
-	last  time.Time
-}
-
-const (
-	guardFree    = 5
-	guardMax     = 5 * time.Minute
-	guardEntries = 10_000
-)
-
-func newGuard(base time.Duration) *guard {
-	if base <= 0 {
-		base = time.Second
-	}
-	return &guard{base: base, now: time.Now, m: map[string]*failures{}}
-}
-
-func (g *guard) blocked(source string) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	f, ok := g.m[source]
-	return ok && g.now().Before(f.until)
-}
-
-func (g *guard) fail(source string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	now := g.now()
-	if len(g.m) >= guardEntries { // bounded memory under a spray of addresses
-		for k, f := range g.m {
-			if now.Sub(f.last) > guardMax {
-				delete(g.m, k)
-			}
-		}
-	}
-	f := g.m[source]
-	if f == nil {
-		if len(g.m) >= guardEntries {
-			return
-		}
-		f = &failures{}
-		g.m[source] = f
-	}
-	f.n++
-	f.last = now
-	if f.n >= guardFree {
-		f.until = now.Add(min(g.base<<min(f.n-guardFree, 20), guardMax))
-	}
-}
-
-func (g *guard) succeed(source string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	delete(g.m, source)
+	return addrSource(cl.Net.Remote)
 }

@@ -45,10 +45,29 @@ type Listener struct {
 	CertUsers bool
 }
 
-// Limits bound what one client can cost the gateway.
+// Limits bound what clients, authenticated or not, can cost the gateway.
+// Zero means the default.
 type Limits struct {
 	MaxPacket  uint32 // bytes; default 64 KiB
-	MaxClients int64  // default 64
+	MaxClients int64  // authenticated clients; default 64
+	// ConnectTimeout is how long a new connection has for the TLS handshake
+	// and CONNECT (and to wait for a password check); default 5 s.
+	ConnectTimeout time.Duration
+	// MaxPending caps connections that have not authenticated yet, in total
+	// (default 256) and per source (MaxPendingPerSource, default 16): an
+	// IPv4 address, an IPv6 /64, or the peer uid on a unix socket.
+	MaxPending          int
+	MaxPendingPerSource int
+	// MaxFiltersPerClient (default 100) and MaxFilters (all network
+	// clients' sessions together, default 2,000) cap subscriptions; a
+	// filter beyond either is refused in SUBACK (0x97 quota exceeded, or
+	// 0x80 for MQTT 3.1.1). A filter has at most 16 levels.
+	MaxFiltersPerClient int
+	MaxFilters          int
+	// MaxPasswordChecks bounds concurrent bcrypt comparisons (default 2),
+	// so a flood of logins cannot starve the gateway of CPU. A login that
+	// finds none free waits until its connect deadline, then is refused.
+	MaxPasswordChecks int
 }
 
 // Spool is where forwarded messages go: the durable buffer.
@@ -89,6 +108,24 @@ func (c *Config) ensureDefaults() {
 	if c.Limits.MaxClients == 0 {
 		c.Limits.MaxClients = 64
 	}
+	if c.Limits.ConnectTimeout <= 0 {
+		c.Limits.ConnectTimeout = 5 * time.Second
+	}
+	if c.Limits.MaxPending <= 0 {
+		c.Limits.MaxPending = 256
+	}
+	if c.Limits.MaxPendingPerSource <= 0 {
+		c.Limits.MaxPendingPerSource = 16
+	}
+	if c.Limits.MaxFiltersPerClient <= 0 {
+		c.Limits.MaxFiltersPerClient = 100
+	}
+	if c.Limits.MaxFilters <= 0 {
+		c.Limits.MaxFilters = 2_000
+	}
+	if c.Limits.MaxPasswordChecks <= 0 {
+		c.Limits.MaxPasswordChecks = 2
+	}
 	if c.AppendTimeout == 0 {
 		c.AppendTimeout = 10 * time.Second
 	}
@@ -111,9 +148,12 @@ type Broker struct {
 	subMu  sync.Mutex
 	nextID int
 
-	fwd     *forwardHook // nil when nothing is forwarded
-	closeMu sync.Once
-	sockets []net.Listener // TCP listeners' sockets, closed first by Close
+	fwd       *forwardHook // nil when nothing is forwarded
+	gate      *gate
+	subs      *subLimitHook
+	sockets   []net.Listener // listener sockets Lintel owns, closed first by Close
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // New builds the broker and binds its listeners; it accepts clients after
@@ -134,11 +174,19 @@ func New(cfg Config, logger *slog.Logger) (*Broker, error) {
 		SysTopicResendInterval: 10,
 		Logger:                 slog.New(minLevel{Handler: log.Handler(), min: slog.LevelWarn}),
 	})
-	b := &Broker{srv: srv, cfg: cfg, log: log}
-	b.auth = &authHook{log: log, guard: newGuard(cfg.GuardBase), certUsers: map[string]bool{}}
+	b := &Broker{srv: srv, cfg: cfg, log: log, gate: newGate(cfg.Limits)}
+	b.auth = &authHook{log: log, guard: newGuard(cfg.GuardBase), certUsers: map[string]bool{}, gate: b.gate,
+		checks: make(chan struct{}, cfg.Limits.MaxPasswordChecks), connectTimeout: cfg.Limits.ConnectTimeout}
 	b.auth.users.Store(cfg.Users)
 	b.auth.acl.Store(cfg.ACL)
 	if err := srv.AddHook(b.auth, nil); err != nil { // first: denied publishes stop here
+		return nil, err
+	}
+	b.subs = &subLimitHook{perClient: cfg.Limits.MaxFiltersPerClient, total: cfg.Limits.MaxFilters, log: log,
+		subscribed:  func() int { return int(atomic.LoadInt64(&srv.Info.Subscriptions)) },
+		readable:    b.auth.canRead,
+		unsubscribe: srv.UnsubscribeClient}
+	if err := srv.AddHook(b.subs, nil); err != nil {
 		return nil, err
 	}
 	if len(cfg.Forward) > 0 && cfg.Spool != nil {
@@ -163,23 +211,15 @@ func (b *Broker) addListener(l Listener) error {
 	if l.CertUsers && (l.TLS == nil || l.TLS.ClientAuth != tls.RequireAndVerifyClientCert) {
 		return errors.New("certificate user names need TLS that requires and verifies client certificates")
 	}
-	cfg := listeners.Config{ID: l.Name, Address: l.Address, TLSConfig: l.TLS}
-	var ln listeners.Listener
+	// Lintel owns every socket (see Close) and hands it to mochi.
 	switch l.Kind {
-	case "", TCP:
+	case "", TCP, Websocket:
 		if l.TLS == nil {
 			if err := requireLoopback(l.Address); err != nil {
 				return err
 			}
 		}
-		// Lintel owns the socket (see Close) and hands it to mochi.
-		var sock net.Listener
-		var err error
-		if l.TLS != nil {
-			sock, err = tls.Listen("tcp", l.Address, l.TLS)
-		} else {
-			sock, err = net.Listen("tcp", l.Address)
-		}
+		sock, err := net.Listen("tcp", l.Address)
 		if err != nil {
 			return err
 		}
@@ -190,37 +230,45 @@ func (b *Broker) addListener(l Listener) error {
 				return fmt.Errorf("bound to %s: %w", sock.Addr(), err)
 			}
 		}
-		if err := b.srv.AddListener(listeners.NewNet(l.Name, sock)); err != nil {
-			sock.Close()
-			return err
-		}
-		b.sockets = append(b.sockets, sock)
-		b.auth.certUsers[l.Name] = l.CertUsers
-		return nil
-	case Websocket:
-		if l.TLS == nil {
-			if err := requireLoopback(l.Address); err != nil {
-				return err
-			}
-		}
-		ln = listeners.NewWebsocket(cfg)
+		return b.serve(l, sock)
 	case Unix:
 		if l.TLS != nil {
 			return errors.New("unix sockets take no TLS")
 		}
-		ln = listeners.NewUnixSock(cfg)
+		// Only a stale socket is removed, never another kind of file.
+		if fi, err := os.Lstat(l.Address); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			os.Remove(l.Address)
+		}
+		sock, err := net.Listen("unix", l.Address)
+		if err != nil {
+			return err
+		}
+		// Local clients only, but not every local user: owner and group.
+		if err := os.Chmod(l.Address, 0o660); err != nil {
+			sock.Close()
+			return err
+		}
+		return b.serve(l, sock)
 	default:
 		return fmt.Errorf("unknown listener kind %q", l.Kind)
 	}
-	if err := b.srv.AddListener(ln); err != nil {
+}
+
+// serve hands a socket Lintel owns to mochi, behind the gate (and TLS).
+func (b *Broker) serve(l Listener, sock net.Listener) error {
+	var ln net.Listener = &gatedListener{Listener: sock, g: b.gate}
+	if l.TLS != nil {
+		ln = tls.NewListener(ln, l.TLS)
+	}
+	var ml listeners.Listener = listeners.NewNet(l.Name, ln)
+	if l.Kind == Websocket {
+		ml = newWSListener(l.Name, ln, l.TLS != nil, b.gate, b.log)
+	}
+	if err := b.srv.AddListener(ml); err != nil {
+		sock.Close()
 		return err
 	}
-	if l.Kind == Unix {
-		// Local clients only, but not every local user: owner and group.
-		if err := os.Chmod(l.Address, 0o660); err != nil {
-			return err
-		}
-	}
+	b.sockets = append(b.sockets, sock)
 	b.auth.certUsers[l.Name] = l.CertUsers
 	return nil
 }
@@ -252,23 +300,26 @@ func requireLoopback(address string) error {
 // Start accepts clients.
 func (b *Broker) Start() error { return b.srv.Serve() }
 
-// Close disconnects every client and closes the listeners. It stops
-// accepting first and gives connections accepted a moment earlier time to
-// register: mochi's Close waits on a WaitGroup that its accept goroutines
-// Add to, and a connection arriving during Close races with that Wait.
+// Close stops accepting, closes every connection at once (including ones
+// that never sent CONNECT) and stops the broker. Later calls return the
+// first call's result.
 func (b *Broker) Close() error {
-	for _, s := range b.sockets {
-		s.Close()
-	}
-	if len(b.sockets) > 0 {
-		time.Sleep(20 * time.Millisecond)
-	}
-	err := b.srv.Close()
-	if b.fwd != nil {
-		b.closeMu.Do(func() { close(b.fwd.stop) })
-		<-b.fwd.stopped
-	}
-	return err
+	b.closeOnce.Do(func() {
+		for _, s := range b.sockets {
+			s.Close()
+		}
+		b.gate.close()
+		// mochi's Close waits on a WaitGroup that each connection's
+		// goroutine Adds to before its first read: let every connection
+		// already handed over get there, so the Add cannot race the Wait.
+		b.gate.waitHandedOver(time.Second)
+		b.closeErr = b.srv.Close()
+		if b.fwd != nil {
+			close(b.fwd.stop)
+			<-b.fwd.stopped
+		}
+	})
+	return b.closeErr
 }
 
 // Addr returns the bound address of a listener (useful with port 0).
@@ -328,7 +379,11 @@ func (b *Broker) Subscribe(filter string, fn func(topic string, payload []byte))
 }
 
 // Counters returns what the broker refused so far.
-func (b *Broker) Counters() Counters { return b.auth.counters() }
+func (b *Broker) Counters() Counters {
+	c := b.auth.counters()
+	c.SubscribeRefused = b.subs.refused.Load()
+	return c
+}
 
 // SetAuth replaces the users and the ACL (a configuration reload); clients
 // already connected keep their session, and every later check uses the new

@@ -26,6 +26,7 @@ type fakeSpool struct {
 	release  chan struct{} // nil: Append returns at once
 	fail     error
 	last     chan struct{} // the previous AppendAsync's completion
+	async    int           // AppendAsync calls
 }
 
 func (s *fakeSpool) Append(ctx context.Context, recs ...buffer.Record) error {
@@ -50,6 +51,7 @@ func (s *fakeSpool) Append(ctx context.Context, recs ...buffer.Record) error {
 func (s *fakeSpool) AppendAsync(ctx context.Context, done func(error), recs ...buffer.Record) error {
 	s.mu.Lock()
 	prev := s.last
+	s.async++
 	next := make(chan struct{})
 	s.last = next
 	s.mu.Unlock()

@@ -241,6 +241,8 @@ func readPacket(t *testing.T, conn net.Conn, r *bufio.Reader) packets.Packet {
 		err = pk.ConnackDecode(body)
 	case packets.Puback:
 		err = pk.PubackDecode(body)
+	case packets.Suback:
+		err = pk.SubackDecode(body)
 	}
 	if err != nil {
 		t.Fatal(err)

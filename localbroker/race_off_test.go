@@ -1,0 +1,5 @@
+//go:build !race
+
+package localbroker
+
+const raceEnabled = false
