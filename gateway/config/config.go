@@ -244,6 +244,17 @@ type Buffer struct {
 // Duration is a Go duration string in YAML ("500ms", "5m").
 type Duration time.Duration
 
+// UnmarshalYAML decodes the value as a plain string, then parses it.
+// goccy/go-yaml prefers this to UnmarshalText, which it serves by
+// re-formatting the whole file for every value: quadratic in the file size.
+func (d *Duration) UnmarshalYAML(decode func(any) error) error {
+	var s string
+	if err := decode(&s); err != nil {
+		return err
+	}
+	return d.UnmarshalText([]byte(s))
+}
+
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (d *Duration) UnmarshalText(b []byte) error {
 	v, err := time.ParseDuration(string(b))
@@ -266,6 +277,16 @@ var sizeUnits = []struct {
 }{
 	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
 	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1},
+}
+
+// UnmarshalYAML decodes the value as a plain string, then parses it (see
+// Duration.UnmarshalYAML for why).
+func (s *Size) UnmarshalYAML(decode func(any) error) error {
+	var text string
+	if err := decode(&text); err != nil {
+		return err
+	}
+	return s.UnmarshalText([]byte(text))
 }
 
 // UnmarshalText implements encoding.TextUnmarshaler.

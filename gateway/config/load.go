@@ -234,6 +234,7 @@ type walker struct {
 	file     string
 	lines    map[string]int
 	problems Problems
+	fields   map[reflect.Type]map[string]reflect.StructField // yamlFields, once per type
 }
 
 func (w *walker) problem(line int, path, format string, args ...any) {
@@ -302,7 +303,14 @@ func (w *walker) walk(n ast.Node, t reflect.Type, path string) {
 			w.problem(line, path, "want a mapping of keys, got %s", describe(n))
 			return
 		}
-		fields := yamlFields(t)
+		fields, ok := w.fields[t]
+		if !ok {
+			fields = yamlFields(t)
+			if w.fields == nil {
+				w.fields = map[reflect.Type]map[string]reflect.StructField{}
+			}
+			w.fields[t] = fields
+		}
 		seen := map[string]bool{}
 		for _, kv := range m.Values {
 			key := kv.Key.GetToken().Value
