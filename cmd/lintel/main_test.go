@@ -161,3 +161,28 @@ func TestModbusCommissioning(t *testing.T) {
 		t.Fatalf("scan: %v\n%s", err, out)
 	}
 }
+
+// TestCheckPlanKeepsUnitZero: `unit: 0` is a real unit id; only a missing
+// unit defaults to 1 (issue 12 item 11).
+func TestCheckPlanKeepsUnitZero(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lintel.yaml")
+	cfg := `gateway: {id: gw1}
+buses:
+  - {name: plant, type: modbus-tcp, address: 127.0.0.1:502}
+devices:
+  - {name: zero, bus: plant, unit: 0, points: [{name: v, table: holding, address: 1, type: uint16}]}
+  - {name: unset, bus: plant, points: [{name: v, table: holding, address: 1, type: uint16}]}
+`
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, err := run(t, "", "check", "--plan", "--config", path)
+	if err != nil {
+		t.Fatalf("check: %v\n%s", err, stderr)
+	}
+	for _, want := range []string{"zero (unit 0,", "unset (unit 1,"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("plan lacks %q:\n%s", want, stdout)
+		}
+	}
+}

@@ -117,9 +117,11 @@ type Bus struct {
 // Device is one device on a bus: Modbus devices have points, serial-line
 // devices have events, requests and commands.
 type Device struct {
-	Name    string   `yaml:"name"`
-	Bus     string   `yaml:"bus"`
-	Unit    int      `yaml:"unit"`
+	Name string `yaml:"name"`
+	Bus  string `yaml:"bus"`
+	// Unit is the Modbus unit id; nil (not given) means 1. 0 is kept: it
+	// is a real id, often the only one a Modbus TCP device answers to.
+	Unit    *int     `yaml:"unit"`
 	Poll    Duration `yaml:"poll"`
 	Profile string   `yaml:"profile"` // a file of reusable points, before Points
 	Points  []Point  `yaml:"points"`
@@ -129,6 +131,14 @@ type Device struct {
 	Events       []Event   `yaml:"events"`
 	Requests     []Request `yaml:"requests"`
 	Commands     []Command `yaml:"commands"`
+}
+
+// UnitID is the device's Modbus unit id: Unit, or DefaultUnit when unset.
+func (d Device) UnitID() uint8 {
+	if d.Unit == nil {
+		return DefaultUnit
+	}
+	return uint8(*d.Unit)
 }
 
 // Event turns matching serial-line frames into events or state points.
@@ -317,6 +327,7 @@ const (
 	DefaultPoll           = 5 * time.Second
 	DefaultTimeout        = time.Second
 	DefaultBaud           = 9600
+	DefaultUnit           = 1
 	DefaultMaxInflight    = 64
 	DefaultBufferBytes    = 512 << 20
 	DefaultCommitInterval = 200 * time.Millisecond
@@ -382,8 +393,8 @@ func (c *Config) ensureDefaults() {
 		if d.Poll == 0 {
 			d.Poll = Duration(DefaultPoll)
 		}
-		if d.Unit == 0 {
-			d.Unit = 1
+		if d.Unit == nil {
+			d.Unit = new(DefaultUnit)
 		}
 	}
 	if u := c.Uplink; u != nil {

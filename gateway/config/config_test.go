@@ -169,3 +169,30 @@ func TestValidFilter(t *testing.T) {
 		}
 	}
 }
+
+func TestUnitZeroKeptUnsetDefaultsToOne(t *testing.T) {
+	cfg, err := Parse([]byte(`gateway: {id: gw1}
+buses: [{name: plant, type: modbus-tcp, address: 127.0.0.1:502}]
+devices:
+  - {name: zero, bus: plant, unit: 0, points: [{name: v, table: holding, address: 1, type: uint16}]}
+  - {name: unset, bus: plant, points: [{name: v, table: holding, address: 1, type: uint16}]}
+`), "units.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Devices[0].UnitID(); got != 0 {
+		t.Errorf("unit: 0 became %d", got)
+	}
+	if got := cfg.Devices[1].UnitID(); got != 1 {
+		t.Errorf("missing unit became %d, want 1", got)
+	}
+	_, err = Parse([]byte(`gateway: {id: gw1}
+buses: [{name: plant, type: modbus-tcp, address: 127.0.0.1:502}]
+devices:
+  - {name: d, bus: plant, unit: 248, points: [{name: v, table: holding, address: 1, type: uint16}]}
+`), "units.yaml")
+	var ps Problems
+	if !errors.As(err, &ps) || len(ps) != 1 || ps[0].Error() != "units.yaml:4: devices[0].unit: unit id 248 is out of range 0-247" {
+		t.Fatalf("unit 248: %v", err)
+	}
+}

@@ -181,8 +181,8 @@ func (cfg *Config) validate() Problems {
 		if d.MaxGap < 0 || d.MaxGap > 100 {
 			c.add(p+".max_gap", "%d; want 0 to 100", d.MaxGap)
 		}
-		if d.Unit < 0 || d.Unit > 247 {
-			c.add(p+".unit", "unit id %d is out of range 0-247", d.Unit)
+		if d.Unit != nil && (*d.Unit < 0 || *d.Unit > 247) {
+			c.add(p+".unit", "unit id %d is out of range 0-247", *d.Unit)
 		}
 		if d.Poll.D() < 50*time.Millisecond {
 			c.add(p+".poll", "%v is too short; want at least 50ms", d.Poll.D())
