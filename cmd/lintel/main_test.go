@@ -186,3 +186,27 @@ devices:
 		}
 	}
 }
+
+// TestCheckWarnsOnUnsignedDoor: check accepts the file (exit 0) but warns,
+// with the line, about an unsigned write that looks like a door.
+func TestCheckWarnsOnUnsignedDoor(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lintel.yaml")
+	cfg := `gateway: {id: gw1}
+buses: [{name: plant, type: modbus-tcp, address: 127.0.0.1:502}]
+devices:
+  - name: io
+    bus: plant
+    points:
+      - {name: door_1_release, table: coil, address: 0, type: bool, writable: true, unsigned_writes: true}
+`
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, err := run(t, "", "check", "--config", path)
+	if err != nil {
+		t.Fatalf("check: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stdout, "warning: "+path+`:7: devices[0].points[0].unsigned_writes: point "io/door_1_release" is written without a signature`) {
+		t.Fatalf("no warning with the line:\n%s", stdout)
+	}
+}

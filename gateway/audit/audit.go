@@ -55,6 +55,7 @@ const (
 	CheckPrivacy     = "privacy"
 	CheckSigners     = "command-signers"
 	CheckMetrics     = "metrics-address"
+	CheckUnsigned    = "unsigned-writes"
 )
 
 // Options describe the machine the gateway runs on.
@@ -87,6 +88,7 @@ func Run(cfg *config.Config, problems config.Problems, opts Options) []Finding {
 	a.dataDir()
 	a.privacy()
 	a.signers()
+	a.unsigned()
 	a.metrics()
 	return a.findings
 }
@@ -339,18 +341,26 @@ func (a *auditor) metrics() {
 	}
 }
 
-// signers: critical points and commands need signer keys that load.
+// signers: critical points and commands need signer keys that load; so do
+// all other writable targets not marked unsigned_writes, but for them a
+// missing key is a warning (writes are refused, nothing is exposed).
 func (a *auditor) signers() {
-	var critical []string
+	var critical, signed []string
 	for _, d := range a.cfg.Devices {
 		for _, p := range d.Points {
-			if p.Critical {
+			switch {
+			case p.Critical:
 				critical = append(critical, d.Name+"/"+p.Name)
+			case p.Writable && !p.UnsignedWrites:
+				signed = append(signed, d.Name+"/"+p.Name)
 			}
 		}
 		for _, c := range d.Commands {
-			if c.Critical {
+			switch {
+			case c.Critical:
 				critical = append(critical, d.Name+"/"+c.Name)
+			case !c.UnsignedWrites:
+				signed = append(signed, d.Name+"/"+c.Name)
 			}
 		}
 	}
@@ -358,9 +368,14 @@ func (a *auditor) signers() {
 	if a.cfg.Uplink != nil {
 		signers = a.cfg.Uplink.Commands.Signers
 	}
+	const keygen = "create a key with `lintel keygen --out ops` offline and list ops.pub under uplink.commands.signers"
 	if len(critical) > 0 && len(signers) == 0 {
-		a.add(CheckSigners, Fail, fmt.Sprintf("critical targets (%s) but no uplink.commands.signers: they can never be commanded", strings.Join(critical, ", ")),
-			"create a key with `lintel keygen --out ops` offline and list ops.pub under uplink.commands.signers")
+		a.add(CheckSigners, Fail, fmt.Sprintf("critical targets (%s) but no uplink.commands.signers: they can never be commanded", strings.Join(critical, ", ")), keygen)
+		return
+	}
+	if len(signed) > 0 && len(signers) == 0 {
+		a.add(CheckSigners, Warn, fmt.Sprintf("writable targets (%s) need signed commands but there are no uplink.commands.signers: every write to them is refused", strings.Join(signed, ", ")),
+			keygen+", or mark a target unsigned_writes: true if unsigned writes to it are acceptable")
 		return
 	}
 	ok := true
@@ -371,7 +386,30 @@ func (a *auditor) signers() {
 		}
 	}
 	if ok {
-		a.add(CheckSigners, Pass, fmt.Sprintf("%d critical target(s), %d signer key(s); unsigned, expired and replayed commands are refused", len(critical), len(signers)), "")
+		a.add(CheckSigners, Pass, fmt.Sprintf("%d critical and %d other signed target(s), %d signer key(s); unsigned, expired and replayed commands are refused", len(critical), len(signed), len(signers)), "")
+	}
+}
+
+// unsigned fails on every target written without a signature whose name,
+// device, labels or table suggest a door, lock, alarm or relay.
+func (a *auditor) unsigned() {
+	var accepted []string
+	bad := false
+	for _, t := range a.cfg.UnsignedTargets() {
+		if t.DoorLike == "" {
+			accepted = append(accepted, t.Device+"/"+t.Name)
+			continue
+		}
+		bad = true
+		a.add(CheckUnsigned, Fail, fmt.Sprintf("%s %q is written without a signature (%s.unsigned_writes), and %s: anyone who can publish its command topic can operate it",
+			t.Kind, t.Device+"/"+t.Name, t.Path, t.DoorLike), "remove unsigned_writes so that writes need a signed command (`lintel sign`)")
+	}
+	switch {
+	case bad:
+	case len(accepted) > 0:
+		a.add(CheckUnsigned, Pass, fmt.Sprintf("unsigned writes only to targets that look like no door, lock, alarm or relay: %s; every other write needs a signature", strings.Join(accepted, ", ")), "")
+	default:
+		a.add(CheckUnsigned, Pass, "no target is marked unsigned_writes: every write needs a signed command", "")
 	}
 }
 

@@ -202,6 +202,13 @@ func (cfg *Config) validate() Problems {
 		}
 	}
 
+	for _, ut := range cfg.UnsignedTargets() {
+		if ut.DoorLike != "" {
+			c.warn(ut.Path+".unsigned_writes", "%s %q is written without a signature, and %s; remove unsigned_writes so that writes need a signed command (`lintel audit` fails on this)",
+				ut.Kind, ut.Device+"/"+ut.Name, ut.DoorLike)
+		}
+	}
+
 	if u := cfg.Uplink; u != nil {
 		if err := uplink.CheckBroker(u.Broker); err != nil {
 			c.add("uplink.broker", "%v", err)
@@ -345,6 +352,9 @@ func (c *checker) serialDevice(p string, d Device) {
 		if _, err := regexp.Compile(cmd.Expect); err != nil {
 			c.add(cp+".expect", "invalid pattern: %v", err)
 		}
+		if cmd.UnsignedWrites && cmd.Critical {
+			c.add(cp+".unsigned_writes", "critical and unsigned_writes contradict: a critical command always needs a signature; remove one")
+		}
 	}
 }
 
@@ -404,6 +414,12 @@ func (c *checker) point(path string, pt Point) {
 	}
 	if (pt.Critical || pt.Min != nil || pt.Max != nil) && !pt.Writable {
 		c.add(path+".writable", "critical, min and max apply to writable points; set writable: true or remove them")
+	}
+	if pt.UnsignedWrites && !pt.Writable {
+		c.add(path+".unsigned_writes", "unsigned_writes applies to writable points; set writable: true or remove it")
+	}
+	if pt.UnsignedWrites && pt.Critical {
+		c.add(path+".unsigned_writes", "critical and unsigned_writes contradict: a critical point always needs a signed command; remove one")
 	}
 	if pt.Writable && table != modbus.Coil && table != modbus.Holding {
 		c.add(path+".writable", "table %q is read-only; only coil and holding points can be writable", pt.Table)
