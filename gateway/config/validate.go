@@ -219,8 +219,11 @@ func (cfg *Config) validate() Problems {
 		for i, f := range u.Forward {
 			c.filter(fmt.Sprintf("uplink.forward[%d]", i), f)
 		}
-		if strings.ContainsAny(u.TopicPrefix, "+#") {
-			c.add("uplink.topic_prefix", "prefix %q must not contain wildcards", u.TopicPrefix)
+		switch {
+		case strings.ContainsAny(u.TopicPrefix, "+#\x00"):
+			c.add("uplink.topic_prefix", "prefix %q must not contain wildcards or NUL", u.TopicPrefix)
+		case strings.HasPrefix(u.TopicPrefix, "$"):
+			c.add("uplink.topic_prefix", "prefix %q must not start with \"$\": such topics are the broker's own ($SYS, $share)", u.TopicPrefix)
 		}
 		if ttl := u.Commands.MaxTTL.D(); ttl < 0 || ttl > time.Hour {
 			c.add("uplink.commands.max_ttl", "%v; want up to 1h (a signed command stays usable this long)", ttl)
@@ -298,12 +301,18 @@ func (c *checker) serialDevice(p string, d Device) {
 			}
 		}
 		if e.Point != "" {
+			fieldsOK := true
 			for _, m := range placeholderRE.FindAllStringSubmatch(e.Point, -1) {
 				if !groups[m[1]] {
+					fieldsOK = false
 					c.add(ep+".point", "template uses {%s}, which the pattern does not capture", m[1])
 				} else if r := e.Privacy[m[1]]; r != "" && r != "keep" {
+					fieldsOK = false
 					c.add(ep+".point", "template uses {%s}, which is %s: personal data must not end up in a topic", m[1], r)
 				}
+			}
+			if p := checkTopicTemplate(re, e.Point); fieldsOK && p != nil {
+				c.add(ep+"."+p.key, "%s", p.msg)
 			}
 			if !groups[e.Value] {
 				c.add(ep+".value", "the state value must be a captured field; %q is not", e.Value)
