@@ -132,6 +132,7 @@ devices:
 		CheckSigners:     {"door/unlock", "no uplink.commands.signers"},
 		CheckMetrics:     {"0.0.0.0:9108"},
 		CheckUnsigned:    {`command "door/release" is written without a signature`},
+		CheckTrustFiles:  {"lintel.yaml belongs to uid", "neither root nor the service user (uid 0)"},
 	}
 	for check, fragments := range want {
 		var reasons []string
