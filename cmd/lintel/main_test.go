@@ -210,3 +210,37 @@ devices:
 		t.Fatalf("no warning with the line:\n%s", stdout)
 	}
 }
+
+func TestCheckSampleWarnsOnNames(t *testing.T) {
+	dir := t.TempDir()
+	path, log := filepath.Join(dir, "lintel.yaml"), filepath.Join(dir, "serial.log")
+	cfg := `gateway: {id: gw1}
+buses: [{name: doors, type: serial-line, port: /dev/ttyUSB1}]
+devices:
+  - name: front-door
+    bus: doors
+    events:
+      - {name: visit, match: '^VISIT (?P<door>\d+) WHO=(?P<who>.*)$'}
+`
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(log, []byte("VISIT 1 WHO=visitor\r\nVISIT 2 WHO=Jane Doe\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, err := run(t, "", "check", "--config", path)
+	if err != nil || strings.Contains(stdout, "warning") {
+		t.Fatalf("without a sample: %v %s %s", err, stdout, stderr)
+	}
+	stdout, stderr, err = run(t, "", "check", "--config", path, "--sample", log)
+	if err != nil {
+		t.Fatalf("check: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stdout, "warning: "+path+`:7: devices[0].events[0].match: field "who" holds values that look like a person's name`) ||
+		!strings.Contains(stdout, "first line 2") || !strings.HasSuffix(stdout, "ok\n") {
+		t.Fatalf("no warning naming the field and the sample line:\n%s", stdout)
+	}
+	if _, _, err := run(t, "", "check", "--config", path, "--sample", filepath.Join(dir, "missing.log")); err == nil {
+		t.Fatal("a missing sample file passed")
+	}
+}

@@ -25,6 +25,15 @@ type Config struct {
 	// Warnings are doubts that do not stop the gateway, e.g. a captured
 	// field that looks personal but has no privacy rule.
 	Warnings Problems `yaml:"-"`
+
+	lines map[string]int // key path → line in File, for later messages
+}
+
+// lineOf is the line in File of a key path or of its nearest ancestor, 0
+// when unknown (a config not read from a file).
+func (c *Config) lineOf(path string) int {
+	w := walker{lines: c.lines}
+	return w.lineOf(path)
 }
 
 // Privacy holds the site key that pseudonymizes personal fields.

@@ -104,7 +104,7 @@ func parse(data []byte, name string) (*Config, Problems, error) {
 	if err := yaml.NodeToValue(root, cfg); err != nil {
 		return nil, nil, Problems{{File: name, Line: errorLine(err), Msg: yamlMessage(err)}}
 	}
-	cfg.File = name
+	cfg.File, cfg.lines = name, w.lines
 	if ps := cfg.loadProfiles(); len(ps) > 0 {
 		return nil, nil, ps
 	}
