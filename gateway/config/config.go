@@ -241,6 +241,12 @@ type Uplink struct {
 	TopicPrefix string    `yaml:"topic_prefix"`
 	MaxInflight int       `yaml:"max_inflight"`
 	Commands    Commands  `yaml:"commands"`
+	// AckTimeout: a PUBACK later than this ends the session (default 30s).
+	AckTimeout Duration `yaml:"ack_timeout"`
+	// DeadLetterAfter: a record the broker refuses, or that ends the
+	// session, this many times in a row is moved aside so that delivery
+	// goes on (default 3).
+	DeadLetterAfter int `yaml:"dead_letter_after"`
 }
 
 // Commands configures the command gate.
@@ -345,6 +351,8 @@ const (
 	DefaultBaud           = 9600
 	DefaultUnit           = 1
 	DefaultMaxInflight    = 64
+	DefaultAckTimeout     = 30 * time.Second
+	DefaultDeadLetter     = 3
 	DefaultBufferBytes    = 512 << 20
 	DefaultCommitInterval = 200 * time.Millisecond
 )
@@ -419,6 +427,12 @@ func (c *Config) ensureDefaults() {
 		}
 		if u.MaxInflight == 0 {
 			u.MaxInflight = DefaultMaxInflight
+		}
+		if u.AckTimeout == 0 {
+			u.AckTimeout = Duration(DefaultAckTimeout)
+		}
+		if u.DeadLetterAfter == 0 {
+			u.DeadLetterAfter = DefaultDeadLetter
 		}
 	}
 	if c.Privacy.KeyFile == "" {

@@ -196,3 +196,38 @@ devices:
 		t.Fatalf("unit 248: %v", err)
 	}
 }
+
+func TestUplinkAckTimeoutAndDeadLetter(t *testing.T) {
+	doc := func(extra string) []byte {
+		return []byte(`gateway: {id: gw1}
+uplink:
+  broker: mqtts://cloud.example.com:8883
+  tls: {ca_file: ca.pem, cert_file: gw.pem, key_file: gw.key}
+` + extra)
+	}
+	cfg, err := Parse(doc(""), "u.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Uplink.AckTimeout.D() != 30*time.Second || cfg.Uplink.DeadLetterAfter != 3 {
+		t.Fatalf("defaults: ack_timeout %v, dead_letter_after %d; want 30s, 3", cfg.Uplink.AckTimeout.D(), cfg.Uplink.DeadLetterAfter)
+	}
+	cfg, err = Parse(doc("  ack_timeout: 5s\n  dead_letter_after: 7\n"), "u.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Uplink.AckTimeout.D() != 5*time.Second || cfg.Uplink.DeadLetterAfter != 7 {
+		t.Fatalf("set: %v, %d", cfg.Uplink.AckTimeout.D(), cfg.Uplink.DeadLetterAfter)
+	}
+	_, err = Parse(doc("  ack_timeout: 0s\n  dead_letter_after: 0\n"), "u.yaml")
+	var ps Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("zeros accepted: %v", err)
+	}
+	wantProblems(t, ps, `5|uplink.ack_timeout|0s; want 1s to 10m`, `6|uplink.dead_letter_after|0; want 1 to 100`)
+	_, err = Parse(doc("  ack_timeout: 11m\n  dead_letter_after: 101\n"), "u.yaml")
+	if !errors.As(err, &ps) {
+		t.Fatalf("out of range accepted: %v", err)
+	}
+	wantProblems(t, ps, `5|uplink.ack_timeout|11m0s; want 1s to 10m`, `6|uplink.dead_letter_after|101; want 1 to 100`)
+}

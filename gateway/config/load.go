@@ -108,8 +108,9 @@ func parse(data []byte, name string) (*Config, Problems, error) {
 	if ps := cfg.loadProfiles(); len(ps) > 0 {
 		return nil, nil, ps
 	}
+	explicit := cfg.explicitZeros(w.lines)
 	cfg.ensureDefaults()
-	ps := cfg.validate()
+	ps := append(explicit, cfg.validate()...)
 	for _, list := range []Problems{ps, cfg.Warnings} {
 		for i := range list {
 			list[i].File, list[i].Line = name, w.lineOf(list[i].Path)
@@ -117,6 +118,24 @@ func parse(data []byte, name string) (*Config, Problems, error) {
 	}
 	cfg.resolvePaths()
 	return cfg, ps, nil
+}
+
+// explicitZeros reports keys written as 0 whose 0 would otherwise be
+// replaced by a default, so that a 0 is never silently read as something
+// else (as unit: 0 once was).
+func (c *Config) explicitZeros(lines map[string]int) Problems {
+	u := c.Uplink
+	if u == nil {
+		return nil
+	}
+	var ps Problems
+	if _, given := lines["uplink.ack_timeout"]; given && u.AckTimeout == 0 {
+		ps = append(ps, Problem{Path: "uplink.ack_timeout", Msg: "0s; want 1s to 10m"})
+	}
+	if _, given := lines["uplink.dead_letter_after"]; given && u.DeadLetterAfter == 0 {
+		ps = append(ps, Problem{Path: "uplink.dead_letter_after", Msg: "0; want 1 to 100"})
+	}
+	return ps
 }
 
 // loadProfiles reads each device's profile (relative to the config file) and

@@ -231,6 +231,12 @@ func (cfg *Config) validate() Problems {
 		if u.MaxInflight < 1 || u.MaxInflight > 65535 {
 			c.add("uplink.max_inflight", "%d is out of range 1-65535", u.MaxInflight)
 		}
+		if t := u.AckTimeout.D(); t < time.Second || t > 10*time.Minute {
+			c.add("uplink.ack_timeout", "%v; want 1s to 10m", t)
+		}
+		if n := u.DeadLetterAfter; n < 1 || n > 100 {
+			c.add("uplink.dead_letter_after", "%d; want 1 to 100", n)
+		}
 	}
 
 	if cfg.Buffer.MaxBytes < 1<<20 {
