@@ -504,8 +504,8 @@ func (a *auditor) unsigned() {
 			continue
 		}
 		bad = true
-		a.add(CheckUnsigned, Fail, fmt.Sprintf("%s %q is written without a signature (%s.unsigned_writes), and %s: anyone who can publish its command topic can operate it",
-			t.Kind, t.Device+"/"+t.Name, t.Path, t.DoorLike), "remove unsigned_writes so that writes need a signed command (`lintel sign`)")
+		a.add(CheckUnsigned, Fail, fmt.Sprintf("%s %q is written without a signature (%s), and %s: anyone who can publish its command topic can operate it",
+			t.Kind, t.Device+"/"+t.Name, t.Where, t.DoorLike), "remove unsigned_writes so that writes need a signed command (`lintel sign`)")
 	}
 	switch {
 	case bad:

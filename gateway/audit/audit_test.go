@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -187,7 +188,8 @@ func TestUnsignedDoorWritesFail(t *testing.T) {
 			fails = append(fails, f.Reason)
 		}
 	}
-	if len(fails) != 1 || !strings.Contains(fails[0], `point "ahu-1/door_2_release" is written without a signature`) {
+	line := 1 + strings.Count(text[:strings.Index(text, "door_2_release")], "\n")
+	if len(fails) != 1 || !strings.Contains(fails[0], fmt.Sprintf(`point "ahu-1/door_2_release" is written without a signature (%s:%d: devices[0].points[3].unsigned_writes)`, path, line)) {
 		t.Fatalf("unsigned-writes FAILs %q, want exactly door_2_release", fails)
 	}
 	if got := Failed(findings); len(got) != 1 || got[0] != CheckUnsigned {

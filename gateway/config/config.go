@@ -140,6 +140,11 @@ type Device struct {
 	Events       []Event   `yaml:"events"`
 	Requests     []Request `yaml:"requests"`
 	Commands     []Command `yaml:"commands"`
+
+	// The first fromProfile Points came from this profile file, whose
+	// lines messages about them name.
+	fromProfile int
+	profile     *Profile
 }
 
 // UnitID is the device's Modbus unit id: Unit, or DefaultUnit when unset.
@@ -225,6 +230,9 @@ type Profile struct {
 	Points       []Point `yaml:"points"`
 	MaxRegisters int     `yaml:"max_registers"`
 	MaxGap       int     `yaml:"max_gap"`
+
+	file  string
+	lines map[string]int // key path → line in file
 }
 
 // Report controls when a reading is published.

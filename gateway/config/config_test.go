@@ -231,3 +231,37 @@ uplink:
 	}
 	wantProblems(t, ps, `5|uplink.ack_timeout|11m0s; want 1s to 10m`, `6|uplink.dead_letter_after|101; want 1 to 100`)
 }
+
+// TestProfilePointProblemsPointAtTheProfile: a point from a profile is
+// reported at its line in the profile, a device's own point at its own
+// line and index (profile points come first in Device.Points).
+func TestProfilePointProblemsPointAtTheProfile(t *testing.T) {
+	_, err := Load("testdata/profile-problems.yaml")
+	var ps Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("accepted: %v", err)
+	}
+	msg := ps.Error()
+	for _, want := range []string{
+		`testdata/profiles/mixed.yaml:3: points[1].type: type bool needs table coil or discrete, not "input" (or a bit: 0-15 of the register) (in device "m")`,
+		`testdata/profile-problems.yaml:8: devices[0].points[0].type: unknown type "flaot"`,
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("missing %s\ngot:\n%s", want, msg)
+		}
+	}
+	if len(ps) != 2 {
+		t.Errorf("got %d problems, want 2:\n%s", len(ps), msg)
+	}
+	cfg, _, err := LoadForAudit("testdata/profile-problems.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const where = "testdata/profiles/mixed.yaml:4: points[2].unsigned_writes"
+	if u := cfg.UnsignedTargets(); len(u) != 1 || u[0].Where != where {
+		t.Errorf("unsigned targets %+v, want one at %s", u, where)
+	}
+	if len(cfg.Warnings) != 1 || !strings.HasPrefix(cfg.Warnings[0].Error(), where+`: point "m/door_release" is written without a signature`) {
+		t.Errorf("warnings %v", cfg.Warnings)
+	}
+}

@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/goccy/go-yaml"
@@ -113,11 +115,36 @@ func parse(data []byte, name string) (*Config, Problems, error) {
 	ps := append(explicit, cfg.validate()...)
 	for _, list := range []Problems{ps, cfg.Warnings} {
 		for i := range list {
-			list[i].File, list[i].Line = name, w.lineOf(list[i].Path)
+			cfg.locate(&list[i])
 		}
 	}
 	cfg.resolvePaths()
 	return cfg, ps, nil
+}
+
+// pointPathRE splits a key path inside a device's point.
+var pointPathRE = regexp.MustCompile(`^devices\[(\d+)\]\.points\[(\d+)\](.*)$`)
+
+// locate sets a problem's file and line from its key path. Points that came
+// from a profile are reported in the profile file (with the device named),
+// a device's own points at their index in the config.
+func (c *Config) locate(p *Problem) {
+	p.File = c.File
+	if m := pointPathRE.FindStringSubmatch(p.Path); m != nil {
+		i, _ := strconv.Atoi(m[1])
+		j, _ := strconv.Atoi(m[2])
+		if i < len(c.Devices) && c.Devices[i].profile != nil {
+			d := c.Devices[i]
+			if j < d.fromProfile {
+				p.File, p.Path = d.profile.file, fmt.Sprintf("points[%d]%s", j, m[3])
+				p.Line = (&walker{lines: d.profile.lines}).lineOf(p.Path)
+				p.Msg += fmt.Sprintf(" (in device %q)", d.Name)
+				return
+			}
+			p.Path = fmt.Sprintf("devices[%d].points[%d]%s", i, j-d.fromProfile, m[3])
+		}
+	}
+	p.Line = c.lineOf(p.Path)
 }
 
 // explicitZeros reports keys written as 0 whose 0 would otherwise be
@@ -164,6 +191,7 @@ func (c *Config) loadProfiles() Problems {
 			continue
 		}
 		d.Points = append(append([]Point(nil), p.Points...), d.Points...)
+		d.fromProfile, d.profile = len(p.Points), p
 		if d.MaxRegisters == 0 {
 			d.MaxRegisters = p.MaxRegisters
 		}
@@ -192,7 +220,7 @@ func LoadProfile(path string) (*Profile, Problems) {
 	if len(w.problems) > 0 {
 		return nil, w.problems
 	}
-	p := &Profile{}
+	p := &Profile{file: path, lines: w.lines}
 	if err := yaml.NodeToValue(file.Docs[0].Body, p); err != nil {
 		return nil, Problems{{File: path, Line: errorLine(err), Msg: yamlMessage(err)}}
 	}

@@ -11,7 +11,11 @@ import (
 // UnsignedTarget is a writable point or a serial-line command that the
 // config lets be written without a signature (unsigned_writes: true).
 type UnsignedTarget struct {
-	Path   string // e.g. devices[1].points[3]
+	Path string // e.g. devices[1].points[3]
+	// Where is the file, line and key path of its unsigned_writes key, e.g.
+	// "/etc/lintel/profiles/io.yaml:4: points[2].unsigned_writes" for a
+	// point from a profile.
+	Where  string
 	Kind   string // "point" or "command"
 	Device string
 	Name   string
@@ -39,6 +43,11 @@ func (c *Config) UnsignedTargets() []UnsignedTarget {
 					Device: d.Name, Name: cmd.Name, DoorLike: commandDoorLike(d, cmd)})
 			}
 		}
+	}
+	for i := range out {
+		p := Problem{Path: out[i].Path + ".unsigned_writes"}
+		c.locate(&p)
+		out[i].Where = fmt.Sprintf("%s:%d: %s", p.File, p.Line, p.Path)
 	}
 	return out
 }
