@@ -32,6 +32,39 @@ func TestEveryConfigParses(t *testing.T) {
 	}
 }
 
+// TestNoUnsignedDoorWrites: no shipped config or profile lets a door, lock,
+// alarm or relay be written without a signature.
+func TestNoUnsignedDoorWrites(t *testing.T) {
+	files, _ := filepath.Glob("*.yaml")
+	for _, f := range files {
+		if f == "nfpm.yaml" {
+			continue
+		}
+		cfg, err := config.Load(f)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for _, u := range cfg.UnsignedTargets() {
+			if u.DoorLike != "" {
+				t.Errorf("%s: %s %s/%s is unsigned and %s", f, u.Kind, u.Device, u.Name, u.DoorLike)
+			}
+		}
+	}
+	profiles, _ := filepath.Glob("profiles/*.yaml")
+	for _, f := range profiles {
+		p, ps := config.LoadProfile(f)
+		if len(ps) > 0 {
+			t.Fatalf("%s: %v", f, ps)
+		}
+		cfg := config.Config{Devices: []config.Device{{Name: "device", Points: p.Points}}}
+		for _, u := range cfg.UnsignedTargets() {
+			if u.DoorLike != "" {
+				t.Errorf("%s: point %s is unsigned and %s", f, u.Name, u.DoorLike)
+			}
+		}
+	}
+}
+
 func TestEveryProfileParses(t *testing.T) {
 	files, _ := filepath.Glob("profiles/*.yaml")
 	if len(files) < 3 {

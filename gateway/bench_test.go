@@ -46,7 +46,7 @@ func BenchmarkExampleBuilding(b *testing.B) {
 			cfg.Buses = append(cfg.Buses, config.Bus{Name: name, Type: "modbus-tcp", Address: srv.Addr, Timeout: config.Duration(time.Second), Retries: new(int)})
 			for d := range perBus {
 				unit := uint8(d + 1)
-				dev := config.Device{Name: fmt.Sprintf("dev-%d-%d", bi, d), Bus: name, Unit: int(unit), Poll: config.Duration(5 * time.Second)}
+				dev := config.Device{Name: fmt.Sprintf("dev-%d-%d", bi, d), Bus: name, Unit: new(int(unit)), Poll: config.Duration(5 * time.Second)}
 				for p := range points {
 					srv.SetHolding(unit, uint16(2*p), 0x41AC, uint16(p))
 					dev.Points = append(dev.Points, config.Point{Name: fmt.Sprintf("p%d", p), Table: "holding", Address: 2 * p, Type: "float32", Unit: "°C",

@@ -271,7 +271,7 @@ func newBus(b config.Bus, all []config.Device, log *slog.Logger) (*modbus.Bus, e
 		if d.Bus != b.Name {
 			continue
 		}
-		md := modbus.Device{Name: d.Name, Unit: uint8(d.Unit), Poll: d.Poll.D(), MaxRegisters: uint16(d.MaxRegisters), MaxGap: uint16(d.MaxGap)}
+		md := modbus.Device{Name: d.Name, Unit: d.UnitID(), Poll: d.Poll.D(), MaxRegisters: uint16(d.MaxRegisters), MaxGap: uint16(d.MaxGap)}
 		for _, p := range d.Points {
 			table, _ := modbus.ParseTable(p.Table) // validated by config
 			typ, _ := modbus.ParseType(p.Type)

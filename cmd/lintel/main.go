@@ -47,8 +47,11 @@ commands:
                                       run the gateway; it refuses to start when the audit
                                       fails, unless each failing check is overridden
   demo [--data-dir D] [--listen A]    simulated building, local broker and an mTLS cloud on loopback
-  check --config F [--plan]           check a config file and list every problem;
-                                      --plan prints each device's Modbus read requests
+  check --config F [--plan] [--sample LOG]
+                                      check a config file and list every problem;
+                                      --plan prints each device's Modbus read requests;
+                                      --sample runs the serial events over a captured log
+                                      and warns on published values that look like names
   modbus read|write|scan (--url U | --config F --bus B) [flags]
                                       commissioning: read or write one point, or find unit ids
   ports                               serial ports with USB ids and /dev/serial/by-id names
@@ -498,6 +501,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("check", stderr)
 	path := fs.String("config", "/etc/lintel/lintel.yaml", "config file")
 	plan := fs.Bool("plan", false, "print each device's Modbus read requests")
+	sample := fs.String("sample", "", "a captured serial log: warn on values of published fields that look like names or e-mail addresses")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -511,7 +515,22 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		}
 		return exitCode(1)
 	}
-	for _, w := range cfg.Warnings {
+	warnings := cfg.Warnings
+	if *sample != "" {
+		f, err := os.Open(*sample)
+		if err != nil {
+			fmt.Fprintln(stderr, "check:", err)
+			return exitCode(1)
+		}
+		ws, err := cfg.Sample(f, *sample)
+		f.Close()
+		if err != nil {
+			fmt.Fprintln(stderr, "check:", err)
+			return exitCode(1)
+		}
+		warnings = append(warnings, ws...)
+	}
+	for _, w := range warnings {
 		fmt.Fprintln(stdout, "warning:", w.Error())
 	}
 	if *plan {

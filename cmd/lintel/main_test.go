@@ -161,3 +161,86 @@ func TestModbusCommissioning(t *testing.T) {
 		t.Fatalf("scan: %v\n%s", err, out)
 	}
 }
+
+// TestCheckPlanKeepsUnitZero: `unit: 0` is a real unit id; only a missing
+// unit defaults to 1 (issue 12 item 11).
+func TestCheckPlanKeepsUnitZero(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lintel.yaml")
+	cfg := `gateway: {id: gw1}
+buses:
+  - {name: plant, type: modbus-tcp, address: 127.0.0.1:502}
+devices:
+  - {name: zero, bus: plant, unit: 0, points: [{name: v, table: holding, address: 1, type: uint16}]}
+  - {name: unset, bus: plant, points: [{name: v, table: holding, address: 1, type: uint16}]}
+`
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, err := run(t, "", "check", "--plan", "--config", path)
+	if err != nil {
+		t.Fatalf("check: %v\n%s", err, stderr)
+	}
+	for _, want := range []string{"zero (unit 0,", "unset (unit 1,"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("plan lacks %q:\n%s", want, stdout)
+		}
+	}
+}
+
+// TestCheckWarnsOnUnsignedDoor: check accepts the file (exit 0) but warns,
+// with the line, about an unsigned write that looks like a door.
+func TestCheckWarnsOnUnsignedDoor(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lintel.yaml")
+	cfg := `gateway: {id: gw1}
+buses: [{name: plant, type: modbus-tcp, address: 127.0.0.1:502}]
+devices:
+  - name: io
+    bus: plant
+    points:
+      - {name: door_1_release, table: coil, address: 0, type: bool, writable: true, unsigned_writes: true}
+`
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, err := run(t, "", "check", "--config", path)
+	if err != nil {
+		t.Fatalf("check: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stdout, "warning: "+path+`:7: devices[0].points[0].unsigned_writes: point "io/door_1_release" is written without a signature`) {
+		t.Fatalf("no warning with the line:\n%s", stdout)
+	}
+}
+
+func TestCheckSampleWarnsOnNames(t *testing.T) {
+	dir := t.TempDir()
+	path, log := filepath.Join(dir, "lintel.yaml"), filepath.Join(dir, "serial.log")
+	cfg := `gateway: {id: gw1}
+buses: [{name: doors, type: serial-line, port: /dev/ttyUSB1}]
+devices:
+  - name: front-door
+    bus: doors
+    events:
+      - {name: visit, match: '^VISIT (?P<door>\d+) WHO=(?P<who>.*)$'}
+`
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(log, []byte("VISIT 1 WHO=visitor\r\nVISIT 2 WHO=Jane Doe\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, err := run(t, "", "check", "--config", path)
+	if err != nil || strings.Contains(stdout, "warning") {
+		t.Fatalf("without a sample: %v %s %s", err, stdout, stderr)
+	}
+	stdout, stderr, err = run(t, "", "check", "--config", path, "--sample", log)
+	if err != nil {
+		t.Fatalf("check: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stdout, "warning: "+path+`:7: devices[0].events[0].match: field "who" holds values that look like a person's name`) ||
+		!strings.Contains(stdout, "first line 2") || !strings.HasSuffix(stdout, "ok\n") {
+		t.Fatalf("no warning naming the field and the sample line:\n%s", stdout)
+	}
+	if _, _, err := run(t, "", "check", "--config", path, "--sample", filepath.Join(dir, "missing.log")); err == nil {
+		t.Fatal("a missing sample file passed")
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -55,6 +56,8 @@ const (
 	CheckPrivacy     = "privacy"
 	CheckSigners     = "command-signers"
 	CheckMetrics     = "metrics-address"
+	CheckUnsigned    = "unsigned-writes"
+	CheckTrustFiles  = "trust-files"
 )
 
 // Options describe the machine the gateway runs on.
@@ -81,12 +84,14 @@ func Run(cfg *config.Config, problems config.Problems, opts Options) []Finding {
 	a.users()
 	a.acl()
 	a.secretFiles()
+	a.trustFiles()
 	a.uplink()
 	a.buffer()
 	a.root()
 	a.dataDir()
 	a.privacy()
 	a.signers()
+	a.unsigned()
 	a.metrics()
 	return a.findings
 }
@@ -241,6 +246,106 @@ func (a *auditor) ownedPrivate(check, key, path string, fi os.FileInfo, forbidde
 	}
 }
 
+// trustFiles: whoever can write a file that decides whom the gateway
+// trusts (signer keys, CA certificates, the config and its profiles), or
+// any directory above it or above a secret file, can swap it. Each must be
+// writable only by root or the service user; a group- or world-writable
+// directory is accepted only with the sticky bit (like /tmp), where others
+// cannot rename or remove what they do not own.
+func (a *auditor) trustFiles() {
+	type subject struct {
+		key, path string
+		fileToo   bool // false: the file is a secret, checked by secretFiles
+	}
+	var subjects []subject
+	add := func(key, path string, fileToo bool) {
+		if path != "" {
+			subjects = append(subjects, subject{key, path, fileToo})
+		}
+	}
+	cfg := a.cfg
+	if cfg.File != "" {
+		add("config file", cfg.File, true)
+	}
+	for i, d := range cfg.Devices {
+		if p := d.Profile; p != "" {
+			if !filepath.IsAbs(p) {
+				p = filepath.Join(filepath.Dir(cfg.File), p)
+			}
+			add(fmt.Sprintf("devices[%d].profile", i), p, true)
+		}
+	}
+	add("local_broker.users_file", cfg.LocalBroker.UsersFile, false)
+	for i, l := range cfg.LocalBroker.Listeners {
+		if l.TLS != nil {
+			add(fmt.Sprintf("local_broker.listeners[%d].tls.client_ca_file", i), l.TLS.ClientCAFile, true)
+			add(fmt.Sprintf("local_broker.listeners[%d].tls.cert_file", i), l.TLS.CertFile, true)
+			add(fmt.Sprintf("local_broker.listeners[%d].tls.key_file", i), l.TLS.KeyFile, false)
+		}
+	}
+	if u := cfg.Uplink; u != nil {
+		add("uplink.tls.ca_file", u.TLS.CAFile, true)
+		add("uplink.tls.cert_file", u.TLS.CertFile, true)
+		add("uplink.tls.key_file", u.TLS.KeyFile, false)
+		for i, s := range u.Commands.Signers {
+			add(fmt.Sprintf("uplink.commands.signers[%d]", i), s, true)
+		}
+	}
+	add("privacy.key_file", cfg.Privacy.KeyFile, false)
+
+	bad, checked := false, 0
+	seen := map[string]bool{}
+	for _, s := range subjects {
+		path, err := filepath.Abs(s.path)
+		if err != nil {
+			continue
+		}
+		paths := []string{path}
+		if real, err := filepath.EvalSymlinks(path); err == nil && real != path {
+			paths = append(paths, real) // the link and where it leads
+		}
+		for _, p := range paths {
+			if s.fileToo {
+				if fi, err := os.Stat(p); err == nil { // a missing file is reported by the check that uses it
+					checked++
+					bad = a.trusted(fmt.Sprintf("%s %s", s.key, p), p, fi, false) || bad
+				}
+			}
+			for dir := filepath.Dir(p); ; dir = filepath.Dir(dir) {
+				if !seen[dir] {
+					seen[dir] = true
+					if fi, err := os.Stat(dir); err == nil {
+						bad = a.trusted(fmt.Sprintf("directory %s (holding %s)", dir, s.key), dir, fi, true) || bad
+					}
+				}
+				if dir == filepath.Dir(dir) {
+					break
+				}
+			}
+		}
+	}
+	if !bad {
+		a.add(CheckTrustFiles, Pass, fmt.Sprintf("%d trust file(s) (config, profiles, CA certificates, signer keys) and the directories above them and above the secret files are writable only by root or the service user", checked), "")
+	}
+}
+
+// trusted adds a FAIL for each way others could replace what stands at
+// path, and reports whether it did.
+func (a *auditor) trusted(what, path string, fi os.FileInfo, isDir bool) (bad bool) {
+	perm := fi.Mode().Perm()
+	if perm&0o022 != 0 && !(isDir && fi.Mode()&os.ModeSticky != 0) {
+		bad = true
+		a.add(CheckTrustFiles, Fail, fmt.Sprintf("%s is writable by group or others (mode %04o): they could replace what the gateway trusts", what, perm),
+			"chmod go-w "+path)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != a.opts.ServiceUID {
+		bad = true
+		a.add(CheckTrustFiles, Fail, fmt.Sprintf("%s belongs to uid %d, neither root nor the service user (uid %d): that user could replace it", what, st.Uid, a.opts.ServiceUID),
+			"chown root "+path)
+	}
+	return bad
+}
+
 func (a *auditor) uplink() {
 	u := a.cfg.Uplink
 	if u == nil {
@@ -339,18 +444,26 @@ func (a *auditor) metrics() {
 	}
 }
 
-// signers: critical points and commands need signer keys that load.
+// signers: critical points and commands need signer keys that load; so do
+// all other writable targets not marked unsigned_writes, but for them a
+// missing key is a warning (writes are refused, nothing is exposed).
 func (a *auditor) signers() {
-	var critical []string
+	var critical, signed []string
 	for _, d := range a.cfg.Devices {
 		for _, p := range d.Points {
-			if p.Critical {
+			switch {
+			case p.Critical:
 				critical = append(critical, d.Name+"/"+p.Name)
+			case p.Writable && !p.UnsignedWrites:
+				signed = append(signed, d.Name+"/"+p.Name)
 			}
 		}
 		for _, c := range d.Commands {
-			if c.Critical {
+			switch {
+			case c.Critical:
 				critical = append(critical, d.Name+"/"+c.Name)
+			case !c.UnsignedWrites:
+				signed = append(signed, d.Name+"/"+c.Name)
 			}
 		}
 	}
@@ -358,9 +471,14 @@ func (a *auditor) signers() {
 	if a.cfg.Uplink != nil {
 		signers = a.cfg.Uplink.Commands.Signers
 	}
+	const keygen = "create a key with `lintel keygen --out ops` offline and list ops.pub under uplink.commands.signers"
 	if len(critical) > 0 && len(signers) == 0 {
-		a.add(CheckSigners, Fail, fmt.Sprintf("critical targets (%s) but no uplink.commands.signers: they can never be commanded", strings.Join(critical, ", ")),
-			"create a key with `lintel keygen --out ops` offline and list ops.pub under uplink.commands.signers")
+		a.add(CheckSigners, Fail, fmt.Sprintf("critical targets (%s) but no uplink.commands.signers: they can never be commanded", strings.Join(critical, ", ")), keygen)
+		return
+	}
+	if len(signed) > 0 && len(signers) == 0 {
+		a.add(CheckSigners, Warn, fmt.Sprintf("writable targets (%s) need signed commands but there are no uplink.commands.signers: every write to them is refused", strings.Join(signed, ", ")),
+			keygen+", or mark a target unsigned_writes: true if unsigned writes to it are acceptable")
 		return
 	}
 	ok := true
@@ -371,7 +489,30 @@ func (a *auditor) signers() {
 		}
 	}
 	if ok {
-		a.add(CheckSigners, Pass, fmt.Sprintf("%d critical target(s), %d signer key(s); unsigned, expired and replayed commands are refused", len(critical), len(signers)), "")
+		a.add(CheckSigners, Pass, fmt.Sprintf("%d critical and %d other signed target(s), %d signer key(s); unsigned, expired and replayed commands are refused", len(critical), len(signed), len(signers)), "")
+	}
+}
+
+// unsigned fails on every target written without a signature whose name,
+// device, labels or table suggest a door, lock, alarm or relay.
+func (a *auditor) unsigned() {
+	var accepted []string
+	bad := false
+	for _, t := range a.cfg.UnsignedTargets() {
+		if t.DoorLike == "" {
+			accepted = append(accepted, t.Device+"/"+t.Name)
+			continue
+		}
+		bad = true
+		a.add(CheckUnsigned, Fail, fmt.Sprintf("%s %q is written without a signature (%s), and %s: anyone who can publish its command topic can operate it",
+			t.Kind, t.Device+"/"+t.Name, t.Where, t.DoorLike), "remove unsigned_writes so that writes need a signed command (`lintel sign`)")
+	}
+	switch {
+	case bad:
+	case len(accepted) > 0:
+		a.add(CheckUnsigned, Pass, fmt.Sprintf("unsigned writes only to targets that look like no door, lock, alarm or relay: %s; every other write needs a signature", strings.Join(accepted, ", ")), "")
+	default:
+		a.add(CheckUnsigned, Pass, "no target is marked unsigned_writes: every write needs a signed command", "")
 	}
 }
 

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -110,7 +111,7 @@ devices:
   - name: door
     bus: doors
     events: [{name: access, match: '^EVT CARD=(?P<card>\d+) NAME=(?P<holder_name>.*)$', privacy: {card: pseudonymize}}]
-    commands: [{name: unlock, send: "UNLOCK\r\n", critical: true}]
+    commands: [{name: unlock, send: "UNLOCK\r\n", critical: true}, {name: release, send: "REL\r\n", unsigned_writes: true}]
 `
 	dir, path, _ := install(t, weak, -time.Minute) // expired a minute ago
 	os.Chmod(filepath.Join(dir, "etc", "users"), 0o644)
@@ -131,6 +132,8 @@ devices:
 		CheckPrivacy:     {`"holder_name" looks personal`},
 		CheckSigners:     {"door/unlock", "no uplink.commands.signers"},
 		CheckMetrics:     {"0.0.0.0:9108"},
+		CheckUnsigned:    {`command "door/release" is written without a signature`},
+		CheckTrustFiles:  {"lintel.yaml belongs to uid", "neither root nor the service user (uid 0)"},
 	}
 	for check, fragments := range want {
 		var reasons []string
@@ -166,4 +169,39 @@ func TestCertificateExpiringSoonWarns(t *testing.T) {
 		}
 	}
 	t.Fatal("no uplink-cert finding")
+}
+
+// TestUnsignedDoorWritesFail: an unsigned write is acceptable for a
+// setpoint, never for something that looks like a door, lock, alarm or relay.
+func TestUnsignedDoorWritesFail(t *testing.T) {
+	example, _ := os.ReadFile("../../configs/lintel.example.yaml")
+	text := strings.Replace(string(example), "writable: true, min: 16, max: 28}",
+		"writable: true, min: 16, max: 28, unsigned_writes: true}\n      - {name: door_2_release, table: coil, address: 11, type: bool, writable: true, unsigned_writes: true}", 1)
+	if text == string(example) {
+		t.Fatal("the example has no setpoint line to edit")
+	}
+	_, path, uid := install(t, text, 365*24*time.Hour)
+	findings := audit(t, path, uid)
+	var fails []string
+	for _, f := range findings {
+		if f.Check == CheckUnsigned && f.Status == Fail {
+			fails = append(fails, f.Reason)
+		}
+	}
+	line := 1 + strings.Count(text[:strings.Index(text, "door_2_release")], "\n")
+	if len(fails) != 1 || !strings.Contains(fails[0], fmt.Sprintf(`point "ahu-1/door_2_release" is written without a signature (%s:%d: devices[0].points[3].unsigned_writes)`, path, line)) {
+		t.Fatalf("unsigned-writes FAILs %q, want exactly door_2_release", fails)
+	}
+	if got := Failed(findings); len(got) != 1 || got[0] != CheckUnsigned {
+		t.Fatalf("failed checks %v, want only %s", got, CheckUnsigned)
+	}
+
+	// Without the door point, the unsigned setpoint passes and is named.
+	text = strings.Replace(string(example), "writable: true, min: 16, max: 28}", "writable: true, min: 16, max: 28, unsigned_writes: true}", 1)
+	_, path, uid = install(t, text, 365*24*time.Hour)
+	for _, f := range audit(t, path, uid) {
+		if f.Check == CheckUnsigned && (f.Status != Pass || !strings.Contains(f.Reason, "ahu-1/setpoint")) {
+			t.Fatalf("unsigned setpoint: %+v", f)
+		}
+	}
 }

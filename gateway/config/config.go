@@ -25,6 +25,15 @@ type Config struct {
 	// Warnings are doubts that do not stop the gateway, e.g. a captured
 	// field that looks personal but has no privacy rule.
 	Warnings Problems `yaml:"-"`
+
+	lines map[string]int // key path → line in File, for later messages
+}
+
+// lineOf is the line in File of a key path or of its nearest ancestor, 0
+// when unknown (a config not read from a file).
+func (c *Config) lineOf(path string) int {
+	w := walker{lines: c.lines}
+	return w.lineOf(path)
 }
 
 // Privacy holds the site key that pseudonymizes personal fields.
@@ -117,9 +126,11 @@ type Bus struct {
 // Device is one device on a bus: Modbus devices have points, serial-line
 // devices have events, requests and commands.
 type Device struct {
-	Name    string   `yaml:"name"`
-	Bus     string   `yaml:"bus"`
-	Unit    int      `yaml:"unit"`
+	Name string `yaml:"name"`
+	Bus  string `yaml:"bus"`
+	// Unit is the Modbus unit id; nil (not given) means 1. 0 is kept: it
+	// is a real id, often the only one a Modbus TCP device answers to.
+	Unit    *int     `yaml:"unit"`
 	Poll    Duration `yaml:"poll"`
 	Profile string   `yaml:"profile"` // a file of reusable points, before Points
 	Points  []Point  `yaml:"points"`
@@ -129,6 +140,19 @@ type Device struct {
 	Events       []Event   `yaml:"events"`
 	Requests     []Request `yaml:"requests"`
 	Commands     []Command `yaml:"commands"`
+
+	// The first fromProfile Points came from this profile file, whose
+	// lines messages about them name.
+	fromProfile int
+	profile     *Profile
+}
+
+// UnitID is the device's Modbus unit id: Unit, or DefaultUnit when unset.
+func (d Device) UnitID() uint8 {
+	if d.Unit == nil {
+		return DefaultUnit
+	}
+	return uint8(*d.Unit)
 }
 
 // Event turns matching serial-line frames into events or state points.
@@ -155,12 +179,16 @@ type Request struct {
 
 // Command is a template sent to a serial-line device, e.g. "UNLOCK {door}\r\n".
 type Command struct {
-	Name     string           `yaml:"name"`
-	Send     string           `yaml:"send"`
-	Critical bool             `yaml:"critical"`
-	Params   map[string]Param `yaml:"params"`
-	Expect   string           `yaml:"expect"`
-	Timeout  Duration         `yaml:"timeout"`
+	Name     string `yaml:"name"`
+	Send     string `yaml:"send"`
+	Critical bool   `yaml:"critical"` // always needs a signed command
+	// UnsignedWrites lets the command run without a signature. Without it
+	// (the default) a command from the cloud or a network client must be
+	// signed.
+	UnsignedWrites bool             `yaml:"unsigned_writes"`
+	Params         map[string]Param `yaml:"params"`
+	Expect         string           `yaml:"expect"`
+	Timeout        Duration         `yaml:"timeout"`
 }
 
 // Param constrains a command parameter.
@@ -187,11 +215,14 @@ type Point struct {
 	Unit     string           `yaml:"unit"`
 	Writable bool             `yaml:"writable"`
 	Poll     Duration         `yaml:"poll"`     // overrides the device's poll for this point
-	Critical bool             `yaml:"critical"` // writes need a signed command
-	Min      *float64         `yaml:"min"`      // bounds of a written value
-	Max      *float64         `yaml:"max"`
-	Priority string           `yaml:"priority"` // normal (default) or high: delivered first, evicted last
-	Report   Report           `yaml:"report"`
+	Critical bool             `yaml:"critical"` // writes always need a signed command
+	// UnsignedWrites lets writes run without a signature. Without it (the
+	// default) a write from the cloud or a network client must be signed.
+	UnsignedWrites bool     `yaml:"unsigned_writes"`
+	Min            *float64 `yaml:"min"` // bounds of a written value
+	Max            *float64 `yaml:"max"`
+	Priority       string   `yaml:"priority"` // normal (default) or high: delivered first, evicted last
+	Report         Report   `yaml:"report"`
 }
 
 // Profile is a device profile file: points shared by every device of a model.
@@ -199,6 +230,9 @@ type Profile struct {
 	Points       []Point `yaml:"points"`
 	MaxRegisters int     `yaml:"max_registers"`
 	MaxGap       int     `yaml:"max_gap"`
+
+	file  string
+	lines map[string]int // key path → line in file
 }
 
 // Report controls when a reading is published.
@@ -215,6 +249,12 @@ type Uplink struct {
 	TopicPrefix string    `yaml:"topic_prefix"`
 	MaxInflight int       `yaml:"max_inflight"`
 	Commands    Commands  `yaml:"commands"`
+	// AckTimeout: a PUBACK later than this ends the session (default 30s).
+	AckTimeout Duration `yaml:"ack_timeout"`
+	// DeadLetterAfter: a record the broker refuses, or that ends the
+	// session, this many times in a row is moved aside so that delivery
+	// goes on (default 3).
+	DeadLetterAfter int `yaml:"dead_letter_after"`
 }
 
 // Commands configures the command gate.
@@ -244,6 +284,17 @@ type Buffer struct {
 // Duration is a Go duration string in YAML ("500ms", "5m").
 type Duration time.Duration
 
+// UnmarshalYAML decodes the value as a plain string, then parses it.
+// goccy/go-yaml prefers this to UnmarshalText, which it serves by
+// re-formatting the whole file for every value: quadratic in the file size.
+func (d *Duration) UnmarshalYAML(decode func(any) error) error {
+	var s string
+	if err := decode(&s); err != nil {
+		return err
+	}
+	return d.UnmarshalText([]byte(s))
+}
+
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (d *Duration) UnmarshalText(b []byte) error {
 	v, err := time.ParseDuration(string(b))
@@ -266,6 +317,16 @@ var sizeUnits = []struct {
 }{
 	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
 	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1},
+}
+
+// UnmarshalYAML decodes the value as a plain string, then parses it (see
+// Duration.UnmarshalYAML for why).
+func (s *Size) UnmarshalYAML(decode func(any) error) error {
+	var text string
+	if err := decode(&text); err != nil {
+		return err
+	}
+	return s.UnmarshalText([]byte(text))
 }
 
 // UnmarshalText implements encoding.TextUnmarshaler.
@@ -296,7 +357,10 @@ const (
 	DefaultPoll           = 5 * time.Second
 	DefaultTimeout        = time.Second
 	DefaultBaud           = 9600
+	DefaultUnit           = 1
 	DefaultMaxInflight    = 64
+	DefaultAckTimeout     = 30 * time.Second
+	DefaultDeadLetter     = 3
 	DefaultBufferBytes    = 512 << 20
 	DefaultCommitInterval = 200 * time.Millisecond
 )
@@ -361,8 +425,8 @@ func (c *Config) ensureDefaults() {
 		if d.Poll == 0 {
 			d.Poll = Duration(DefaultPoll)
 		}
-		if d.Unit == 0 {
-			d.Unit = 1
+		if d.Unit == nil {
+			d.Unit = new(DefaultUnit)
 		}
 	}
 	if u := c.Uplink; u != nil {
@@ -371,6 +435,12 @@ func (c *Config) ensureDefaults() {
 		}
 		if u.MaxInflight == 0 {
 			u.MaxInflight = DefaultMaxInflight
+		}
+		if u.AckTimeout == 0 {
+			u.AckTimeout = Duration(DefaultAckTimeout)
+		}
+		if u.DeadLetterAfter == 0 {
+			u.DeadLetterAfter = DefaultDeadLetter
 		}
 	}
 	if c.Privacy.KeyFile == "" {

@@ -169,3 +169,99 @@ func TestValidFilter(t *testing.T) {
 		}
 	}
 }
+
+func TestUnitZeroKeptUnsetDefaultsToOne(t *testing.T) {
+	cfg, err := Parse([]byte(`gateway: {id: gw1}
+buses: [{name: plant, type: modbus-tcp, address: 127.0.0.1:502}]
+devices:
+  - {name: zero, bus: plant, unit: 0, points: [{name: v, table: holding, address: 1, type: uint16}]}
+  - {name: unset, bus: plant, points: [{name: v, table: holding, address: 1, type: uint16}]}
+`), "units.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Devices[0].UnitID(); got != 0 {
+		t.Errorf("unit: 0 became %d", got)
+	}
+	if got := cfg.Devices[1].UnitID(); got != 1 {
+		t.Errorf("missing unit became %d, want 1", got)
+	}
+	_, err = Parse([]byte(`gateway: {id: gw1}
+buses: [{name: plant, type: modbus-tcp, address: 127.0.0.1:502}]
+devices:
+  - {name: d, bus: plant, unit: 248, points: [{name: v, table: holding, address: 1, type: uint16}]}
+`), "units.yaml")
+	var ps Problems
+	if !errors.As(err, &ps) || len(ps) != 1 || ps[0].Error() != "units.yaml:4: devices[0].unit: unit id 248 is out of range 0-247" {
+		t.Fatalf("unit 248: %v", err)
+	}
+}
+
+func TestUplinkAckTimeoutAndDeadLetter(t *testing.T) {
+	doc := func(extra string) []byte {
+		return []byte(`gateway: {id: gw1}
+uplink:
+  broker: mqtts://cloud.example.com:8883
+  tls: {ca_file: ca.pem, cert_file: gw.pem, key_file: gw.key}
+` + extra)
+	}
+	cfg, err := Parse(doc(""), "u.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Uplink.AckTimeout.D() != 30*time.Second || cfg.Uplink.DeadLetterAfter != 3 {
+		t.Fatalf("defaults: ack_timeout %v, dead_letter_after %d; want 30s, 3", cfg.Uplink.AckTimeout.D(), cfg.Uplink.DeadLetterAfter)
+	}
+	cfg, err = Parse(doc("  ack_timeout: 5s\n  dead_letter_after: 7\n"), "u.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Uplink.AckTimeout.D() != 5*time.Second || cfg.Uplink.DeadLetterAfter != 7 {
+		t.Fatalf("set: %v, %d", cfg.Uplink.AckTimeout.D(), cfg.Uplink.DeadLetterAfter)
+	}
+	_, err = Parse(doc("  ack_timeout: 0s\n  dead_letter_after: 0\n"), "u.yaml")
+	var ps Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("zeros accepted: %v", err)
+	}
+	wantProblems(t, ps, `5|uplink.ack_timeout|0s; want 1s to 10m`, `6|uplink.dead_letter_after|0; want 1 to 100`)
+	_, err = Parse(doc("  ack_timeout: 11m\n  dead_letter_after: 101\n"), "u.yaml")
+	if !errors.As(err, &ps) {
+		t.Fatalf("out of range accepted: %v", err)
+	}
+	wantProblems(t, ps, `5|uplink.ack_timeout|11m0s; want 1s to 10m`, `6|uplink.dead_letter_after|101; want 1 to 100`)
+}
+
+// TestProfilePointProblemsPointAtTheProfile: a point from a profile is
+// reported at its line in the profile, a device's own point at its own
+// line and index (profile points come first in Device.Points).
+func TestProfilePointProblemsPointAtTheProfile(t *testing.T) {
+	_, err := Load("testdata/profile-problems.yaml")
+	var ps Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("accepted: %v", err)
+	}
+	msg := ps.Error()
+	for _, want := range []string{
+		`testdata/profiles/mixed.yaml:3: points[1].type: type bool needs table coil or discrete, not "input" (or a bit: 0-15 of the register) (in device "m")`,
+		`testdata/profile-problems.yaml:8: devices[0].points[0].type: unknown type "flaot"`,
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("missing %s\ngot:\n%s", want, msg)
+		}
+	}
+	if len(ps) != 2 {
+		t.Errorf("got %d problems, want 2:\n%s", len(ps), msg)
+	}
+	cfg, _, err := LoadForAudit("testdata/profile-problems.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const where = "testdata/profiles/mixed.yaml:4: points[2].unsigned_writes"
+	if u := cfg.UnsignedTargets(); len(u) != 1 || u[0].Where != where {
+		t.Errorf("unsigned targets %+v, want one at %s", u, where)
+	}
+	if len(cfg.Warnings) != 1 || !strings.HasPrefix(cfg.Warnings[0].Error(), where+`: point "m/door_release" is written without a signature`) {
+		t.Errorf("warnings %v", cfg.Warnings)
+	}
+}

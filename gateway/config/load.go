@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/goccy/go-yaml"
@@ -104,19 +106,63 @@ func parse(data []byte, name string) (*Config, Problems, error) {
 	if err := yaml.NodeToValue(root, cfg); err != nil {
 		return nil, nil, Problems{{File: name, Line: errorLine(err), Msg: yamlMessage(err)}}
 	}
-	cfg.File = name
+	cfg.File, cfg.lines = name, w.lines
 	if ps := cfg.loadProfiles(); len(ps) > 0 {
 		return nil, nil, ps
 	}
+	explicit := cfg.explicitZeros(w.lines)
 	cfg.ensureDefaults()
-	ps := cfg.validate()
+	ps := append(explicit, cfg.validate()...)
 	for _, list := range []Problems{ps, cfg.Warnings} {
 		for i := range list {
-			list[i].File, list[i].Line = name, w.lineOf(list[i].Path)
+			cfg.locate(&list[i])
 		}
 	}
 	cfg.resolvePaths()
 	return cfg, ps, nil
+}
+
+// pointPathRE splits a key path inside a device's point.
+var pointPathRE = regexp.MustCompile(`^devices\[(\d+)\]\.points\[(\d+)\](.*)$`)
+
+// locate sets a problem's file and line from its key path. Points that came
+// from a profile are reported in the profile file (with the device named),
+// a device's own points at their index in the config.
+func (c *Config) locate(p *Problem) {
+	p.File = c.File
+	if m := pointPathRE.FindStringSubmatch(p.Path); m != nil {
+		i, _ := strconv.Atoi(m[1])
+		j, _ := strconv.Atoi(m[2])
+		if i < len(c.Devices) && c.Devices[i].profile != nil {
+			d := c.Devices[i]
+			if j < d.fromProfile {
+				p.File, p.Path = d.profile.file, fmt.Sprintf("points[%d]%s", j, m[3])
+				p.Line = (&walker{lines: d.profile.lines}).lineOf(p.Path)
+				p.Msg += fmt.Sprintf(" (in device %q)", d.Name)
+				return
+			}
+			p.Path = fmt.Sprintf("devices[%d].points[%d]%s", i, j-d.fromProfile, m[3])
+		}
+	}
+	p.Line = c.lineOf(p.Path)
+}
+
+// explicitZeros reports keys written as 0 whose 0 would otherwise be
+// replaced by a default, so that a 0 is never silently read as something
+// else (as unit: 0 once was).
+func (c *Config) explicitZeros(lines map[string]int) Problems {
+	u := c.Uplink
+	if u == nil {
+		return nil
+	}
+	var ps Problems
+	if _, given := lines["uplink.ack_timeout"]; given && u.AckTimeout == 0 {
+		ps = append(ps, Problem{Path: "uplink.ack_timeout", Msg: "0s; want 1s to 10m"})
+	}
+	if _, given := lines["uplink.dead_letter_after"]; given && u.DeadLetterAfter == 0 {
+		ps = append(ps, Problem{Path: "uplink.dead_letter_after", Msg: "0; want 1 to 100"})
+	}
+	return ps
 }
 
 // loadProfiles reads each device's profile (relative to the config file) and
@@ -145,6 +191,7 @@ func (c *Config) loadProfiles() Problems {
 			continue
 		}
 		d.Points = append(append([]Point(nil), p.Points...), d.Points...)
+		d.fromProfile, d.profile = len(p.Points), p
 		if d.MaxRegisters == 0 {
 			d.MaxRegisters = p.MaxRegisters
 		}
@@ -173,7 +220,7 @@ func LoadProfile(path string) (*Profile, Problems) {
 	if len(w.problems) > 0 {
 		return nil, w.problems
 	}
-	p := &Profile{}
+	p := &Profile{file: path, lines: w.lines}
 	if err := yaml.NodeToValue(file.Docs[0].Body, p); err != nil {
 		return nil, Problems{{File: path, Line: errorLine(err), Msg: yamlMessage(err)}}
 	}
@@ -234,6 +281,7 @@ type walker struct {
 	file     string
 	lines    map[string]int
 	problems Problems
+	fields   map[reflect.Type]map[string]reflect.StructField // yamlFields, once per type
 }
 
 func (w *walker) problem(line int, path, format string, args ...any) {
@@ -302,7 +350,14 @@ func (w *walker) walk(n ast.Node, t reflect.Type, path string) {
 			w.problem(line, path, "want a mapping of keys, got %s", describe(n))
 			return
 		}
-		fields := yamlFields(t)
+		fields, ok := w.fields[t]
+		if !ok {
+			fields = yamlFields(t)
+			if w.fields == nil {
+				w.fields = map[reflect.Type]map[string]reflect.StructField{}
+			}
+			w.fields[t] = fields
+		}
 		seen := map[string]bool{}
 		for _, kv := range m.Values {
 			key := kv.Key.GetToken().Value

@@ -181,8 +181,8 @@ func (cfg *Config) validate() Problems {
 		if d.MaxGap < 0 || d.MaxGap > 100 {
 			c.add(p+".max_gap", "%d; want 0 to 100", d.MaxGap)
 		}
-		if d.Unit < 0 || d.Unit > 247 {
-			c.add(p+".unit", "unit id %d is out of range 0-247", d.Unit)
+		if d.Unit != nil && (*d.Unit < 0 || *d.Unit > 247) {
+			c.add(p+".unit", "unit id %d is out of range 0-247", *d.Unit)
 		}
 		if d.Poll.D() < 50*time.Millisecond {
 			c.add(p+".poll", "%v is too short; want at least 50ms", d.Poll.D())
@@ -202,6 +202,13 @@ func (cfg *Config) validate() Problems {
 		}
 	}
 
+	for _, ut := range cfg.UnsignedTargets() {
+		if ut.DoorLike != "" {
+			c.warn(ut.Path+".unsigned_writes", "%s %q is written without a signature, and %s; remove unsigned_writes so that writes need a signed command (`lintel audit` fails on this)",
+				ut.Kind, ut.Device+"/"+ut.Name, ut.DoorLike)
+		}
+	}
+
 	if u := cfg.Uplink; u != nil {
 		if err := uplink.CheckBroker(u.Broker); err != nil {
 			c.add("uplink.broker", "%v", err)
@@ -212,14 +219,23 @@ func (cfg *Config) validate() Problems {
 		for i, f := range u.Forward {
 			c.filter(fmt.Sprintf("uplink.forward[%d]", i), f)
 		}
-		if strings.ContainsAny(u.TopicPrefix, "+#") {
-			c.add("uplink.topic_prefix", "prefix %q must not contain wildcards", u.TopicPrefix)
+		switch {
+		case strings.ContainsAny(u.TopicPrefix, "+#\x00"):
+			c.add("uplink.topic_prefix", "prefix %q must not contain wildcards or NUL", u.TopicPrefix)
+		case strings.HasPrefix(u.TopicPrefix, "$"):
+			c.add("uplink.topic_prefix", "prefix %q must not start with \"$\": such topics are the broker's own ($SYS, $share)", u.TopicPrefix)
 		}
 		if ttl := u.Commands.MaxTTL.D(); ttl < 0 || ttl > time.Hour {
 			c.add("uplink.commands.max_ttl", "%v; want up to 1h (a signed command stays usable this long)", ttl)
 		}
 		if u.MaxInflight < 1 || u.MaxInflight > 65535 {
 			c.add("uplink.max_inflight", "%d is out of range 1-65535", u.MaxInflight)
+		}
+		if t := u.AckTimeout.D(); t < time.Second || t > 10*time.Minute {
+			c.add("uplink.ack_timeout", "%v; want 1s to 10m", t)
+		}
+		if n := u.DeadLetterAfter; n < 1 || n > 100 {
+			c.add("uplink.dead_letter_after", "%d; want 1 to 100", n)
 		}
 	}
 
@@ -291,12 +307,18 @@ func (c *checker) serialDevice(p string, d Device) {
 			}
 		}
 		if e.Point != "" {
+			fieldsOK := true
 			for _, m := range placeholderRE.FindAllStringSubmatch(e.Point, -1) {
 				if !groups[m[1]] {
+					fieldsOK = false
 					c.add(ep+".point", "template uses {%s}, which the pattern does not capture", m[1])
 				} else if r := e.Privacy[m[1]]; r != "" && r != "keep" {
+					fieldsOK = false
 					c.add(ep+".point", "template uses {%s}, which is %s: personal data must not end up in a topic", m[1], r)
 				}
+			}
+			if p := checkTopicTemplate(re, e.Point); fieldsOK && p != nil {
+				c.add(ep+"."+p.key, "%s", p.msg)
 			}
 			if !groups[e.Value] {
 				c.add(ep+".value", "the state value must be a captured field; %q is not", e.Value)
@@ -344,6 +366,9 @@ func (c *checker) serialDevice(p string, d Device) {
 		}
 		if _, err := regexp.Compile(cmd.Expect); err != nil {
 			c.add(cp+".expect", "invalid pattern: %v", err)
+		}
+		if cmd.UnsignedWrites && cmd.Critical {
+			c.add(cp+".unsigned_writes", "critical and unsigned_writes contradict: a critical command always needs a signature; remove one")
 		}
 	}
 }
@@ -404,6 +429,12 @@ func (c *checker) point(path string, pt Point) {
 	}
 	if (pt.Critical || pt.Min != nil || pt.Max != nil) && !pt.Writable {
 		c.add(path+".writable", "critical, min and max apply to writable points; set writable: true or remove them")
+	}
+	if pt.UnsignedWrites && !pt.Writable {
+		c.add(path+".unsigned_writes", "unsigned_writes applies to writable points; set writable: true or remove it")
+	}
+	if pt.UnsignedWrites && pt.Critical {
+		c.add(path+".unsigned_writes", "critical and unsigned_writes contradict: a critical point always needs a signed command; remove one")
 	}
 	if pt.Writable && table != modbus.Coil && table != modbus.Holding {
 		c.add(path+".writable", "table %q is read-only; only coil and holding points can be writable", pt.Table)
