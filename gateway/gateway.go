@@ -289,7 +289,7 @@ func newBus(b config.Bus, all []config.Device, log *slog.Logger) (*modbus.Bus, e
 				Bit: bit, Length: uint16(p.Length), Labels: p.Labels,
 				Name: p.Name, Table: table, Address: uint16(p.Address), Type: typ, Order: order,
 				Scale: scale, Offset: p.Offset, Unit: p.Unit, Writable: p.Writable, High: p.Priority == "high",
-				Critical: p.Critical, Min: p.Min, Max: p.Max, Poll: p.Poll.D(),
+				Critical: p.Critical, UnsignedWrites: p.UnsignedWrites, Min: p.Min, Max: p.Max, Poll: p.Poll.D(),
 				Deadband: p.Report.Deadband, MaxInterval: p.Report.MaxInterval.D(),
 			})
 		}
@@ -444,7 +444,8 @@ func newSerialLine(b config.Bus, all []config.Device, key *privacy.Key, log *slo
 				params[name] = serialline.Param{Enum: p.Enum, Min: p.Min, Max: p.Max, Pattern: compile(p.Pattern)}
 			}
 			dev.Commands = append(dev.Commands, serialline.Command{
-				Name: c.Name, Send: c.Send, Params: params, Critical: c.Critical, Expect: compile(c.Expect), Timeout: c.Timeout.D(),
+				Name: c.Name, Send: c.Send, Params: params, Critical: c.Critical, UnsignedWrites: c.UnsignedWrites,
+				Expect: compile(c.Expect), Timeout: c.Timeout.D(),
 			})
 		}
 		cfg.Devices = append(cfg.Devices, dev)

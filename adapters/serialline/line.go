@@ -61,7 +61,10 @@ type Command struct {
 	Name     string
 	Send     string
 	Params   map[string]Param
-	Critical bool           // needs a signed command (the command gate checks)
+	Critical bool           // needs a signed command, whatever UnsignedWrites says
+	// UnsignedWrites lets commands without a signature send this command
+	// (config: unsigned_writes: true). Off by default: every command is signed.
+	UnsignedWrites bool
 	Expect   *regexp.Regexp // optional acknowledgement
 	Timeout  time.Duration
 }
@@ -199,16 +202,18 @@ func openSerial(cfg Config) (Port, error) {
 	return serial.Open(cfg.Port, mode)
 }
 
-// CheckWrite validates a command without sending anything.
-func (l *Line) CheckWrite(w adapters.WriteRequest) (critical bool, err error) {
+// CheckWrite validates a command without sending anything and reports
+// whether it must be signed.
+func (l *Line) CheckWrite(w adapters.WriteRequest) (needsSignature bool, err error) {
 	_, c, err := l.command(w.Device, w.Point)
 	if err != nil {
-		return false, err
+		return true, err
 	}
+	needsSignature = c.Critical || !c.UnsignedWrites
 	if _, err := c.bind(w.Value); err != nil {
-		return c.Critical, fmt.Errorf("%s/%s: %w: %v", w.Device, w.Point, ErrBadParams, err)
+		return needsSignature, fmt.Errorf("%s/%s: %w: %v", w.Device, w.Point, ErrBadParams, err)
 	}
-	return c.Critical, nil
+	return needsSignature, nil
 }
 
 // Run opens the port, reads frames and runs the periodic requests until ctx

@@ -7,7 +7,8 @@
 // well formed and at most 4 KiB; it is addressed to this gateway; the device
 // and point or command exist and are writable; the value is valid for it
 // (type, range, enum, template parameters), checked without touching the
-// device. For critical points and commands: an Ed25519 signature by a
+// device. For every point and command, unless its configuration says
+// unsigned_writes (never for critical ones): an Ed25519 signature by a
 // configured signer over Canonical(gateway, device, point, value, id,
 // expires, nonce); expires in the future and at most MaxTTL ahead; a nonce
 // never seen before, kept in a bbolt file so a replay after a restart fails

@@ -30,7 +30,7 @@ const (
 	ReasonInvalidValue  = "invalid value"
 	ReasonUnsigned      = "signature missing"
 	ReasonBadSignature  = "signature invalid"
-	ReasonNoSigners     = "no signer configured for critical commands"
+	ReasonNoSigners     = "no signer configured"
 	ReasonExpired       = "expired"
 	ReasonTooFarAhead   = "expires too far in the future"
 	ReasonReplayed      = "nonce already used"
@@ -45,7 +45,7 @@ type Config struct {
 	// Targets maps device names to their adapters.
 	Targets map[string]adapters.Writable
 	Signers []Signer
-	// MaxTTL is the furthest in the future a critical command may expire
+	// MaxTTL is the furthest in the future a signed command may expire
 	// (default 5m): a leaked signed command is useless soon after.
 	MaxTTL time.Duration
 	// RatePerMinute bounds accepted commands per device point (default 30).
@@ -169,7 +169,7 @@ func (g *Gate) check(ctx context.Context, a *attempt, topic string, payload []by
 		return fail(ReasonUnknownTarget)
 	}
 	w := adapters.WriteRequest{Device: a.device, Point: a.point, Value: env.Value}
-	critical, err := target.CheckWrite(w)
+	needsSignature, err := target.CheckWrite(w)
 	switch {
 	case errors.Is(err, adapters.ErrUnknownTarget):
 		return fail(ReasonUnknownTarget)
@@ -178,7 +178,7 @@ func (g *Gate) check(ctx context.Context, a *attempt, topic string, payload []by
 	case err != nil:
 		return fail(ReasonInvalidValue, strings.TrimPrefix(err.Error(), a.device+"/"+a.point+": invalid value: "))
 	}
-	if critical {
+	if needsSignature {
 		if r, ok := g.authenticate(a, gateway); !ok {
 			return r
 		}
@@ -194,7 +194,7 @@ func (g *Gate) check(ctx context.Context, a *attempt, topic string, payload []by
 	return Result{ID: env.ID, OK: true}
 }
 
-// authenticate applies the checks for critical commands: a configured
+// authenticate applies the checks for signed commands: a configured
 // signer's signature, an expiry in the near future, an unused nonce. The
 // nonce is stored (fsynced) before the write, so a crash cannot reopen it.
 func (g *Gate) authenticate(a *attempt, gateway string) (Result, bool) {

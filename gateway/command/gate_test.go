@@ -47,8 +47,11 @@ func newWorld(t *testing.T) *world {
 	t.Cleanup(func() { w.sim.Close() })
 	bus, _ := modbus.NewBus(modbus.BusConfig{Name: "plant", URL: w.sim.URL()}, []modbus.Device{{Name: "ahu-1", Unit: simulator.UnitAHU, Points: []modbus.Point{
 		{Name: "fan_enable", Table: modbus.Coil, Address: 10, Type: modbus.Bool, Writable: true, Critical: true},
-		{Name: "setpoint", Table: modbus.Holding, Address: 120, Type: modbus.Int16, Scale: 0.1, Writable: true, Min: ptr(15), Max: ptr(30)},
+		{Name: "setpoint", Table: modbus.Holding, Address: 120, Type: modbus.Int16, Scale: 0.1, Writable: true, UnsignedWrites: true, Min: ptr(15), Max: ptr(30)},
 		{Name: "supply_temp", Table: modbus.Holding, Address: 100, Type: modbus.Float32},
+	}}, {Name: "doors-io", Unit: simulator.UnitDoorIO, Points: []modbus.Point{
+		// Writable, not critical: demo.yaml's door release.
+		{Name: "door_1_release", Table: modbus.Coil, Address: 0, Type: modbus.Bool, Writable: true},
 	}}}, quiet())
 
 	dir := t.TempDir()
@@ -59,7 +62,11 @@ func newWorld(t *testing.T) *world {
 	line, err := serialline.New(serialline.Config{Name: "doors", Port: w.doors.Path, Devices: []serialline.Device{{
 		Name: "front-door",
 		Commands: []serialline.Command{{Name: "unlock", Send: "UNLOCK {door}\r\n", Critical: true,
-			Params: map[string]serialline.Param{"door": {Enum: []string{"1", "2"}}}, Expect: regexp.MustCompile(`^OK UNLOCK`), Timeout: 2 * time.Second}},
+			Params: map[string]serialline.Param{"door": {Enum: []string{"1", "2"}}}, Expect: regexp.MustCompile(`^OK UNLOCK`), Timeout: 2 * time.Second},
+			// Not critical, no acknowledgement: still needs a signature.
+			{Name: "hold", Send: "HOLD {door}\r\n", Params: map[string]serialline.Param{"door": {Enum: []string{"1", "2"}}}},
+			{Name: "beep", Send: "BEEP {door}\r\n", UnsignedWrites: true, Params: map[string]serialline.Param{"door": {Enum: []string{"1", "2"}}}},
+		},
 	}}}, quiet())
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +93,7 @@ func newWorld(t *testing.T) *world {
 	_, w.evil, _ = ed25519.GenerateKey(rand.Reader)
 	w.cfg = Config{
 		GatewayID: "gw1",
-		Targets:   map[string]adapters.Writable{"ahu-1": bus, "front-door": line},
+		Targets:   map[string]adapters.Writable{"ahu-1": bus, "doors-io": bus, "front-door": line},
 		Signers:   []Signer{{Name: "ops", Key: w.key.Public().(ed25519.PublicKey)}},
 		NonceFile: filepath.Join(dir, "nonces.db"),
 		AuditFile: filepath.Join(dir, "commands.log"),
@@ -220,6 +227,100 @@ func TestHostileCommandsAreRefusedAndDevicesUntouched(t *testing.T) {
 	}
 	if !strings.Contains(results[0], `"error":"signature missing"`) {
 		t.Fatalf("first result %s", results[0])
+	}
+}
+
+func received(d *simulator.DoorController, prefix string) int {
+	n := 0
+	for _, l := range d.Received() {
+		if strings.HasPrefix(l, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// Issue 11 item 1: a writable point that is not critical still needs a
+// signed, unexpired, unused command, from the cloud and from local clients.
+func TestEveryWriteNeedsASignature(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	const release, hold = "lintel/gw1/doors-io/door_1_release/set", "lintel/gw1/front-door/hold/set"
+	expired := func(device, point, value string) []byte {
+		e := Envelope{ID: "x1", Value: json.RawMessage(value), Expires: time.Now().Add(-time.Second).UTC().Format(time.RFC3339), Nonce: "n-expired-" + point}
+		Sign(w.key, "gw1", device, point, &e)
+		b, _ := json.Marshal(e)
+		return b
+	}
+	refused := []struct {
+		name, topic string
+		payload     []byte
+		want        string
+	}{
+		{"unsigned release", release, []byte(`{"id":"x1","value":true}`), ReasonUnsigned},
+		{"forged release", release, w.signed(t, w.evil, "doors-io", "door_1_release", `true`, time.Minute), ReasonBadSignature},
+		{"expired release", release, expired("doors-io", "door_1_release", `true`), ReasonExpired},
+		{"unsigned hold", hold, []byte(`{"id":"h1","value":{"door":"1"}}`), ReasonUnsigned},
+		{"forged hold", hold, w.signed(t, w.evil, "front-door", "hold", `{"door":"1"}`, time.Minute), ReasonBadSignature},
+		{"expired hold", hold, expired("front-door", "hold", `{"door":"1"}`), ReasonExpired},
+	}
+	for _, source := range []string{"cloud", "local"} {
+		for _, c := range refused {
+			if r := w.gate.Handle(ctx, source, c.topic, c.payload); r.OK || !strings.HasPrefix(r.Error, c.want) {
+				t.Errorf("%s from %s: %+v, want refusal %q", c.name, source, r, c.want)
+			}
+		}
+	}
+	if w.sim.Coil(simulator.UnitDoorIO, 0) {
+		t.Fatal("the door release coil moved on an unauthenticated command")
+	}
+	if n := received(w.doors, "HOLD"); n != 0 {
+		t.Fatalf("the door controller saw %d HOLD commands from refused attempts", n)
+	}
+
+	on := w.signed(t, w.key, "doors-io", "door_1_release", `true`, time.Minute)
+	if r := w.gate.Handle(ctx, "cloud", release, on); !r.OK {
+		t.Fatalf("signed release refused: %+v", r)
+	}
+	if !w.sim.Coil(simulator.UnitDoorIO, 0) {
+		t.Fatal("signed release did not move the coil")
+	}
+	if r := w.gate.Handle(ctx, "local", release, w.signed(t, w.key, "doors-io", "door_1_release", `false`, time.Minute)); !r.OK {
+		t.Fatalf("signed re-lock refused: %+v", r)
+	}
+	if r := w.gate.Handle(ctx, "cloud", release, on); r.OK || r.Error != ReasonReplayed {
+		t.Fatalf("replayed release: %+v", r)
+	}
+	if w.sim.Coil(simulator.UnitDoorIO, 0) {
+		t.Fatal("a replayed release moved the coil")
+	}
+	h := w.signed(t, w.key, "front-door", "hold", `{"door":"1"}`, time.Minute)
+	if r := w.gate.Handle(ctx, "local", hold, h); !r.OK {
+		t.Fatalf("signed hold refused: %+v", r)
+	}
+	if r := w.gate.Handle(ctx, "local", hold, h); r.OK || r.Error != ReasonReplayed {
+		t.Fatalf("replayed hold: %+v", r)
+	}
+	waitFor(t, "the signed HOLD at the door controller", func() bool { return received(w.doors, "HOLD") == 1 })
+	if n := received(w.doors, "HOLD"); n != 1 {
+		t.Fatalf("door controller saw %d HOLDs, want exactly the one signed command", n)
+	}
+
+	// Configured unsigned_writes: an unsigned command is accepted.
+	if r := w.gate.Handle(ctx, "cloud", "lintel/gw1/front-door/beep/set", []byte(`{"id":"b1","value":{"door":"2"}}`)); !r.OK {
+		t.Fatalf("unsigned beep on an unsigned_writes command: %+v", r)
+	}
+	waitFor(t, "BEEP 2 at the door controller", func() bool { return received(w.doors, "BEEP 2") == 1 })
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

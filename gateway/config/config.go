@@ -155,12 +155,14 @@ type Request struct {
 
 // Command is a template sent to a serial-line device, e.g. "UNLOCK {door}\r\n".
 type Command struct {
-	Name     string           `yaml:"name"`
-	Send     string           `yaml:"send"`
-	Critical bool             `yaml:"critical"`
-	Params   map[string]Param `yaml:"params"`
-	Expect   string           `yaml:"expect"`
-	Timeout  Duration         `yaml:"timeout"`
+	Name     string `yaml:"name"`
+	Send     string `yaml:"send"`
+	Critical bool   `yaml:"critical"`
+	// UnsignedWrites: commands need no signature (default: every one does).
+	UnsignedWrites bool             `yaml:"unsigned_writes"`
+	Params         map[string]Param `yaml:"params"`
+	Expect         string           `yaml:"expect"`
+	Timeout        Duration         `yaml:"timeout"`
 }
 
 // Param constrains a command parameter.
@@ -188,10 +190,12 @@ type Point struct {
 	Writable bool             `yaml:"writable"`
 	Poll     Duration         `yaml:"poll"`     // overrides the device's poll for this point
 	Critical bool             `yaml:"critical"` // writes need a signed command
-	Min      *float64         `yaml:"min"`      // bounds of a written value
-	Max      *float64         `yaml:"max"`
-	Priority string           `yaml:"priority"` // normal (default) or high: delivered first, evicted last
-	Report   Report           `yaml:"report"`
+	// UnsignedWrites: writes need no signature (default: every one does).
+	UnsignedWrites bool     `yaml:"unsigned_writes"`
+	Min            *float64 `yaml:"min"` // bounds of a written value
+	Max            *float64 `yaml:"max"`
+	Priority       string   `yaml:"priority"` // normal (default) or high: delivered first, evicted last
+	Report         Report   `yaml:"report"`
 }
 
 // Profile is a device profile file: points shared by every device of a model.
