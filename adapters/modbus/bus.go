@@ -41,12 +41,12 @@ type Point struct {
 	// Poll overrides the device's poll interval for this point; points
 	// sharing an interval are planned together.
 	Poll     time.Duration
-	Critical bool     // writes need a signed command, whatever UnsignedWrites says
+	Critical bool // writes need a signed command, whatever UnsignedWrites says
 	// UnsignedWrites lets commands without a signature write this point
 	// (config: unsigned_writes: true). Off by default: every write is signed.
 	UnsignedWrites bool
-	Min, Max *float64 // bounds of a written engineering value
-	High     bool     // alarm bits and the like: delivered first, evicted last
+	Min, Max       *float64 // bounds of a written engineering value
+	High           bool     // alarm bits and the like: delivered first, evicted last
 	// Deadband: a new value is published when it differs from the last
 	// published one by more than this (0: any change).
 	Deadband float64

@@ -61,12 +61,12 @@ type Command struct {
 	Name     string
 	Send     string
 	Params   map[string]Param
-	Critical bool           // needs a signed command, whatever UnsignedWrites says
+	Critical bool // needs a signed command, whatever UnsignedWrites says
 	// UnsignedWrites lets commands without a signature send this command
 	// (config: unsigned_writes: true). Off by default: every command is signed.
 	UnsignedWrites bool
-	Expect   *regexp.Regexp // optional acknowledgement
-	Timeout  time.Duration
+	Expect         *regexp.Regexp // optional acknowledgement
+	Timeout        time.Duration
 }
 
 // Device is one controller on the line.
