@@ -121,8 +121,12 @@ type Line struct {
 	port    Port
 	waiters []*waiter
 
-	// Counters.
-	Frames, Unmatched, Dropped atomic.Uint64
+	// Counters. BadTopics counts readings dropped because a template filled
+	// from a frame made an invalid topic level.
+	Frames, Unmatched, Dropped, BadTopics atomic.Uint64
+
+	badMu     sync.Mutex
+	badLogged map[string]bool // device/event already logged for a bad topic
 
 	stMu sync.Mutex
 	st   *status
@@ -130,13 +134,13 @@ type Line struct {
 
 // Stats are a line's counters and its devices' states.
 type Stats struct {
-	Frames, Unmatched, Dropped uint64
-	Online                     map[string]bool
+	Frames, Unmatched, Dropped, BadTopics uint64
+	Online                                map[string]bool
 }
 
 // Stats returns the line's counters.
 func (l *Line) Stats() Stats {
-	s := Stats{Frames: l.Frames.Load(), Unmatched: l.Unmatched.Load(), Dropped: l.Dropped.Load(), Online: map[string]bool{}}
+	s := Stats{Frames: l.Frames.Load(), Unmatched: l.Unmatched.Load(), Dropped: l.Dropped.Load(), BadTopics: l.BadTopics.Load(), Online: map[string]bool{}}
 	l.stMu.Lock()
 	st := l.st
 	l.stMu.Unlock()
@@ -185,7 +189,7 @@ func New(cfg Config, logger *slog.Logger) (*Line, error) {
 			}
 		}
 	}
-	return &Line{cfg: cfg, log: logger.With("component", "serialline", "bus", cfg.Name)}, nil
+	return &Line{cfg: cfg, log: logger.With("component", "serialline", "bus", cfg.Name), badLogged: map[string]bool{}}, nil
 }
 
 func openSerial(cfg Config) (Port, error) {
@@ -340,6 +344,10 @@ func (l *Line) publishEvent(ctx context.Context, device string, e Event, m []str
 	msg := adapters.Message{Device: device, High: !e.Normal}
 	if e.Point != "" {
 		point, value := expand(e.Point, fields), fields[e.Value]
+		if err := adapters.ValidTopicLevel(point); err != nil {
+			l.badTopic(device, e.Name, err)
+			return nil
+		}
 		var v any = value
 		if mapped, ok := e.Values[value]; ok {
 			v = mapped
@@ -360,6 +368,20 @@ func (l *Line) publishEvent(ctx context.Context, device string, e Event, m []str
 		msg.Point, msg.Payload = e.Name, payload
 	}
 	return pub.Publish(ctx, msg)
+}
+
+// badTopic counts a reading dropped for its topic and logs it the first time
+// per event (the frame may hold personal data and is not logged).
+func (l *Line) badTopic(device, event string, err error) {
+	l.BadTopics.Add(1)
+	l.badMu.Lock()
+	first := !l.badLogged[device+"/"+event]
+	l.badLogged[device+"/"+event] = true
+	l.badMu.Unlock()
+	if first {
+		l.log.Warn("event would publish on an invalid topic; dropped", "device", device, "event", event, "err", err,
+			"hint", "narrow the event's capture so it cannot hold / + # $ or control characters")
+	}
 }
 
 // expand replaces {field} in a template with the field's value.
