@@ -15,8 +15,11 @@
 // controls, empty) drops the reading, counts it in BadTopics and is logged
 // once per event. Periodic requests (STATUS?)
 // wait for a matching answer; devices that stop answering are reported
-// offline. Commands are templates whose parameters are validated (enum,
-// range, pattern, no control characters) before anything is written.
+// offline. Commands are templates whose parameters are validated before
+// anything is written: printable ASCII only unless a parameter allows
+// printable Unicode; numbers in plain decimal, sent in one canonical form
+// (whole numbers when the bounds are), never NaN or Inf; enum; a pattern
+// that must match the whole value.
 //
 // # Privacy
 //
