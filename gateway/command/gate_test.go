@@ -353,6 +353,13 @@ func TestNonCriticalWriteAndRateLimit(t *testing.T) {
 func FuzzParseEnvelope(f *testing.F) {
 	f.Add([]byte(`{"id":"1","value":{"door":"2"},"expires":"2026-11-28T04:41:10Z","nonce":"n","sig":"AAAA"}`))
 	f.Add([]byte(`{"id":"","value":null}`))
+	f.Add([]byte(`{"id":"x1","value":true}`))
+	f.Add([]byte(`{"id":"a","id":"b","value":1}`))
+	f.Add([]byte(`{"ID":"a","value":1,"ſig":"AAAA"}`))
+	f.Add([]byte(`{"id":"a","value":{"door":"1","door":"2"}}`))
+	f.Add([]byte(`{"id":"a","value":[9007199254740993,1.0,-0,1e400,{"b":1,"a":2}]}`))
+	f.Add([]byte(`{"id":"a","value":"\u2028\ud800","nonce":"a\nb"}`))
+	f.Add([]byte(`{"id":"big","value":"` + strings.Repeat("x", MaxEnvelope) + `"}`))
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		e, err := ParseEnvelope(payload)
 		if err != nil {
@@ -361,8 +368,20 @@ func FuzzParseEnvelope(f *testing.F) {
 		if e.ID == "" || len(e.Value) == 0 || len(payload) > MaxEnvelope {
 			t.Fatalf("accepted %q as %+v", payload, e)
 		}
-		if _, err := Canonical("gw", "d", "p", e); err != nil && json.Valid(e.Value) {
-			t.Fatalf("valid value but no canonical form: %v", err)
+		c, err := canonicalJSON(e.Value)
+		if err != nil {
+			t.Fatalf("accepted %q but its value has no canonical form: %v", payload, err)
+		}
+		again, err := canonicalJSON(c)
+		if err != nil || !json.Valid(c) || string(again) != string(c) {
+			t.Fatalf("canonical form %q of %q is not a fixed point: %q, %v", c, e.Value, again, err)
+		}
+		var top map[string]json.RawMessage
+		json.Unmarshal(payload, &top)
+		for k := range top {
+			if !members[k] {
+				t.Fatalf("accepted member %q", k)
+			}
 		}
 	})
 }
