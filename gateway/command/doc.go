@@ -14,7 +14,14 @@
 // never seen before, kept in a bbolt file so a replay after a restart fails
 // too. Last, a per-point rate limit. Only then is Write called.
 //
-// Every attempt, accepted or not, is answered on …/set/result, logged,
-// appended to a rotated local audit log and published as an event on
-// lintel/<gateway>/$commands. Command values are not recorded.
+// An accepted command is answered on …/set/result, logged, appended to the
+// local audit log (commands.log, rotated at 1 MiB, 3 kept) and published as
+// an event on lintel/<gateway>/$commands. Refusals cannot erase it or flood
+// anything: they go to their own rotated log (commands-refused.log), and per
+// source and target (device/point) and 10 s window only the first 3 (20 in
+// all) are reported one by one (a WARN line, a log line, the result: one
+// published record each); the rest are counted into one summary per target
+// and window (a WARN line, a log line, one $commands event), at most 32
+// targets per window (the excess shares one). Every refusal is thus counted
+// in the refusals log. Command values are not recorded.
 package command

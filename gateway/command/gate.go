@@ -52,8 +52,15 @@ type Config struct {
 	RatePerMinute int
 	// NonceFile is the bbolt file remembering used nonces across restarts.
 	NonceFile string
-	// AuditFile is the local JSON-lines audit log, rotated at 1 MiB (3 kept).
+	// AuditFile is the local JSON-lines log of accepted commands, rotated at
+	// 1 MiB (3 kept). Refusals go to a file of their own beside it
+	// (commands-refused.log for commands.log), so that no number of refusals
+	// can rotate an accepted command out.
 	AuditFile string
+	// RefusalWindow is the period over which refusals are aggregated
+	// (default 10s): per source and target, the first few of a window are
+	// reported one by one, the rest in one summary when it ends.
+	RefusalWindow time.Duration
 	// Publish sends results and audit events (in process, through the
 	// local broker, so they are buffered and forwarded).
 	Publish func(ctx context.Context, topic string, payload []byte) error
@@ -79,6 +86,34 @@ type Gate struct {
 	recent  map[string][]time.Time // device/point → accepted command times
 	counts  map[string]uint64      // "ok" or the refusal reason → attempts
 	auditMu sync.Mutex
+
+	refMu     sync.Mutex
+	refusals  map[refusalKey]*refusalWindow
+	reported  int       // refusals reported one by one in the current window, all keys
+	windowAt  time.Time // start of that window
+	stopSweep chan struct{}
+	sweepDone chan struct{}
+}
+
+// Bounds of what refusals may cost per RefusalWindow: at most refusalBurst
+// reported one by one per key and refusalBudget in all, and one summary per
+// key, with at most maxRefusalKeys keys (the excess shares one key per
+// source).
+const (
+	refusalBurst   = 3
+	refusalBudget  = 20
+	maxRefusalKeys = 32
+)
+
+// refusalKey is what refusals are aggregated by.
+type refusalKey struct{ source, device, point string }
+
+// refusalWindow counts one key's refusals in the current window.
+type refusalWindow struct {
+	start   time.Time
+	seen    int
+	quiet   int               // not reported one by one
+	reasons map[string]uint64 // of the quiet ones
 }
 
 var bucketNonces = []byte("nonces")
@@ -97,16 +132,36 @@ func Open(cfg Config, logger *slog.Logger) (*Gate, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.RefusalWindow <= 0 {
+		cfg.RefusalWindow = 10 * time.Second
+	}
 	db, err := bolt.Open(cfg.NonceFile, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("nonce store %s: %w", cfg.NonceFile, err)
 	}
-	g := &Gate{cfg: cfg, log: logger.With("component", "command"), nonces: db, recent: map[string][]time.Time{}, counts: map[string]uint64{}}
+	g := &Gate{cfg: cfg, log: logger.With("component", "command"), nonces: db, recent: map[string][]time.Time{}, counts: map[string]uint64{},
+		refusals: map[refusalKey]*refusalWindow{}, stopSweep: make(chan struct{}), sweepDone: make(chan struct{})}
 	if err := g.pruneNonces(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("nonce store %s: %w", cfg.NonceFile, err)
 	}
+	go g.sweep(g.stopSweep)
 	return g, nil
+}
+
+// sweep writes the summaries of ended refusal windows until Close.
+func (g *Gate) sweep(stop <-chan struct{}) {
+	defer close(g.sweepDone)
+	t := time.NewTicker(g.cfg.RefusalWindow)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			g.summarize(g.takeEnded(g.cfg.Now(), false))
+		}
+	}
 }
 
 // SetTargets replaces the devices the gate may write (a configuration reload).
@@ -116,8 +171,23 @@ func (g *Gate) SetTargets(t map[string]adapters.Writable) {
 	g.mu.Unlock()
 }
 
-// Close closes the nonce store.
-func (g *Gate) Close() error { return g.nonces.Close() }
+// Close writes the summaries of refusals not yet reported and closes the
+// nonce store.
+func (g *Gate) Close() error {
+	g.refMu.Lock()
+	stopped := g.stopSweep == nil
+	if !stopped {
+		close(g.stopSweep)
+		g.stopSweep = nil
+	}
+	g.refMu.Unlock()
+	if stopped {
+		return nil
+	}
+	<-g.sweepDone
+	g.summarize(g.takeEnded(g.cfg.Now(), true))
+	return g.nonces.Close()
+}
 
 // attempt is one command as it goes through the checks.
 type attempt struct {
@@ -294,8 +364,6 @@ func (g *Gate) allowRate(key string) bool {
 	return true
 }
 
-// answer publishes the result, logs the attempt and appends it to the audit
-// log. The value is not recorded: only who asked what of which point.
 // Counts returns the attempts so far by outcome: "ok" or the refusal reason.
 func (g *Gate) Counts() map[string]uint64 {
 	g.mu.Lock()
@@ -307,6 +375,12 @@ func (g *Gate) Counts() map[string]uint64 {
 	return out
 }
 
+// answer counts the attempt, and reports it: an accepted command is logged,
+// appended to the audit log, answered on its result topic and published on
+// $commands. A refusal is reported one by one (a WARN line, a line in the
+// refusals log, the result: one published record) only within the bounds
+// of its refusal window; beyond them it is counted into the window's summary.
+// Command values are never recorded.
 func (g *Gate) answer(ctx context.Context, a attempt, r Result) {
 	outcome, _, _ := strings.Cut(r.Error, ":")
 	if r.OK {
@@ -315,31 +389,129 @@ func (g *Gate) answer(ctx context.Context, a attempt, r Result) {
 	g.mu.Lock()
 	g.counts[outcome]++
 	g.mu.Unlock()
-	entry := map[string]string{
+	entry := map[string]any{
 		"source": a.source, "id": a.env.ID, "device": a.device, "point": a.point,
 		"ok": fmt.Sprint(r.OK), "error": r.Error, "signer": a.signer,
 	}
 	if r.OK {
 		g.log.Info("command accepted", "source", a.source, "id", a.env.ID, "device", a.device, "point", a.point, "signer", a.signer)
-	} else {
-		g.log.Warn("command refused", "source", a.source, "id", a.env.ID, "device", a.device, "point", a.point, "reason", r.Error)
+		g.appendAudit(g.cfg.AuditFile, entry)
+		g.publishResult(ctx, a, r)
+		g.publishEvent(ctx, entry)
+		return
 	}
-	g.appendAudit(entry)
+	if !g.noteRefusal(a, outcome) {
+		return
+	}
+	g.log.Warn("command refused", "source", a.source, "id", a.env.ID, "device", a.device, "point", a.point, "reason", r.Error)
+	g.appendAudit(refusedFile(g.cfg.AuditFile), entry)
+	g.publishResult(ctx, a, r)
+}
+
+func (g *Gate) publishResult(ctx context.Context, a attempt, r Result) {
+	if g.cfg.Publish == nil || a.device == "" || a.point == "" {
+		return
+	}
+	payload, _ := json.Marshal(r)
+	topic := "lintel/" + g.cfg.GatewayID + "/" + a.device + "/" + a.point + "/set/result"
+	if err := g.cfg.Publish(ctx, topic, payload); err != nil {
+		g.log.Debug("cannot publish command result", "err", err)
+	}
+}
+
+func (g *Gate) publishEvent(ctx context.Context, fields map[string]any) {
 	if g.cfg.Publish == nil {
 		return
 	}
-	if a.device != "" && a.point != "" {
-		payload, _ := json.Marshal(r)
-		topic := "lintel/" + g.cfg.GatewayID + "/" + a.device + "/" + a.point + "/set/result"
-		if err := g.cfg.Publish(ctx, topic, payload); err != nil {
-			g.log.Warn("cannot publish command result", "err", err)
+	event, _ := json.Marshal(struct {
+		TS     string         `json:"ts"`
+		Fields map[string]any `json:"fields"`
+	}{g.cfg.Now().UTC().Format(adapters.TimeFormat), fields})
+	g.cfg.Publish(ctx, "lintel/"+g.cfg.GatewayID+"/$commands", event)
+}
+
+// noteRefusal counts a refusal in its window and reports whether it is
+// within the bounds that are reported one by one.
+func (g *Gate) noteRefusal(a attempt, reason string) bool {
+	now := g.cfg.Now()
+	g.refMu.Lock()
+	if ended(g.windowAt, now, g.cfg.RefusalWindow) {
+		g.windowAt, g.reported = now, 0
+	}
+	k := refusalKey{a.source, a.device, a.point}
+	if _, ok := g.refusals[k]; !ok && len(g.refusals) >= maxRefusalKeys {
+		k = refusalKey{source: a.source, device: "*", point: "*"}
+	}
+	w := g.refusals[k]
+	if w == nil {
+		w = &refusalWindow{start: now, reasons: map[string]uint64{}}
+		g.refusals[k] = w
+	}
+	w.seen++
+	report := w.seen <= refusalBurst && g.reported < refusalBudget
+	if report {
+		g.reported++
+	} else {
+		w.quiet++
+		w.reasons[reason]++
+	}
+	g.refMu.Unlock()
+	return report
+}
+
+// ended reports whether a window that started at start is over at now; a
+// clock that went backwards ends it too.
+func ended(start, now time.Time, window time.Duration) bool {
+	return now.Sub(start) >= window || now.Before(start)
+}
+
+type refusalSummary struct {
+	key     refusalKey
+	start   time.Time
+	quiet   int
+	reasons map[string]uint64
+}
+
+// takeEnded removes the refusal windows that ended (all of them if all) and
+// returns the summaries of those with quiet refusals.
+func (g *Gate) takeEnded(now time.Time, all bool) []refusalSummary {
+	g.refMu.Lock()
+	defer g.refMu.Unlock()
+	var out []refusalSummary
+	for k, w := range g.refusals {
+		if !all && !ended(w.start, now, g.cfg.RefusalWindow) {
+			continue
+		}
+		delete(g.refusals, k)
+		if w.quiet > 0 {
+			out = append(out, refusalSummary{k, w.start, w.quiet, w.reasons})
 		}
 	}
-	event, _ := json.Marshal(struct {
-		TS     string            `json:"ts"`
-		Fields map[string]string `json:"fields"`
-	}{g.cfg.Now().UTC().Format(adapters.TimeFormat), entry})
-	g.cfg.Publish(ctx, "lintel/"+g.cfg.GatewayID+"/$commands", event)
+	return out
+}
+
+// summarize reports each summary: one WARN line, one line in the refusals
+// log, one $commands event.
+func (g *Gate) summarize(sums []refusalSummary) {
+	for _, s := range sums {
+		g.log.Warn("commands refused (summary)", "source", s.key.source, "device", s.key.device, "point", s.key.point,
+			"refused", s.quiet, "since", s.start.UTC().Format(adapters.TimeFormat), "reasons", s.reasons)
+		entry := map[string]any{
+			"source": s.key.source, "device": s.key.device, "point": s.key.point, "ok": "false",
+			"refused": s.quiet, "since": s.start.UTC().Format(adapters.TimeFormat), "reasons": s.reasons,
+		}
+		g.appendAudit(refusedFile(g.cfg.AuditFile), entry)
+		g.publishEvent(context.Background(), entry)
+	}
+}
+
+// refusedFile is the refusals log beside the audit log: commands.log →
+// commands-refused.log.
+func refusedFile(audit string) string {
+	if audit == "" {
+		return ""
+	}
+	return strings.TrimSuffix(audit, ".log") + "-refused.log"
 }
 
 const (
@@ -347,24 +519,26 @@ const (
 	auditKeep     = 3
 )
 
-func (g *Gate) appendAudit(entry map[string]string) {
-	if g.cfg.AuditFile == "" {
+// appendAudit appends entry to the JSON-lines file path, rotating it at
+// auditMaxBytes.
+func (g *Gate) appendAudit(path string, entry map[string]any) {
+	if path == "" {
 		return
 	}
 	g.auditMu.Lock()
 	defer g.auditMu.Unlock()
-	full := map[string]string{"ts": g.cfg.Now().UTC().Format(adapters.TimeFormat)}
+	full := map[string]any{"ts": g.cfg.Now().UTC().Format(adapters.TimeFormat)}
 	for k, v := range entry {
 		full[k] = v
 	}
 	line, _ := json.Marshal(full)
-	if fi, err := os.Stat(g.cfg.AuditFile); err == nil && fi.Size()+int64(len(line)) > auditMaxBytes {
+	if fi, err := os.Stat(path); err == nil && fi.Size()+int64(len(line)) > auditMaxBytes {
 		for i := auditKeep - 1; i >= 1; i-- {
-			os.Rename(fmt.Sprintf("%s.%d", g.cfg.AuditFile, i), fmt.Sprintf("%s.%d", g.cfg.AuditFile, i+1))
+			os.Rename(fmt.Sprintf("%s.%d", path, i), fmt.Sprintf("%s.%d", path, i+1))
 		}
-		os.Rename(g.cfg.AuditFile, g.cfg.AuditFile+".1")
+		os.Rename(path, path+".1")
 	}
-	f, err := os.OpenFile(g.cfg.AuditFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		g.log.Error("command audit log", "err", err)
 		return
