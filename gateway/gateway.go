@@ -181,13 +181,14 @@ func (g *Gateway) openGate() (*command.Gate, error) {
 }
 
 // localCommand hands a local client's command to the gate without blocking
-// the publisher; at most 8 run at once, beyond that the client is told.
+// the publisher; at most 8 run at once, beyond that the command is refused
+// with a result and an audit entry (rate-limited like every refusal).
 func (g *Gateway) localCommand(topic string, payload []byte) {
 	payload = bytes.Clone(payload)
 	select {
 	case g.cmdSlots <- struct{}{}:
 	default:
-		g.log.Warn("command refused: too many in progress", "topic", topic)
+		g.gate.Refuse(g.cmdCtx, "local", topic, payload, command.ReasonBusy)
 		return
 	}
 	g.cmdWG.Go(func() {

@@ -12,7 +12,12 @@
 // configured signer over Canonical(gateway, device, point, value, id,
 // expires, nonce); expires in the future and at most MaxTTL ahead; a nonce
 // never seen before, kept in a bbolt file so a replay after a restart fails
-// too. Last, a per-point rate limit. Only then is Write called.
+// too. Last, a per-point rate limit. Only then is Write called. An envelope
+// over 4 KiB is still answered on its result topic. Once Stop is called (or
+// the ctx of Handle has ended) every command is refused with "gateway
+// stopping" and nothing more is written; Stop returns when writes in
+// progress have ended. Refuse answers and audits a command refused before
+// any check (no free command slot).
 //
 // An accepted command is answered on …/set/result, logged, appended to the
 // local audit log (commands.log, rotated at 1 MiB, 3 kept) and published as

@@ -37,6 +37,7 @@ const (
 	ReasonRateLimited   = "rate limit exceeded"
 	ReasonBusy          = "too many commands in progress"
 	ReasonWriteFailed   = "device write failed"
+	ReasonStopping      = "gateway stopping"
 )
 
 // Config describes a gate.
@@ -85,7 +86,11 @@ type Gate struct {
 	mu      sync.Mutex
 	recent  map[string][]time.Time // device/point → accepted command times
 	counts  map[string]uint64      // "ok" or the refusal reason → attempts
-	auditMu sync.Mutex
+	// stopping is set by Stop; writes counts writes in progress (Add only
+	// under mu while not stopping, so Stop's Wait sees every one).
+	stopping bool
+	writes   sync.WaitGroup
+	auditMu  sync.Mutex
 
 	refMu     sync.Mutex
 	refusals  map[refusalKey]*refusalWindow
@@ -189,6 +194,52 @@ func (g *Gate) Close() error {
 	return g.nonces.Close()
 }
 
+// Stop refuses every command from now on ("gateway stopping", answered and
+// audited, nothing written) and waits for writes in progress to end. The
+// gateway calls it first when it begins to shut down. A Handle whose ctx has
+// ended is refused the same way.
+func (g *Gate) Stop() {
+	g.mu.Lock()
+	g.stopping = true
+	g.mu.Unlock()
+	g.writes.Wait()
+}
+
+// beginWrite registers a write unless the gate is stopping.
+func (g *Gate) beginWrite(ctx context.Context) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stopping || ctx.Err() != nil {
+		return false
+	}
+	g.writes.Add(1)
+	return true
+}
+
+func (g *Gate) isStopping(ctx context.Context) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.stopping || ctx.Err() != nil
+}
+
+// Refuse answers and audits a command that is refused before any check,
+// e.g. ReasonBusy when every command slot is taken. Like every refusal it
+// counts against the refusal window, so a flood of them stays bounded.
+func (g *Gate) Refuse(ctx context.Context, source, topic string, payload []byte, reason string) Result {
+	a := attempt{source: source}
+	if levels := strings.Split(topic, "/"); len(levels) == 5 && levels[0] == "lintel" && levels[4] == "set" {
+		a.device, a.point = levels[2], levels[3]
+	}
+	if len(payload) <= MaxEnvelope {
+		if e, err := ParseEnvelope(payload); err == nil {
+			a.env.ID = e.ID
+		}
+	}
+	res := Result{ID: a.env.ID, Error: reason}
+	g.answer(ctx, a, res)
+	return res
+}
+
 // attempt is one command as it goes through the checks.
 type attempt struct {
 	source, device, point, signer string
@@ -214,15 +265,18 @@ func (g *Gate) check(ctx context.Context, a *attempt, topic string, payload []by
 		}
 		return r
 	}
-	if len(payload) > MaxEnvelope {
-		return fail(ReasonTooLarge)
-	}
 	levels := strings.Split(topic, "/")
 	if len(levels) != 5 || levels[0] != "lintel" || levels[4] != "set" {
 		return fail(ReasonBadTopic)
 	}
 	gateway := levels[1]
-	a.device, a.point = levels[2], levels[3]
+	a.device, a.point = levels[2], levels[3] // from here on, answered on the result topic
+	if len(payload) > MaxEnvelope {
+		return fail(ReasonTooLarge)
+	}
+	if g.isStopping(ctx) {
+		return fail(ReasonStopping)
+	}
 	env, err := ParseEnvelope(payload)
 	a.env.ID = env.ID
 	if err != nil {
@@ -256,6 +310,10 @@ func (g *Gate) check(ctx context.Context, a *attempt, topic string, payload []by
 	if !g.allowRate(a.device + "/" + a.point) {
 		return fail(ReasonRateLimited)
 	}
+	if !g.beginWrite(ctx) {
+		return fail(ReasonStopping)
+	}
+	defer g.writes.Done()
 	wctx, cancel := context.WithTimeout(ctx, g.cfg.WriteTimeout)
 	defer cancel()
 	if err := target.Write(wctx, w); err != nil {
