@@ -83,9 +83,9 @@ type Gate struct {
 	log    *slog.Logger
 	nonces *bolt.DB
 
-	mu      sync.Mutex
-	recent  map[string][]time.Time // device/point → accepted command times
-	counts  map[string]uint64      // "ok" or the refusal reason → attempts
+	mu     sync.Mutex
+	recent map[string][]time.Time // device/point → accepted command times
+	counts map[string]uint64      // "ok" or the refusal reason → attempts
 	// stopping is set by Stop; writes counts writes in progress (Add only
 	// under mu while not stopping, so Stop's Wait sees every one).
 	stopping bool
