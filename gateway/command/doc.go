@@ -12,7 +12,10 @@
 // configured signer over Canonical(gateway, device, point, value, id,
 // expires, nonce); expires in the future and at most MaxTTL ahead; a nonce
 // never seen before, kept in a bbolt file so a replay after a restart fails
-// too. Last, a per-point rate limit. Only then is Write called. An envelope
+// too. Nonces are pruned a day after their command expired; the store keeps
+// that horizon and refuses any command expiring before it, so a clock that
+// jumps forwards (pruning) and back cannot reopen a used command. A clock
+// gone back counts the per-point rate window from the new now. Last, a per-point rate limit. Only then is Write called. An envelope
 // over 4 KiB is still answered on its result topic. Once Stop is called (or
 // the ctx of Handle has ended) every command is refused with "gateway
 // stopping" and nothing more is written; Stop returns when writes in

@@ -82,6 +82,9 @@ type Gate struct {
 	cfg    Config
 	log    *slog.Logger
 	nonces *bolt.DB
+	// horizon: nonces of commands that expired before it may have been
+	// pruned, so such a command is refused whatever the clock says now.
+	horizon time.Time
 
 	mu     sync.Mutex
 	recent map[string][]time.Time // device/point → accepted command times
@@ -121,7 +124,11 @@ type refusalWindow struct {
 	reasons map[string]uint64 // of the quiet ones
 }
 
-var bucketNonces = []byte("nonces")
+var (
+	bucketNonces = []byte("nonces")
+	bucketMeta   = []byte("meta")
+	keyHorizon   = []byte("pruned-before") // unix seconds, big endian
+)
 
 // Open opens the nonce store and prepares the audit log.
 func Open(cfg Config, logger *slog.Logger) (*Gate, error) {
@@ -355,6 +362,9 @@ func (g *Gate) authenticate(a *attempt, gateway string) (Result, bool) {
 		return Result{ID: e.ID, Error: ReasonMalformed + ": expires is not RFC 3339"}, false
 	case !expires.After(now):
 		return fail(ReasonExpired)
+	case expires.Before(g.horizon):
+		g.log.Error("command expires before the nonce store's horizon: the clock went back", "now", now, "horizon", g.horizon)
+		return fail(ReasonExpired)
 	case expires.After(now.Add(g.cfg.MaxTTL)):
 		return fail(ReasonTooFarAhead)
 	}
@@ -385,11 +395,24 @@ func (g *Gate) useNonce(nonce string, expires time.Time) (fresh bool, err error)
 	return fresh, err
 }
 
-// pruneNonces forgets nonces whose commands expired over a day ago: an
-// expired command is refused anyway.
+// pruneNonces forgets nonces whose commands expired over a day ago and
+// records that horizon (it only moves forwards): a command expiring before
+// it is refused even if the clock later goes back, since its nonce may be
+// gone.
 func (g *Gate) pruneNonces() error {
 	cutoff := uint64(g.cfg.Now().Add(-24 * time.Hour).Unix())
 	return g.nonces.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if v := meta.Get(keyHorizon); len(v) == 8 {
+			cutoff = max(cutoff, binary.BigEndian.Uint64(v))
+		}
+		if err := meta.Put(keyHorizon, binary.BigEndian.AppendUint64(nil, cutoff)); err != nil {
+			return err
+		}
+		g.horizon = time.Unix(int64(cutoff), 0)
 		b, err := tx.CreateBucketIfNotExists(bucketNonces)
 		if err != nil {
 			return err
@@ -411,6 +434,11 @@ func (g *Gate) allowRate(key string) bool {
 	defer g.mu.Unlock()
 	now := g.cfg.Now()
 	times := g.recent[key]
+	for i, t := range times {
+		if t.After(now) { // the clock went back: count them from now, not from the future
+			times[i] = now
+		}
+	}
 	for len(times) > 0 && now.Sub(times[0]) >= time.Minute {
 		times = times[1:]
 	}
