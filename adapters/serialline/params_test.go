@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strconv"
 	"testing"
+
+	"github.com/lintel-gw/lintel/adapters"
 )
 
 func fp(f float64) *float64 { return &f }
@@ -122,4 +124,23 @@ func FuzzParameterEncoder(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Issue 11 item 1: commands need a signature unless they opt out, and a
+// critical command never opts out.
+func TestCheckWriteSaysWhetherToSign(t *testing.T) {
+	line, err := New(Config{Name: "t", Devices: []Device{{Name: "d", Commands: []Command{
+		{Name: "hold", Send: "HOLD\r\n"},
+		{Name: "beep", Send: "BEEP\r\n", UnsignedWrites: true},
+		{Name: "unlock", Send: "UNLOCK\r\n", Critical: true, UnsignedWrites: true},
+	}}}}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{"hold": true, "beep": false, "unlock": true, "nope": true} {
+		got, err := line.CheckWrite(adapters.WriteRequest{Device: "d", Point: name, Value: json.RawMessage(`{}`)})
+		if got != want || (err != nil) != (name == "nope") {
+			t.Errorf("%s: needsSignature=%v err=%v, want %v", name, got, err, want)
+		}
+	}
 }
