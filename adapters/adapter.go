@@ -21,10 +21,12 @@ type Adapter interface {
 // the command gate validates everything before it calls Write.
 type Writable interface {
 	Adapter
-	// CheckWrite validates w without touching the device and reports whether
-	// the point or command is critical (needs a signed command). Errors wrap
-	// ErrUnknownTarget, ErrNotWritable or ErrInvalidValue.
-	CheckWrite(w WriteRequest) (critical bool, err error)
+	// CheckWrite validates w without touching the device and reports
+	// whether a command for it must be signed: always, unless the point or
+	// command is explicitly configured for unsigned writes (and is not
+	// critical). Errors wrap ErrUnknownTarget, ErrNotWritable or
+	// ErrInvalidValue.
+	CheckWrite(w WriteRequest) (needsSignature bool, err error)
 }
 
 // Errors of CheckWrite and Write that the command gate reports by kind.

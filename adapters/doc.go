@@ -5,7 +5,9 @@
 // One Adapter owns one bus (a serial port, a TCP connection to a Modbus
 // gateway) for as long as its Run is running. Adapters know nothing about the
 // cloud, the buffer or TLS: they publish Messages addressed by device and
-// point, and the gateway turns them into topics.
+// point, and the gateway turns them into topics. A level built from data (a
+// template filled from a frame) must pass ValidTopicLevel, so a device can
+// never add levels or wildcards to a topic; what fails is dropped and counted.
 //
 // The subpackages are the adapters: modbus (RTU and TCP), simulator (the
 // simulated building used by `lintel demo` and by tests).

@@ -181,13 +181,14 @@ func (g *Gateway) openGate() (*command.Gate, error) {
 }
 
 // localCommand hands a local client's command to the gate without blocking
-// the publisher; at most 8 run at once, beyond that the client is told.
+// the publisher; at most 8 run at once, beyond that the command is refused
+// with a result and an audit entry (rate-limited like every refusal).
 func (g *Gateway) localCommand(topic string, payload []byte) {
 	payload = bytes.Clone(payload)
 	select {
 	case g.cmdSlots <- struct{}{}:
 	default:
-		g.log.Warn("command refused: too many in progress", "topic", topic)
+		g.gate.Refuse(g.cmdCtx, "local", topic, payload, command.ReasonBusy)
 		return
 	}
 	g.cmdWG.Go(func() {
@@ -289,7 +290,7 @@ func newBus(b config.Bus, all []config.Device, log *slog.Logger) (*modbus.Bus, e
 				Bit: bit, Length: uint16(p.Length), Labels: p.Labels,
 				Name: p.Name, Table: table, Address: uint16(p.Address), Type: typ, Order: order,
 				Scale: scale, Offset: p.Offset, Unit: p.Unit, Writable: p.Writable, High: p.Priority == "high",
-				Critical: p.Critical, Min: p.Min, Max: p.Max, Poll: p.Poll.D(),
+				Critical: p.Critical, UnsignedWrites: p.UnsignedWrites, Min: p.Min, Max: p.Max, Poll: p.Poll.D(),
 				Deadband: p.Report.Deadband, MaxInterval: p.Report.MaxInterval.D(),
 			})
 		}
@@ -444,7 +445,8 @@ func newSerialLine(b config.Bus, all []config.Device, key *privacy.Key, log *slo
 				params[name] = serialline.Param{Enum: p.Enum, Min: p.Min, Max: p.Max, Pattern: compile(p.Pattern)}
 			}
 			dev.Commands = append(dev.Commands, serialline.Command{
-				Name: c.Name, Send: c.Send, Params: params, Critical: c.Critical, Expect: compile(c.Expect), Timeout: c.Timeout.D(),
+				Name: c.Name, Send: c.Send, Params: params, Critical: c.Critical, UnsignedWrites: c.UnsignedWrites,
+				Expect: compile(c.Expect), Timeout: c.Timeout.D(),
 			})
 		}
 		cfg.Devices = append(cfg.Devices, dev)

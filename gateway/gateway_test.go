@@ -442,7 +442,14 @@ func TestCommandsThroughTheCloud(t *testing.T) {
 		t.Fatalf("door controller received %q", env.Doors.Received())
 	}
 
-	fan := command.Envelope{ID: "fan-off", Value: json.RawMessage(`false`)}
+	// Not critical, but every write is signed unless configured otherwise.
+	if r := send("ahu-1/fan_enable", command.Envelope{ID: "fan-off", Value: json.RawMessage(`false`)}); !strings.Contains(r, "signature missing") {
+		t.Fatalf("unsigned fan command: %s", r)
+	}
+	if !env.Sim.Coil(simulator.UnitAHU, 10) {
+		t.Fatal("an unsigned command moved the fan coil")
+	}
+	fan, _ := command.NewEnvelope(key, "demo-gw", "ahu-1", "fan_enable", json.RawMessage(`false`), time.Minute)
 	if r := send("ahu-1/fan_enable", fan); !strings.Contains(r, `"ok":true`) {
 		t.Fatalf("fan command: %s", r)
 	}

@@ -41,9 +41,12 @@ type Point struct {
 	// Poll overrides the device's poll interval for this point; points
 	// sharing an interval are planned together.
 	Poll     time.Duration
-	Critical bool     // writes need a signed command
-	Min, Max *float64 // bounds of a written engineering value
-	High     bool     // alarm bits and the like: delivered first, evicted last
+	Critical bool // writes need a signed command, whatever UnsignedWrites says
+	// UnsignedWrites lets commands without a signature write this point
+	// (config: unsigned_writes: true). Off by default: every write is signed.
+	UnsignedWrites bool
+	Min, Max       *float64 // bounds of a written engineering value
+	High           bool     // alarm bits and the like: delivered first, evicted last
 	// Deadband: a new value is published when it differs from the last
 	// published one by more than this (0: any change).
 	Deadband float64
@@ -570,10 +573,11 @@ var (
 	ErrBadValue     = adapters.ErrInvalidValue
 )
 
-// CheckWrite validates a write without touching the device.
-func (b *Bus) CheckWrite(w adapters.WriteRequest) (critical bool, err error) {
+// CheckWrite validates a write without touching the device and reports
+// whether the command must be signed.
+func (b *Bus) CheckWrite(w adapters.WriteRequest) (needsSignature bool, err error) {
 	_, p, _, _, err := b.prepare(w)
-	return p.Critical, err
+	return p.Critical || !p.UnsignedWrites, err
 }
 
 // prepare validates a write and returns what to write: on for a coil, or

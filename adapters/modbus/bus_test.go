@@ -352,3 +352,22 @@ func TestWrite(t *testing.T) {
 		}
 	}
 }
+
+// Issue 11 item 1: writes need a signature unless the point opts out, and
+// a critical point never opts out.
+func TestCheckWriteSaysWhetherToSign(t *testing.T) {
+	bus, err := NewBus(BusConfig{Name: "b", URL: "tcp://127.0.0.1:1"}, []Device{{Name: "d", Unit: 1, Points: []Point{
+		{Name: "release", Table: Coil, Address: 0, Type: Bool, Writable: true},
+		{Name: "lamp", Table: Coil, Address: 1, Type: Bool, Writable: true, UnsignedWrites: true},
+		{Name: "arm", Table: Coil, Address: 2, Type: Bool, Writable: true, Critical: true, UnsignedWrites: true},
+	}}}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for point, want := range map[string]bool{"release": true, "lamp": false, "arm": true} {
+		got, err := bus.CheckWrite(adapters.WriteRequest{Device: "d", Point: point, Value: json.RawMessage(`true`)})
+		if err != nil || got != want {
+			t.Errorf("%s: needsSignature=%v err=%v, want %v", point, got, err, want)
+		}
+	}
+}

@@ -10,10 +10,16 @@
 // expressions with named groups); the groups become fields, each field's
 // privacy rule is applied (keep, pseudonymize, drop), and the result is
 // published as an event (lintel/<gw>/<device>/<event>, {"ts":…,"fields":{…}})
-// or as a state reading (e.g. door_2 = true). Periodic requests (STATUS?)
+// or as a state reading (e.g. door_2 = true). A state point name filled from
+// a frame that is not a valid topic level (adapters.ValidTopicLevel: / + # $,
+// controls, empty) drops the reading, counts it in BadTopics and is logged
+// once per event. Periodic requests (STATUS?)
 // wait for a matching answer; devices that stop answering are reported
-// offline. Commands are templates whose parameters are validated (enum,
-// range, pattern, no control characters) before anything is written.
+// offline. Commands are templates whose parameters are validated before
+// anything is written: printable ASCII only unless a parameter allows
+// printable Unicode; numbers in plain decimal, sent in one canonical form
+// (whole numbers when the bounds are), never NaN or Inf; enum; a pattern
+// that must match the whole value.
 //
 // # Privacy
 //

@@ -1,12 +1,14 @@
 package serialline
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"regexp"
 	"slices"
 	"strconv"
@@ -14,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"go.bug.st/serial"
@@ -48,11 +51,19 @@ type Request struct {
 	Timeout time.Duration
 }
 
-// Param constrains one command parameter.
+// Param constrains one command parameter. A value is sent as printable
+// ASCII only (space to ~), or, with Unicode, as printable Unicode (no
+// control, format or line/paragraph separator characters). A parameter
+// with Min or Max is a number: given as a JSON number or a string in plain
+// decimal (no sign +, exponent, hex, leading zeros, NaN or Inf), it is sent
+// in one canonical form: an integer in plain decimal when the bounds are
+// whole numbers (2.5 is refused then), else the shortest plain decimal.
+// Pattern must match the whole value (New anchors it).
 type Param struct {
 	Enum     []string
 	Min, Max *float64
 	Pattern  *regexp.Regexp
+	Unicode  bool
 }
 
 // Command is a template such as "UNLOCK {door}\r\n" whose parameters come
@@ -61,9 +72,12 @@ type Command struct {
 	Name     string
 	Send     string
 	Params   map[string]Param
-	Critical bool           // needs a signed command (the command gate checks)
-	Expect   *regexp.Regexp // optional acknowledgement
-	Timeout  time.Duration
+	Critical bool // needs a signed command, whatever UnsignedWrites says
+	// UnsignedWrites lets commands without a signature send this command
+	// (config: unsigned_writes: true). Off by default: every command is signed.
+	UnsignedWrites bool
+	Expect         *regexp.Regexp // optional acknowledgement
+	Timeout        time.Duration
 }
 
 // Device is one controller on the line.
@@ -118,8 +132,12 @@ type Line struct {
 	port    Port
 	waiters []*waiter
 
-	// Counters.
-	Frames, Unmatched, Dropped atomic.Uint64
+	// Counters. BadTopics counts readings dropped because a template filled
+	// from a frame made an invalid topic level.
+	Frames, Unmatched, Dropped, BadTopics atomic.Uint64
+
+	badMu     sync.Mutex
+	badLogged map[string]bool // device/event already logged for a bad topic
 
 	stMu sync.Mutex
 	st   *status
@@ -127,13 +145,13 @@ type Line struct {
 
 // Stats are a line's counters and its devices' states.
 type Stats struct {
-	Frames, Unmatched, Dropped uint64
-	Online                     map[string]bool
+	Frames, Unmatched, Dropped, BadTopics uint64
+	Online                                map[string]bool
 }
 
 // Stats returns the line's counters.
 func (l *Line) Stats() Stats {
-	s := Stats{Frames: l.Frames.Load(), Unmatched: l.Unmatched.Load(), Dropped: l.Dropped.Load(), Online: map[string]bool{}}
+	s := Stats{Frames: l.Frames.Load(), Unmatched: l.Unmatched.Load(), Dropped: l.Dropped.Load(), BadTopics: l.BadTopics.Load(), Online: map[string]bool{}}
 	l.stMu.Lock()
 	st := l.st
 	l.stMu.Unlock()
@@ -170,6 +188,7 @@ func New(cfg Config, logger *slog.Logger) (*Line, error) {
 	if cfg.Open == nil {
 		cfg.Open = openSerial
 	}
+	cfg.Devices = anchorPatterns(cfg.Devices)
 	for _, d := range cfg.Devices {
 		for _, e := range d.Events {
 			for field, r := range e.Privacy {
@@ -182,7 +201,27 @@ func New(cfg Config, logger *slog.Logger) (*Line, error) {
 			}
 		}
 	}
-	return &Line{cfg: cfg, log: logger.With("component", "serialline", "bus", cfg.Name)}, nil
+	return &Line{cfg: cfg, log: logger.With("component", "serialline", "bus", cfg.Name), badLogged: map[string]bool{}}, nil
+}
+
+// anchorPatterns returns a copy of devices whose parameter patterns must
+// match the whole value: [A-Z]+ must not pass "hi WORLD; UNLOCK 1".
+func anchorPatterns(devices []Device) []Device {
+	out := slices.Clone(devices)
+	for i, d := range out {
+		out[i].Commands = slices.Clone(d.Commands)
+		for j, c := range out[i].Commands {
+			params := make(map[string]Param, len(c.Params))
+			for name, p := range c.Params {
+				if p.Pattern != nil {
+					p.Pattern = regexp.MustCompile(`^(?:` + p.Pattern.String() + `)$`) // compiles: the inner one did
+				}
+				params[name] = p
+			}
+			out[i].Commands[j].Params = params
+		}
+	}
+	return out
 }
 
 func openSerial(cfg Config) (Port, error) {
@@ -199,16 +238,18 @@ func openSerial(cfg Config) (Port, error) {
 	return serial.Open(cfg.Port, mode)
 }
 
-// CheckWrite validates a command without sending anything.
-func (l *Line) CheckWrite(w adapters.WriteRequest) (critical bool, err error) {
+// CheckWrite validates a command without sending anything and reports
+// whether it must be signed.
+func (l *Line) CheckWrite(w adapters.WriteRequest) (needsSignature bool, err error) {
 	_, c, err := l.command(w.Device, w.Point)
 	if err != nil {
-		return false, err
+		return true, err
 	}
+	needsSignature = c.Critical || !c.UnsignedWrites
 	if _, err := c.bind(w.Value); err != nil {
-		return c.Critical, fmt.Errorf("%s/%s: %w: %v", w.Device, w.Point, ErrBadParams, err)
+		return needsSignature, fmt.Errorf("%s/%s: %w: %v", w.Device, w.Point, ErrBadParams, err)
 	}
-	return c.Critical, nil
+	return needsSignature, nil
 }
 
 // Run opens the port, reads frames and runs the periodic requests until ctx
@@ -335,6 +376,10 @@ func (l *Line) publishEvent(ctx context.Context, device string, e Event, m []str
 	msg := adapters.Message{Device: device, High: !e.Normal}
 	if e.Point != "" {
 		point, value := expand(e.Point, fields), fields[e.Value]
+		if err := adapters.ValidTopicLevel(point); err != nil {
+			l.badTopic(device, e.Name, err)
+			return nil
+		}
 		var v any = value
 		if mapped, ok := e.Values[value]; ok {
 			v = mapped
@@ -355,6 +400,20 @@ func (l *Line) publishEvent(ctx context.Context, device string, e Event, m []str
 		msg.Point, msg.Payload = e.Name, payload
 	}
 	return pub.Publish(ctx, msg)
+}
+
+// badTopic counts a reading dropped for its topic and logs it the first time
+// per event (the frame may hold personal data and is not logged).
+func (l *Line) badTopic(device, event string, err error) {
+	l.BadTopics.Add(1)
+	l.badMu.Lock()
+	first := !l.badLogged[device+"/"+event]
+	l.badLogged[device+"/"+event] = true
+	l.badMu.Unlock()
+	if first {
+		l.log.Warn("event would publish on an invalid topic; dropped", "device", device, "event", event, "err", err,
+			"hint", "narrow the event's capture so it cannot hold / + # $ or control characters")
+	}
 }
 
 // expand replaces {field} in a template with the field's value.
@@ -474,11 +533,14 @@ func (l *Line) command(device, name string) (Device, Command, error) {
 	return Device{}, Command{}, fmt.Errorf("%s/%s: %w", device, name, ErrUnknownCommand)
 }
 
-// bind checks a JSON object of parameters against the command.
+// bind checks a JSON object of parameters against the command and returns
+// the text to send for each.
 func (c Command) bind(value json.RawMessage) (map[string]string, error) {
 	var raw map[string]any
 	if len(value) > 0 && string(value) != "null" {
-		if err := json.Unmarshal(value, &raw); err != nil {
+		dec := json.NewDecoder(bytes.NewReader(value))
+		dec.UseNumber() // the number's own text, not a float64 round trip
+		if err := dec.Decode(&raw); err != nil {
 			return nil, fmt.Errorf("want a JSON object of parameters: %v", err)
 		}
 	}
@@ -497,14 +559,15 @@ func (c Command) bind(value json.RawMessage) (map[string]string, error) {
 		switch v := v.(type) {
 		case string:
 			s = v
-		case float64:
-			s = strconv.FormatFloat(v, 'f', -1, 64)
+		case json.Number:
+			s = v.String()
 		case bool:
 			s = strconv.FormatBool(v)
 		default:
 			return nil, fmt.Errorf("parameter %q: want a string or number", name)
 		}
-		if err := p.check(s); err != nil {
+		s, err := p.encode(s)
+		if err != nil {
 			return nil, fmt.Errorf("parameter %q: %v", name, err)
 		}
 		out[name] = s
@@ -512,26 +575,61 @@ func (c Command) bind(value json.RawMessage) (map[string]string, error) {
 	return out, nil
 }
 
-func (p Param) check(s string) error {
-	if !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return errors.New("control characters are not allowed")
-	}
-	if len(p.Enum) > 0 && !slices.Contains(p.Enum, s) {
-		return fmt.Errorf("%q is not one of %s", s, strings.Join(p.Enum, ", "))
+// plainDecimal is the only number syntax accepted: no +, exponent, hex,
+// leading zeros, NaN or Inf.
+var plainDecimal = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?$`)
+
+// maxNumber bounds a number's text; a longer one is refused.
+const maxNumber = 40
+
+// encode checks s and returns the text to send: s itself, or for a number
+// its canonical form. Enum and pattern apply to what is sent.
+func (p Param) encode(s string) (string, error) {
+	if !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool {
+		if p.Unicode {
+			return !unicode.IsPrint(r)
+		}
+		return r < 0x20 || r > 0x7e
+	}) {
+		if p.Unicode {
+			return "", errors.New("only printable characters are allowed")
+		}
+		return "", errors.New("only printable ASCII is allowed")
 	}
 	if p.Min != nil || p.Max != nil {
+		if len(s) > maxNumber || !plainDecimal.MatchString(s) {
+			return "", fmt.Errorf("%q is not a plain decimal number", s)
+		}
 		n, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			return fmt.Errorf("%q is not a number", s)
+		if err != nil || math.IsInf(n, 0) || math.IsNaN(n) {
+			return "", fmt.Errorf("%q is not a number", s)
 		}
 		if p.Min != nil && n < *p.Min || p.Max != nil && n > *p.Max {
-			return fmt.Errorf("%v is out of range", n)
+			return "", fmt.Errorf("%s is out of range", s)
+		}
+		if p.integral() {
+			if n != math.Trunc(n) || math.Abs(n) >= 1<<53 {
+				return "", fmt.Errorf("%s is not a whole number", s)
+			}
+			s = strconv.FormatInt(int64(n), 10)
+		} else {
+			s = strconv.FormatFloat(n+0, 'f', -1, 64) // +0 turns -0 into 0
 		}
 	}
-	if p.Pattern != nil && !p.Pattern.MatchString(s) {
-		return fmt.Errorf("%q does not match %s", s, p.Pattern)
+	if len(p.Enum) > 0 && !slices.Contains(p.Enum, s) {
+		return "", fmt.Errorf("%q is not one of %s", s, strings.Join(p.Enum, ", "))
 	}
-	return nil
+	if p.Pattern != nil && !p.Pattern.MatchString(s) {
+		return "", fmt.Errorf("%q does not match %s", s, p.Pattern)
+	}
+	return s, nil
+}
+
+// integral reports whether the bounds are whole numbers: the parameter is an
+// integer then.
+func (p Param) integral() bool {
+	whole := func(f *float64) bool { return f == nil || *f == math.Trunc(*f) }
+	return whole(p.Min) && whole(p.Max)
 }
 
 // status publishes each device's retained $status on change.

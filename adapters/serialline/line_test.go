@@ -250,3 +250,81 @@ func TestStableNames(t *testing.T) {
 		t.Fatalf("listing ports: %v", err)
 	}
 }
+
+// countingHandler counts log records by message.
+type countingHandler struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countingHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.n == nil {
+		h.n = map[string]int{}
+	}
+	h.n[r.Message]++
+	return nil
+}
+func (h *countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *countingHandler) WithGroup(string) slog.Handler      { return h }
+func (h *countingHandler) count(msg string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.n[msg]
+}
+
+// Issue 11 item 2: a captured field must not forge topic levels.
+func TestCapturedFieldCannotForgeATopic(t *testing.T) {
+	logs := &countingHandler{}
+	dev := Device{Name: "front-door", Events: []Event{{Name: "door", Match: regexp.MustCompile(`^DOOR (?P<door>\S*) (?P<state>OPEN|CLOSED)$`),
+		Point: "door_{door}_open", Value: "state", Values: map[string]any{"OPEN": true, "CLOSED": false}}}}
+	line, err := New(Config{Name: "doors", Devices: []Device{dev}}, slog.New(logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &capture{}
+	for _, frame := range []string{"DOOR 1/+/# OPEN", "DOOR + OPEN", "DOOR # CLOSED", "DOOR $SYS OPEN", "DOOR 1\x00 OPEN", "DOOR 1/x OPEN"} {
+		line.handle(context.Background(), []byte(frame), c)
+	}
+	line.handle(context.Background(), []byte("DOOR 2 OPEN"), c)
+	if len(c.msgs) != 1 || c.msgs[0].Point != "door_2_open" {
+		t.Fatalf("published %+v, want only door_2_open", c.msgs)
+	}
+	if got := line.Stats().BadTopics; got != 6 {
+		t.Fatalf("BadTopics = %d, want 6", got)
+	}
+	if n := logs.count("event would publish on an invalid topic; dropped"); n != 1 {
+		t.Fatalf("logged %d times, want once per event", n)
+	}
+}
+
+func FuzzEventTopicTemplate(f *testing.F) {
+	f.Add("DOOR 1/+/# OPEN")
+	f.Add("DOOR 1 OPEN")
+	f.Add("DOOR \xff\xfe CLOSED")
+	f.Add("DOOR $SYS OPEN")
+	dev := Device{Name: "front-door", Events: []Event{{Name: "door", Match: regexp.MustCompile(`^DOOR (?P<door>.*) (?P<state>OPEN|CLOSED)$`),
+		Point: "door_{door}_{state}", Value: "state"}}}
+	line, err := New(Config{Name: "fuzz", Devices: []Device{dev}}, quiet())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, frame string) {
+		c := &capture{}
+		before := line.Stats().BadTopics
+		line.handle(context.Background(), []byte(frame), c)
+		for _, m := range c.msgs {
+			if err := adapters.ValidTopicLevel(m.Point); err != nil {
+				t.Fatalf("published on point %q: %v", m.Point, err)
+			}
+			if strings.Count("lintel/gw/"+m.Device+"/"+m.Point, "/") != 3 {
+				t.Fatalf("point %q adds topic levels", m.Point)
+			}
+		}
+		if len(c.msgs) == 0 && dev.Events[0].Match.MatchString(strings.ToValidUTF8(frame, "\uFFFD")) && line.Stats().BadTopics == before {
+			t.Fatalf("frame %q matched, published nothing and was not counted", frame)
+		}
+	})
+}

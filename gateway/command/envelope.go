@@ -12,7 +12,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -29,12 +32,28 @@ type Envelope struct {
 	Sig     string          `json:"sig,omitempty"` // base64 Ed25519 over Canonical
 }
 
-// ParseEnvelope decodes a payload strictly: bounded size, no unknown
-// members, an id and a value.
+// members is every member an envelope may have, spelt exactly.
+var members = map[string]bool{"id": true, "value": true, "expires": true, "nonce": true, "sig": true}
+
+// ParseEnvelope decodes a payload strictly: bounded size, no unknown or
+// duplicate members anywhere, member names spelt exactly (encoding/json
+// alone would take "ID" or "ſig" for id and sig), an id and a value.
 func ParseEnvelope(payload []byte) (Envelope, error) {
 	var e Envelope
 	if len(payload) > MaxEnvelope {
 		return e, fmt.Errorf("%d bytes; at most %d", len(payload), MaxEnvelope)
+	}
+	if _, err := canonicalJSON(payload); err != nil { // refuses duplicates at any depth
+		return e, err
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &top); err != nil {
+		return e, err
+	}
+	for name := range top {
+		if !members[name] {
+			return e, fmt.Errorf("unknown member %q", name)
+		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.DisallowUnknownFields()
@@ -50,25 +69,102 @@ func ParseEnvelope(payload []byte) (Envelope, error) {
 	if len(e.Value) == 0 || string(e.Value) == "null" {
 		return e, errors.New("value is missing")
 	}
-	if len(e.Nonce) > 128 {
-		return e, errors.New("nonce longer than 128 characters")
+	if len(e.Nonce) > 128 || strings.ContainsFunc(e.Nonce, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
+		return e, errors.New("nonce must be at most 128 printable ASCII characters")
 	}
 	return e, nil
 }
 
 // Canonical is what is signed: the target and every member but sig, one per
-// line, the value re-encoded compactly with sorted keys.
+// line, the value re-encoded compactly with sorted keys and every number as
+// its exact text (2^53 and 2^53+1 differ; 1 and 1.0 differ). A value with a
+// duplicate key has no canonical form.
 func Canonical(gateway, device, point string, e Envelope) ([]byte, error) {
-	var v any
-	if err := json.Unmarshal(e.Value, &v); err != nil {
-		return nil, err
-	}
-	value, err := json.Marshal(v) // maps marshal with sorted keys
+	value, err := canonicalJSON(e.Value)
 	if err != nil {
 		return nil, err
 	}
 	fields := []string{"lintel-command-v1", gateway, device, point, string(value), e.ID, e.Expires, e.Nonce}
 	return []byte(strings.Join(fields, "\n")), nil
+}
+
+// canonicalJSON re-encodes one JSON value: no insignificant space, object
+// keys sorted (by bytes) and unique, strings as encoding/json writes them,
+// numbers as their exact text.
+func canonicalJSON(data []byte) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var out bytes.Buffer
+	if err := canonicalValue(dec, &out); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("trailing data after the value")
+	}
+	return out.Bytes(), nil
+}
+
+func canonicalValue(dec *json.Decoder, out *bytes.Buffer) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	switch t := tok.(type) {
+	case json.Delim:
+		switch t {
+		case '[':
+			out.WriteByte('[')
+			for i := 0; dec.More(); i++ {
+				if i > 0 {
+					out.WriteByte(',')
+				}
+				if err := canonicalValue(dec, out); err != nil {
+					return err
+				}
+			}
+			out.WriteByte(']')
+		case '{':
+			members := map[string][]byte{}
+			for dec.More() {
+				k, err := dec.Token()
+				if err != nil {
+					return err
+				}
+				key := k.(string) // the decoder only yields string keys
+				if _, dup := members[key]; dup {
+					return fmt.Errorf("duplicate member %q", key)
+				}
+				var v bytes.Buffer
+				if err := canonicalValue(dec, &v); err != nil {
+					return err
+				}
+				members[key] = v.Bytes()
+			}
+			out.WriteByte('{')
+			for i, k := range slices.Sorted(maps.Keys(members)) {
+				if i > 0 {
+					out.WriteByte(',')
+				}
+				kb, _ := json.Marshal(k)
+				out.Write(kb)
+				out.WriteByte(':')
+				out.Write(members[k])
+			}
+			out.WriteByte('}')
+		}
+		if _, err := dec.Token(); err != nil { // the closing ] or }
+			return err
+		}
+	case json.Number:
+		out.WriteString(t.String())
+	default: // string, bool, nil
+		b, err := json.Marshal(t)
+		if err != nil {
+			return err
+		}
+		out.Write(b)
+	}
+	return nil
 }
 
 // Sign fills in sig for the envelope addressed to gateway/device/point.
