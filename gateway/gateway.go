@@ -48,6 +48,8 @@ type Gateway struct {
 	gate    *command.Gate
 	pubErrs atomic.Uint64
 
+	brokerStarted bool // set by Run; a started broker is closed in Run's stop order
+
 	metrics net.Listener // nil when metrics are off
 	key     *privacy.Key // loaded with the first serial-line bus
 
@@ -70,15 +72,27 @@ type Stats struct {
 
 // New builds every part from cfg: it opens the buffer, binds the broker's
 // listeners and loads keys and certificates, so that a missing file or a
-// taken port fails here, before anything runs.
-func New(cfg *config.Config, opts Options) (g *Gateway, err error) {
+// taken port fails here, before anything runs. On error, whatever was
+// opened is closed again (the buffer can be reopened at once) and the
+// error names the part that failed.
+func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g = &Gateway{cfg: cfg, id: cfg.Gateway.ID, dataDir: cfg.Gateway.DataDir, log: log, buses: map[string]adapters.Adapter{}}
+	g := &Gateway{cfg: cfg, id: cfg.Gateway.ID, dataDir: cfg.Gateway.DataDir, log: log, buses: map[string]adapters.Adapter{}}
+	if err := g.open(cfg, opts); err != nil {
+		g.close()
+		return nil, err
+	}
+	return g, nil
+}
+
+// open builds the parts in order; New closes the ones built if it fails.
+func (g *Gateway) open(cfg *config.Config, opts Options) (err error) {
+	log := g.log
 	if err := os.MkdirAll(cfg.Gateway.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("gateway.data_dir: %w", err)
+		return fmt.Errorf("gateway.data_dir: %w", err)
 	}
 	g.queue, err = buffer.Open(filepath.Join(cfg.Gateway.DataDir, "buffer.db"), buffer.Options{
 		CommitInterval: cfg.Buffer.CommitInterval.D(),
@@ -88,13 +102,8 @@ func New(cfg *config.Config, opts Options) (g *Gateway, err error) {
 		Logger:         log,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer func() {
-		if err != nil {
-			g.close()
-		}
-	}()
 
 	forward := []string{"lintel/" + cfg.Gateway.ID + "/#"}
 	if cfg.Uplink != nil {
@@ -102,31 +111,31 @@ func New(cfg *config.Config, opts Options) (g *Gateway, err error) {
 	}
 	bcfg, err := brokerConfig(cfg)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	bcfg.Forward, bcfg.Spool = forward, g.queue
 	bcfg.ForwardExclude = []string{g.commandFilter()}
 	if g.broker, err = localbroker.New(bcfg, log); err != nil {
-		return nil, fmt.Errorf("local_broker: %w", err)
+		return fmt.Errorf("local_broker: %w", err)
 	}
 
 	if g.buses, err = g.newBuses(cfg); err != nil {
-		return nil, err
+		return err
 	}
 
 	if g.gate, err = g.openGate(); err != nil {
-		return nil, err
+		return err
 	}
 	if a := cfg.Metrics.Address; a != "off" {
 		if g.metrics, err = net.Listen("tcp", a); err != nil {
-			return nil, fmt.Errorf("metrics.address: %w", err)
+			return fmt.Errorf("metrics.address: %w", err)
 		}
 	}
 
 	if u := cfg.Uplink; u != nil {
 		tlsCfg, err := uplink.LoadTLS(u.TLS.CAFile, u.TLS.CertFile, u.TLS.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("uplink.tls: %w", err)
+			return fmt.Errorf("uplink.tls: %w", err)
 		}
 		g.uplink, err = uplink.New(uplink.Config{
 			Broker:      u.Broker,
@@ -141,10 +150,10 @@ func New(cfg *config.Config, opts Options) (g *Gateway, err error) {
 			},
 		}, g.queue, log)
 		if err != nil {
-			return nil, fmt.Errorf("uplink: %w", err)
+			return fmt.Errorf("uplink: %w", err)
 		}
 	}
-	return g, nil
+	return nil
 }
 
 // commandFilter is where commands arrive: lintel/<gateway>/<device>/<point>/set.
@@ -511,6 +520,7 @@ func (g *Gateway) Stats() Stats {
 func (g *Gateway) Run(ctx context.Context) error {
 	defer g.close()
 	g.cmdCtx, g.cmdSlots = ctx, make(chan struct{}, 8)
+	g.brokerStarted = true
 	if err := g.broker.Start(); err != nil {
 		return fmt.Errorf("local broker: %w", err)
 	}
@@ -583,12 +593,19 @@ func (g *Gateway) publish(ctx context.Context, m adapters.Message) error {
 	return ctx.Err()
 }
 
+// close releases what New opened; the broker only if Run did not start it
+// (Run closes a started one in its stop order).
 func (g *Gateway) close() {
 	if g.gate != nil {
-		g.gate.Close()
+		if err := g.gate.Close(); err != nil {
+			g.log.Error("closing command gate", "err", err)
+		}
 	}
 	if g.metrics != nil {
 		g.metrics.Close()
+	}
+	if g.broker != nil && !g.brokerStarted {
+		g.broker.Close()
 	}
 	if g.queue != nil {
 		if err := g.queue.Close(); err != nil {

@@ -5,13 +5,16 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/lintel-gw/lintel/adapters/modbus/modbustest"
+	"github.com/lintel-gw/lintel/buffer"
 	"github.com/lintel-gw/lintel/localbroker"
 )
 
@@ -160,4 +163,87 @@ func TestModbusCommissioning(t *testing.T) {
 	if err != nil || !strings.Contains(out, "unit   3 answers") || !strings.Contains(out, "unit   9 answers") || !strings.Contains(out, "2 unit(s) found") {
 		t.Fatalf("scan: %v\n%s", err, out)
 	}
+}
+
+// TestMain lets a test run the real main (os.Exit and all) in a child
+// process: the child is this test binary with LINTEL_TEST_MAIN=1.
+func TestMain(m *testing.M) {
+	if os.Getenv("LINTEL_TEST_MAIN") == "1" {
+		os.Args = append([]string{"lintel"}, strings.Fields(os.Getenv("LINTEL_TEST_ARGS"))...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// lintel runs the real main with args in a child process and returns its
+// exit status and output.
+func lintel(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), "LINTEL_TEST_MAIN=1", "LINTEL_TEST_ARGS="+strings.Join(args, " "))
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	case err != nil:
+		t.Fatal(err)
+	}
+	return code, out.String(), errOut.String()
+}
+
+// goodInstall writes a config that passes the audit (a 0600 users file);
+// its metrics address is metrics.
+func goodInstall(t *testing.T, metrics string) string {
+	t.Helper()
+	path := weakInstall(t)
+	dir := filepath.Dir(path)
+	if err := os.Chmod(filepath.Join(dir, "users"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = bytes.Replace(cfg, []byte("127.0.0.1:0'"), []byte(metrics+"'"), 1)
+	if err := os.WriteFile(path, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// rootOverride is what `lintel run` needs in tests run as root.
+func rootOverride() []string {
+	if os.Getuid() == 0 {
+		return []string{"--override-audit", "run-as-root"}
+	}
+	return nil
+}
+
+// TestRunStartErrorExits1 starts the real binary with its metrics port
+// taken: it must print the error plainly and exit 1, not panic, and leave
+// the buffer closed.
+func TestRunStartErrorExits1(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	path := goodInstall(t, taken.Addr().String())
+	code, _, stderr := lintel(t, append([]string{"run", "--config", path}, rootOverride()...)...)
+	if code != 1 || strings.Contains(stderr, "panic") || !strings.Contains(stderr, "lintel: metrics.address: listen tcp "+taken.Addr().String()) {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
+	}
+	q, err := buffer.Open(filepath.Join(filepath.Dir(path), "data", "buffer.db"), buffer.Options{})
+	if err != nil {
+		t.Fatalf("buffer after a failed start: %v", err)
+	}
+	q.Close()
 }
