@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -224,13 +225,17 @@ func (g *Gateway) serveMetrics(ctx context.Context, l net.Listener) {
 		json.NewEncoder(w).Encode(h)
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
+	var stopper sync.WaitGroup
+	stopper.Go(func() {
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		srv.Shutdown(shutdown)
-	}()
+		if err := srv.Shutdown(shutdown); err != nil {
+			g.log.Warn("metrics server did not stop cleanly", "err", err)
+		}
+	})
 	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		g.log.Error("metrics server", "err", err)
 	}
+	stopper.Wait() // Run cancels ctx when it stops
 }

@@ -1,12 +1,21 @@
 package gateway_test
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"github.com/lintel-gw/lintel/adapters/simulator"
+	"github.com/lintel-gw/lintel/gateway/command"
+	"github.com/lintel-gw/lintel/gateway/uplink/cloudtest"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/lintel-gw/lintel/buffer"
 	"github.com/lintel-gw/lintel/gateway"
@@ -118,4 +127,162 @@ func newWithoutPanic(cfg *config.Config) (gw *gateway.Gateway, err error) {
 		}
 	}()
 	return gateway.New(cfg, gateway.Options{Logger: quiet()})
+}
+
+// TestReloadRefusedUnlessRunning: a SIGHUP can arrive before Run or after
+// the gateway stopped; Reload must refuse then, not panic.
+func TestReloadRefusedUnlessRunning(t *testing.T) {
+	env, err := demo.Prepare(demo.Options{DataDir: t.TempDir(), Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(env.Close)
+	gw, err := gateway.New(env.Config, gateway.Options{Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reloadWithoutPanic(gw, env.Config); err == nil || !strings.Contains(err.Error(), "not running") {
+		t.Fatalf("Reload before Run: %v", err)
+	}
+	// Shutdown of a gateway that never ran releases its files.
+	if err := gw.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	q, err := buffer.Open(filepath.Join(env.Config.Gateway.DataDir, "buffer.db"), buffer.Options{})
+	if err != nil {
+		t.Fatalf("buffer after Shutdown of a gateway never run: %v", err)
+	}
+	q.Close()
+	if err := reloadWithoutPanic(gw, env.Config); err == nil || !strings.Contains(err.Error(), "not running") {
+		t.Fatalf("Reload after Shutdown: %v", err)
+	}
+	if err := gw.Run(context.Background()); !errors.Is(err, gateway.ErrClosed) {
+		t.Fatalf("Run after Shutdown: %v, want ErrClosed", err)
+	}
+}
+
+func reloadWithoutPanic(gw *gateway.Gateway, cfg *config.Config) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("PANIC in Reload: %v", r)
+		}
+	}()
+	return gw.Reload(cfg)
+}
+
+// TestReloadRefusalNamesEveryChangeInOrder: the refusal lists every section
+// that needs a restart, always in the same order.
+func TestReloadRefusalNamesEveryChangeInOrder(t *testing.T) {
+	env, gw := startGateway(t)
+	next := cloneConfig(env.Config)
+	next.Gateway.ID = "renamed"
+	next.Uplink.Broker = "mqtts://elsewhere.example.com:8883"
+	next.Buffer.TTL = config.Duration(time.Hour)
+	next.Log.Level = "debug"
+	const want = "reload refused: gateway, uplink, buffer, log changed, which needs a restart; the running configuration is unchanged"
+	for range 20 { // a map-ordered report would differ between calls
+		if err := gw.Reload(next); err == nil || err.Error() != want {
+			t.Fatalf("Reload: %v\nwant %s", err, want)
+		}
+	}
+}
+
+// TestShutdownBoundedByContext hangs the cloud so that the uplink's drain
+// cannot finish: Shutdown with an expired context returns its error at once
+// while Run is still stopping; a second Shutdown waits for the end.
+func TestShutdownBoundedByContext(t *testing.T) {
+	env, err := demo.Prepare(demo.Options{DataDir: t.TempDir(), Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(env.Close)
+	gw, err := gateway.New(env.Config, gateway.Options{Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- gw.Run(context.Background()) }()
+	waitUntil(t, "uplink connected", 10*time.Second, func() bool { return gw.Stats().Uplink.Connected })
+	release := make(chan struct{})
+	var once sync.Once
+	unhang := func() { once.Do(func() { close(release) }) }
+	defer unhang()
+	env.Cloud.Watch(func(m cloudtest.Message) {
+		if m.Client == env.Config.Gateway.ID {
+			<-release // no PUBACK until released
+		}
+	})
+	waitUntil(t, "a message in flight to the hung cloud", 10*time.Second, func() bool { return gw.Stats().Uplink.InFlight > 0 })
+
+	expired, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := gw.Shutdown(expired); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Shutdown(expired ctx) = %v, want context.Canceled", err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned (%v) before the uplink drain could have ended", err)
+	default:
+	}
+	unhang()
+	bounded, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := gw.Shutdown(bounded); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	select { // Run returns right after the stop it waited for
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown returned nil but Run did not return")
+	}
+}
+
+// TestNoCommandRunsOnceShutdownBegan begins the stop (commands no longer
+// admitted) while adapters, local broker and uplink all still run, then
+// sends a signed unlock through the cloud and a fan command from a local
+// publisher: neither may reach the device.
+func TestNoCommandRunsOnceShutdownBegan(t *testing.T) {
+	env, gw := startGateway(t)
+	if env.Doors == nil {
+		t.Skip("no pseudo-terminals")
+	}
+	waitUntil(t, "uplink connected", 10*time.Second, func() bool { return gw.Stats().Uplink.Connected })
+	send, post := operator(t, env)
+	key, err := command.LoadPrivateKey(env.SigningKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The path works before the stop, so its silence after means something.
+	unlock1, _ := command.NewEnvelope(key, "demo-gw", "front-door", "unlock", json.RawMessage(`{"door":"1"}`), time.Minute)
+	if r := send("front-door/unlock", unlock1); !strings.Contains(r, `"ok":true`) {
+		t.Fatalf("signed unlock before shutdown: %s", r)
+	}
+	waitUntil(t, "door 1 unlocked", 5*time.Second, func() bool { return slices.Contains(env.Doors.Received(), "UNLOCK 1") })
+
+	gateway.BeginStop(gw)
+	unlock2, _ := command.NewEnvelope(key, "demo-gw", "front-door", "unlock", json.RawMessage(`{"door":"2"}`), time.Minute)
+	post("front-door/unlock", unlock2)
+	waitUntil(t, "the cloud command ignored or run", 10*time.Second, func() bool {
+		return gateway.IgnoredCommands(gw) >= 1 || slices.Contains(env.Doors.Received(), "UNLOCK 2")
+	})
+	if slices.Contains(env.Doors.Received(), "UNLOCK 2") {
+		t.Fatal("a command that arrived after shutdown began reached the door controller")
+	}
+
+	if !env.Sim.Coil(simulator.UnitAHU, 10) {
+		t.Fatal("fan coil off before the test; the check below would prove nothing")
+	}
+	fanOff, _ := json.Marshal(command.Envelope{ID: "fan-off", Value: json.RawMessage(`false`)})
+	if err := gw.Broker().Publish(context.Background(), "lintel/demo-gw/ahu-1/fan_enable/set", fanOff, false, buffer.High); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the local command ignored", 10*time.Second, func() bool {
+		return gateway.IgnoredCommands(gw) >= 2 || !env.Sim.Coil(simulator.UnitAHU, 10)
+	})
+	if !env.Sim.Coil(simulator.UnitAHU, 10) {
+		t.Fatal("a local command that arrived after shutdown began moved the fan coil")
+	}
 }

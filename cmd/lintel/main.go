@@ -24,6 +24,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -158,6 +159,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	path := fs.String("config", "/etc/lintel/lintel.yaml", "config file")
 	var overrides listFlag
 	fs.Var(&overrides, "override-audit", "start although this audit check fails (repeatable; logged loudly)")
+	stopTimeout := fs.Duration("shutdown-timeout", 15*time.Second, "on SIGTERM, exit after this long even if the stop (uplink drain, device transactions) has not finished")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -176,20 +178,40 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	done := make(chan error, 1)
+	go func() { done <- gw.Run(ctx) }()
+
+	// SIGHUP reloads; the goroutine is stopped and waited for before the
+	// gateway is shut down, so no reload runs during the stop.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
+	hupCtx, stopHUP := context.WithCancel(ctx)
+	var hupDone sync.WaitGroup
+	hupDone.Go(func() {
 		for {
 			select {
-			case <-ctx.Done():
+			case <-hupCtx.Done():
 				return
 			case <-hup:
 				reload(gw, *path, overrides, log)
 			}
 		}
-	}()
-	return gw.Run(ctx)
+	})
+	stopReloads := func() { signal.Stop(hup); stopHUP(); hupDone.Wait() }
+
+	select {
+	case err := <-done: // Run failed to start
+		stopReloads()
+		return err
+	case <-ctx.Done():
+	}
+	stopReloads()
+	bound, cancel := context.WithTimeout(context.Background(), *stopTimeout)
+	defer cancel()
+	if err := gw.Shutdown(bound); err != nil {
+		return fmt.Errorf("gateway did not stop within --shutdown-timeout %v: %w", *stopTimeout, err)
+	}
+	return <-done
 }
 
 // startAudit audits cfg for the current user, as `lintel run` does at start
