@@ -14,10 +14,13 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/lintel-gw/lintel/adapters"
 	"github.com/lintel-gw/lintel/adapters/modbus"
@@ -97,6 +100,9 @@ type Stats struct {
 	Buffer        buffer.Stats
 	Uplink        uplink.Stats
 	PublishErrors uint64
+	// InvalidTopics counts adapter messages refused because their device
+	// or point is not a valid topic level.
+	InvalidTopics uint64
 }
 
 // New builds every part from cfg: it opens the buffer, binds the broker's
@@ -575,7 +581,7 @@ func (g *Gateway) Broker() *localbroker.Broker { return g.broker }
 
 // Stats returns a snapshot of the gateway's counters.
 func (g *Gateway) Stats() Stats {
-	s := Stats{Buffer: g.queue.Stats(), PublishErrors: g.pubErrs.Load()}
+	s := Stats{Buffer: g.queue.Stats(), PublishErrors: g.pubErrs.Load(), InvalidTopics: g.badTopics.Load()}
 	if g.uplink != nil {
 		s.Uplink = g.uplink.Stats()
 	}
@@ -721,7 +727,18 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 // publish is the Publisher handed to adapters. A buffer failure is logged
 // and counted, not returned: local delivery happened and the adapter must
 // keep polling.
+//
+// A message whose device or point is not one valid topic level is refused
+// here whatever the adapter checked: it could forge another device's topic
+// or carry a wildcard the cloud broker answers by dropping the session.
 func (g *Gateway) publish(ctx context.Context, m adapters.Message) error {
+	if err := validMessageTopic(m); err != nil {
+		if g.badTopics.Add(1) == 1 { // once: a device can repeat it every frame
+			g.log.Error("reading refused: invalid topic level (logged once; see lintel_publish_invalid_topics_total)",
+				"device", strconv.Quote(m.Device), "point", strconv.Quote(m.Point), "err", err)
+		}
+		return nil
+	}
 	topic := "lintel/" + g.id + "/" + m.Device + "/" + m.Point
 	prio := buffer.Normal
 	if m.High {
@@ -748,6 +765,31 @@ func (g *Gateway) closeBroker() {
 
 // close releases what New opened (Run's stop order closed the broker
 // already, unless Run failed to start).
+// validMessageTopic reports why m's device or point is not one topic level
+// (the point may be the reserved $status).
+// TODO(lead): replace with adapters.ValidMessageTopic from helper "command"
+// when merged; this is a stand-in with the same rules.
+func validMessageTopic(m adapters.Message) error {
+	for _, level := range []string{m.Device, m.Point} {
+		if level == m.Point && level == adapters.StatusPoint {
+			continue
+		}
+		switch {
+		case level == "":
+			return errors.New("empty topic level")
+		case len(level) > 256:
+			return errors.New("topic level longer than 256 bytes")
+		case !utf8.ValidString(level):
+			return errors.New("topic level is not valid UTF-8")
+		case strings.ContainsAny(level, "/+#$"):
+			return errors.New("topic level holds / + # or $")
+		case strings.ContainsFunc(level, unicode.IsControl):
+			return errors.New("topic level holds a control character")
+		}
+	}
+	return nil
+}
+
 func (g *Gateway) close() {
 	if g.gate != nil {
 		if err := g.gate.Close(); err != nil {

@@ -61,6 +61,7 @@ func newCollector(g *Gateway) *collector {
 	def("broker_abusive_total", "Clients disconnected for oversized packets or topics.")
 	def("commands_total", "Command attempts by outcome.", "outcome")
 	def("publish_errors_total", "Adapter readings that could not be buffered.")
+	def("publish_invalid_topics_total", "Adapter messages refused: device or point not a valid topic level.")
 	def("clock_trusted", "0 while the wall clock is unset or unsynchronised.")
 	return c
 }
@@ -151,6 +152,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter("commands_total", n, outcome)
 	}
 	counter("publish_errors_total", s.PublishErrors)
+	counter("publish_invalid_topics_total", s.InvalidTopics)
 	gauge("clock_trusted", b01(ClockProblem() == ""))
 }
 

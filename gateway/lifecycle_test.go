@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/lintel-gw/lintel/adapters"
 	"github.com/lintel-gw/lintel/adapters/simulator"
 	"github.com/lintel-gw/lintel/gateway/command"
 	"github.com/lintel-gw/lintel/gateway/uplink/cloudtest"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -284,5 +286,68 @@ func TestNoCommandRunsOnceShutdownBegan(t *testing.T) {
 	})
 	if !env.Sim.Coil(simulator.UnitAHU, 10) {
 		t.Fatal("a local command that arrived after shutdown began moved the fan coil")
+	}
+}
+
+// TestPublishRefusesInvalidTopicLevels: whatever an adapter builds, the
+// gateway never publishes a device or point that is not one valid topic
+// level (it would forge topics or make the cloud broker drop the session).
+// Refusals are counted and logged once.
+func TestPublishRefusesInvalidTopicLevels(t *testing.T) {
+	env, err := demo.Prepare(demo.Options{DataDir: t.TempDir(), Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(env.Close)
+	env.Cloud.Stop() // keep what is buffered in the buffer
+	var logs syncBuffer
+	gw, err := gateway.New(env.Config, gateway.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Shutdown(context.Background()) })
+	var mu sync.Mutex
+	var local []string
+	unsub, err := gw.Broker().Subscribe("#", func(topic string, _ []byte) {
+		mu.Lock()
+		local = append(local, topic)
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unsub()
+	bad := []adapters.Message{
+		{Device: "front-door", Point: "door_1/+/#_open"},
+		{Device: "a/b", Point: "p"},
+		{Device: "", Point: "p"},
+		{Device: "d", Point: ""},
+		{Device: "d", Point: "$SYS"},
+		{Device: "d", Point: "nul\x00"},
+		{Device: "d", Point: "\xff"},
+	}
+	for _, m := range bad {
+		m.Payload = []byte(`{"v":1}`)
+		gateway.Publish(gw, m) // refused: the adapter must keep running, so no error
+	}
+	good := adapters.Message{Device: "ahu-1", Point: adapters.StatusPoint, Payload: []byte(`{"online":true}`)}
+	if err := gateway.Publish(gw, good); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the valid message delivered locally", 5*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(local) > 0
+	})
+	mu.Lock()
+	if len(local) != 1 || local[0] != "lintel/demo-gw/ahu-1/$status" {
+		t.Errorf("delivered locally: %q; want only the valid $status", local)
+	}
+	mu.Unlock()
+	if n := gw.Stats().InvalidTopics; n != uint64(len(bad)) {
+		t.Errorf("InvalidTopics = %d, want %d", n, len(bad))
+	}
+	if n := strings.Count(logs.String(), "invalid topic level"); n != 1 {
+		t.Errorf("logged %d times, want once:\n%s", n, logs.String())
 	}
 }
