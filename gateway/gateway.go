@@ -76,6 +76,8 @@ type Gateway struct {
 	cmdWG       sync.WaitGroup
 	cmdIgnored  atomic.Uint64 // commands that arrived after shutdown began
 
+	commitFails failWindow // when the buffer's commit failures last rose, for Health
+
 	badTopics atomic.Uint64 // readings refused for a device or point that is not a valid topic level
 }
 
@@ -662,6 +664,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		select {
 		case <-tick.C:
 			g.writeStats()
+			g.commitFails.observe(g.queue.Stats().CommitFails, time.Now(), commitFailWindow) // so a failure between scrapes is dated
 		case <-ctx.Done():
 			running = false
 		}

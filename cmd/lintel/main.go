@@ -311,6 +311,10 @@ func cmdBuffer(args []string, stdout, stderr io.Writer) error {
 	if s.Quarantined != "" {
 		fmt.Fprintf(stdout, "  QUARANTINED  a bad buffer file was moved to %s\n", s.Quarantined)
 	}
+	// TODO(lead): after merging helper bufrob (buffer.Stats.DeadLetters,
+	// Drops.DeadLetters, Problem), print:
+	//   fmt.Fprintf(stdout, "  dead letters %d (refused by the cloud, not retried; %d deleted when the bucket was full)\n", s.DeadLetters, s.Drops.DeadLetters)
+	//   if s.Problem != "" { fmt.Fprintf(stdout, "  PROBLEM      %s\n", s.Problem) }
 	return nil
 }
 
