@@ -247,3 +247,54 @@ func TestRunStartErrorExits1(t *testing.T) {
 	}
 	q.Close()
 }
+
+// TestHelpAndExitCodes runs the real main: help is asked for, so it is
+// printed and the exit status is 0; a usage mistake exits 2.
+func TestHelpAndExitCodes(t *testing.T) {
+	cases := []struct {
+		args     []string
+		code     int
+		inStdout []string // what the help must show
+	}{
+		{[]string{"--help"}, 0, []string{"usage: lintel <command>", "buffer stats"}},
+		{[]string{"-h"}, 0, []string{"usage: lintel <command>"}},
+		{[]string{"help"}, 0, []string{"usage: lintel <command>"}},
+		{[]string{"help", "sign"}, 0, []string{"usage: lintel sign --key NAME.key", "print a signed command envelope"}},
+		{[]string{"run", "--help"}, 0, []string{"usage: lintel run --config F", "-config", "-override-audit", "-shutdown-timeout"}},
+		{[]string{"run", "-h"}, 0, []string{"usage: lintel run", "-config"}},
+		{[]string{"demo", "--help"}, 0, []string{"usage: lintel demo", "-data-dir"}},
+		{[]string{"keygen", "--help"}, 0, []string{"usage: lintel keygen", "-out"}},
+		{[]string{"sign", "--help"}, 0, []string{"usage: lintel sign", "-ttl"}},
+		{[]string{"ports", "--help"}, 0, []string{"usage: lintel ports", "-by-id"}},
+		{[]string{"passwd", "--help"}, 0, []string{"usage: lintel passwd add|remove|list"}},
+		{[]string{"passwd", "add", "--help"}, 0, []string{"usage: lintel passwd", "-file"}},
+		{[]string{"buffer", "--help"}, 0, []string{"usage: lintel buffer stats"}},
+		{[]string{"buffer", "stats", "--help"}, 0, []string{"usage: lintel buffer stats", "-json"}},
+		{[]string{"modbus", "--help"}, 0, []string{"usage: lintel modbus read|write|scan"}},
+		{[]string{"modbus", "read", "--help"}, 0, []string{"usage: lintel modbus", "-unit"}},
+		{[]string{"check", "--help"}, 0, nil}, // check's own flags belong to its owner; exit 0 is the habit
+		{[]string{"audit", "--help"}, 0, nil},
+		{[]string{"frobnicate"}, 2, nil},
+		{[]string{"help", "frobnicate"}, 2, nil},
+		{nil, 2, nil},
+		{[]string{"run", "--no-such-flag"}, 2, nil},
+		{[]string{"passwd"}, 2, nil},
+		{[]string{"buffer", "flush"}, 2, nil},
+	}
+	for _, tc := range cases {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, stdout, stderr := lintel(t, tc.args...)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.code, stdout, stderr)
+			}
+			for _, want := range tc.inStdout {
+				if !strings.Contains(stdout, want) {
+					t.Errorf("stdout lacks %q:\n%s", want, stdout)
+				}
+			}
+			if tc.code == 2 && !strings.Contains(stderr, "usage: lintel") {
+				t.Errorf("a usage mistake does not show the usage on stderr:\n%s", stderr)
+			}
+		})
+	}
+}
