@@ -66,14 +66,19 @@ func startGateway(t *testing.T) (*demo.Env, *gateway.Gateway) {
 	return env, gw
 }
 
-func waitUntil(t *testing.T, what string, timeout time.Duration, ok func() bool) {
+// waitUntil polls ok every 20 ms until it holds, failing t after timeout.
+func waitUntil(t testing.TB, what string, timeout time.Duration, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for !ok() {
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline.C:
 			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		case <-tick.C:
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -208,8 +208,9 @@ func Run(ctx context.Context, opts Options) error {
 	go func() { done <- gw.Run(ctx) }()
 	if env.Doors != nil {
 		stopDoors := make(chan struct{})
-		defer close(stopDoors)
-		go env.Doors.Activity(stopDoors)
+		var doors sync.WaitGroup
+		doors.Go(func() { env.Doors.Activity(stopDoors) })
+		defer func() { close(stopDoors); doors.Wait() }()
 	}
 	local := gw.LocalAddr(env.Config.LocalBroker.Listeners[0].Name)
 	host, port, _ := strings.Cut(local, ":")
