@@ -277,7 +277,8 @@ func TestNoCommandRunsOnceShutdownBegan(t *testing.T) {
 	if !env.Sim.Coil(simulator.UnitAHU, 10) {
 		t.Fatal("fan coil off before the test; the check below would prove nothing")
 	}
-	fanOff, _ := json.Marshal(command.Envelope{ID: "fan-off", Value: json.RawMessage(`false`)})
+	signedFanOff, _ := command.NewEnvelope(key, "demo-gw", "ahu-1", "fan_enable", json.RawMessage(`false`), time.Minute)
+	fanOff, _ := json.Marshal(signedFanOff)
 	if err := gw.Broker().Publish(context.Background(), "lintel/demo-gw/ahu-1/fan_enable/set", fanOff, false, buffer.High); err != nil {
 		t.Fatal(err)
 	}
