@@ -638,7 +638,6 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if p := ClockProblem(); p != "" {
 		g.log.Warn("time stamps cannot be trusted until the clock is set: "+p, "ts_example", time.Now().UTC().Format(time.RFC3339))
 	}
-	g.log.Info("gateway running", "id", g.id, "buses", len(g.currentBuses()), "uplink", g.uplink != nil)
 
 	upCtx, stopUplink := context.WithCancel(context.Background())
 	var upDone sync.WaitGroup
@@ -654,6 +653,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if ctx.Err() == nil {
 		g.state = stateRunning
 		g.startAdapters(ctx)
+		g.log.Info("gateway running", "id", g.id, "buses", len(g.buses), "uplink", g.uplink != nil) // Reload is accepted from here
 	}
 	g.mu.Unlock()
 

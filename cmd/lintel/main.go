@@ -249,6 +249,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
+	// From here on a SIGHUP is queued, not fatal (its default action); one
+	// that arrives before the gateway runs is refused by Reload and logged.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg, err := config.Load(*path)
 	if err != nil {
 		return err
@@ -269,8 +274,6 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 	// SIGHUP reloads; the goroutine is stopped and waited for before the
 	// gateway is shut down, so no reload runs during the stop.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
 	hupCtx, stopHUP := context.WithCancel(ctx)
 	var hupDone sync.WaitGroup
 	hupDone.Go(func() {
@@ -283,7 +286,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			}
 		}
 	})
-	stopReloads := func() { signal.Stop(hup); stopHUP(); hupDone.Wait() }
+	stopReloads := func() { stopHUP(); hupDone.Wait() }
 
 	select {
 	case err := <-done: // Run failed to start

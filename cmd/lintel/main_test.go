@@ -6,12 +6,16 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/lintel-gw/lintel/adapters/modbus/modbustest"
 	"github.com/lintel-gw/lintel/buffer"
@@ -296,5 +300,97 @@ func TestHelpAndExitCodes(t *testing.T) {
 				t.Errorf("a usage mistake does not show the usage on stderr:\n%s", stderr)
 			}
 		})
+	}
+}
+
+// syncWriter collects a child's output while it runs.
+type syncWriter struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// TestRunReloadsOnSIGHUPAndStopsOnSIGTERM runs the real binary: SIGHUP
+// reloads the configuration, SIGTERM stops it cleanly with exit 0.
+func TestRunReloadsOnSIGHUPAndStopsOnSIGTERM(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics := l.Addr().String()
+	l.Close()
+	path := goodInstall(t, metrics)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"run", "--config", path}, rootOverride()...)
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), "LINTEL_TEST_MAIN=1", "LINTEL_TEST_ARGS="+strings.Join(args, " "))
+	var stderr syncWriter
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var waited bool // exited was received from
+	defer func() {
+		if !waited {
+			cmd.Process.Kill()
+			<-exited
+		}
+	}()
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s; stderr:\n%s", what, stderr.String())
+			}
+			select {
+			case err := <-exited:
+				waited = true
+				t.Fatalf("lintel run exited (%v) while waiting for %s; stderr:\n%s", err, what, stderr.String())
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	waitFor("/healthz to answer", func() bool {
+		resp, err := http.Get("http://" + metrics + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	})
+	waitFor("the gateway running", func() bool { return strings.Contains(stderr.String(), "gateway running") })
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitFor("the reload", func() bool {
+		s := stderr.String()
+		return strings.Contains(s, "configuration reloaded") || strings.Contains(s, "reload refused")
+	})
+	if s := stderr.String(); !strings.Contains(s, "configuration reloaded") {
+		t.Fatalf("SIGHUP did not reload:\n%s", s)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		waited = true
+		if err != nil || strings.Contains(stderr.String(), "panic") {
+			t.Fatalf("after SIGTERM: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("lintel run did not stop on SIGTERM:\n%s", stderr.String())
 	}
 }
