@@ -670,11 +670,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 	}
 	g.log.Info("gateway stopping")
+	g.mu.Lock()
+	g.state = stateStopping // no reload from here
+	g.mu.Unlock()
 	g.stopCommands()
 	unsubscribe()
-	g.mu.Lock()
-	g.state = stateStopping
-	g.mu.Unlock()
 	g.cmdWG.Wait() // commands in progress finish (their writes see ctx end)
 	g.mu.Lock()
 	g.stopAdapters()
