@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -63,7 +64,8 @@ func BenchmarkExampleBuilding(b *testing.B) {
 		done := make(chan error, 1)
 		go func() { done <- gw.Run(ctx) }()
 		stopChanges := make(chan struct{})
-		go func() { // a tenth of the registers move every second
+		var changes sync.WaitGroup
+		changes.Go(func() { // a tenth of the registers move every second
 			rng := rand.New(rand.NewPCG(1, 2))
 			for {
 				select {
@@ -77,14 +79,18 @@ func BenchmarkExampleBuilding(b *testing.B) {
 					}
 				}
 			}
-		}()
+		})
 
-		time.Sleep(10 * time.Second) // warm up: first polls, connections
+		// Warm up: every point read and acknowledged by the cloud once.
+		waitUntil(b, "first reading of every point acknowledged", time.Minute, func() bool {
+			return gw.Stats().Uplink.Acked >= buses*perBus*points
+		})
 		cpu0, wall0, acked0 := cpuTime(), time.Now(), gw.Stats().Uplink.Acked
-		time.Sleep(60 * time.Second)
+		<-time.After(time.Minute) // the measurement window (not synchronisation)
 		cpu, wall, acked := cpuTime()-cpu0, time.Since(wall0), gw.Stats().Uplink.Acked-acked0
 		rss := statusKB("RssAnon")
 		close(stopChanges)
+		changes.Wait()
 		cancel()
 		<-done
 		env.Close()

@@ -5,8 +5,13 @@
 //	serial/TCP ─▶ adapter ─▶ localbroker.Publish ─▶ buffer (group commit)
 //	           ─▶ uplink ─▶ cloud (QoS1, mTLS) ─▶ PUBACK ─▶ buffer.Ack
 //
-// Stop order: adapters (finish the current transaction), local broker,
-// uplink (bounded drain of in-flight PUBACKs), buffer. The subpackages are
+// Life: New opens everything (and closes it again if any part fails), Run
+// runs until its ctx ends or Shutdown is called, Shutdown(ctx) bounds the
+// wait like net/http's. Reload is accepted only while running. Stop order:
+// commands (none admitted once the stop begins, from the cloud or a local
+// client; those in progress finish), adapters (finish the current
+// transaction), local broker, uplink (bounded drain of in-flight PUBACKs),
+// buffer. The subpackages are
 // config (lintel.yaml), uplink (the cloud connection), pki (certificates for
 // the demo and tests) and demo (`lintel demo`).
 package gateway

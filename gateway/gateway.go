@@ -14,9 +14,13 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/lintel-gw/lintel/adapters"
 	"github.com/lintel-gw/lintel/adapters/modbus"
@@ -48,37 +52,84 @@ type Gateway struct {
 	gate    *command.Gate
 	pubErrs atomic.Uint64
 
+	brokerOnce sync.Once // the broker is closed once: in Run's stop order, or by close
+
 	metrics net.Listener // nil when metrics are off
 	key     *privacy.Key // loaded with the first serial-line bus
 
-	reloadMu sync.Mutex // Run's start and stop, and Reload
-	runCtx   context.Context
-	adCancel context.CancelFunc
-	adWG     sync.WaitGroup
-	busMu    sync.RWMutex    // guards buses and cfg against readers (metrics, health)
-	cmdCtx   context.Context // set by Run before commands can arrive
-	cmdSlots chan struct{}   // bounds local commands in progress
-	cmdWG    sync.WaitGroup
+	mu        sync.Mutex // guards state, runCtx, cancelRun, and the adapters' start and stop (Run, Reload, Shutdown)
+	state     state
+	runCtx    context.Context
+	cancelRun context.CancelFunc
+	stopped   chan struct{} // closed when everything New opened is released
+	adCancel  context.CancelFunc
+	adWG      sync.WaitGroup
+	busMu     sync.RWMutex    // guards buses and cfg against readers (metrics, health)
+	cmdCtx    context.Context // set by Run before commands can arrive
+	cmdSlots  chan struct{}   // bounds local commands in progress
+
+	// cmdMu makes "admit a command" and "stop admitting" atomic, so that
+	// once stopCommands returns no new command reaches the gate and cmdWG
+	// counts every one that did.
+	cmdMu       sync.Mutex
+	cmdStopping bool
+	cmdWG       sync.WaitGroup
+	cmdIgnored  atomic.Uint64 // commands that arrived after shutdown began
+
+	commitFails failWindow // when the buffer's commit failures last rose, for Health
+
+	badTopics atomic.Uint64 // readings refused for a device or point that is not a valid topic level
 }
+
+// state is where a Gateway is in its life: New → starting (Run called) →
+// running (adapters started) → stopping → stopped.
+type state int
+
+const (
+	stateNew state = iota
+	stateStarting
+	stateRunning
+	stateStopping
+	stateStopped
+)
+
+// ErrClosed is returned by Run on a gateway that already ran or was shut
+// down: a Gateway runs once.
+var ErrClosed = errors.New("gateway closed")
 
 // Stats is a snapshot for status displays.
 type Stats struct {
 	Buffer        buffer.Stats
 	Uplink        uplink.Stats
 	PublishErrors uint64
+	// InvalidTopics counts adapter messages refused because their device
+	// or point is not a valid topic level.
+	InvalidTopics uint64
 }
 
 // New builds every part from cfg: it opens the buffer, binds the broker's
 // listeners and loads keys and certificates, so that a missing file or a
-// taken port fails here, before anything runs.
-func New(cfg *config.Config, opts Options) (g *Gateway, err error) {
+// taken port fails here, before anything runs. On error, whatever was
+// opened is closed again (the buffer can be reopened at once) and the
+// error names the part that failed.
+func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g = &Gateway{cfg: cfg, id: cfg.Gateway.ID, dataDir: cfg.Gateway.DataDir, log: log, buses: map[string]adapters.Adapter{}}
+	g := &Gateway{cfg: cfg, id: cfg.Gateway.ID, dataDir: cfg.Gateway.DataDir, log: log, buses: map[string]adapters.Adapter{}, stopped: make(chan struct{})}
+	if err := g.open(cfg, opts); err != nil {
+		g.close()
+		return nil, err
+	}
+	return g, nil
+}
+
+// open builds the parts in order; New closes the ones built if it fails.
+func (g *Gateway) open(cfg *config.Config, opts Options) (err error) {
+	log := g.log
 	if err := os.MkdirAll(cfg.Gateway.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("gateway.data_dir: %w", err)
+		return fmt.Errorf("gateway.data_dir: %w", err)
 	}
 	g.queue, err = buffer.Open(filepath.Join(cfg.Gateway.DataDir, "buffer.db"), buffer.Options{
 		CommitInterval: cfg.Buffer.CommitInterval.D(),
@@ -88,13 +139,8 @@ func New(cfg *config.Config, opts Options) (g *Gateway, err error) {
 		Logger:         log,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer func() {
-		if err != nil {
-			g.close()
-		}
-	}()
 
 	forward := []string{"lintel/" + cfg.Gateway.ID + "/#"}
 	if cfg.Uplink != nil {
@@ -102,31 +148,31 @@ func New(cfg *config.Config, opts Options) (g *Gateway, err error) {
 	}
 	bcfg, err := brokerConfig(cfg)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	bcfg.Forward, bcfg.Spool = forward, g.queue
 	bcfg.ForwardExclude = []string{g.commandFilter()}
 	if g.broker, err = localbroker.New(bcfg, log); err != nil {
-		return nil, fmt.Errorf("local_broker: %w", err)
+		return fmt.Errorf("local_broker: %w", err)
 	}
 
 	if g.buses, err = g.newBuses(cfg); err != nil {
-		return nil, err
+		return err
 	}
 
 	if g.gate, err = g.openGate(); err != nil {
-		return nil, err
+		return err
 	}
 	if a := cfg.Metrics.Address; a != "off" {
 		if g.metrics, err = net.Listen("tcp", a); err != nil {
-			return nil, fmt.Errorf("metrics.address: %w", err)
+			return fmt.Errorf("metrics.address: %w", err)
 		}
 	}
 
 	if u := cfg.Uplink; u != nil {
 		tlsCfg, err := uplink.LoadTLS(u.TLS.CAFile, u.TLS.CertFile, u.TLS.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("uplink.tls: %w", err)
+			return fmt.Errorf("uplink.tls: %w", err)
 		}
 		g.uplink, err = uplink.New(uplink.Config{
 			Broker:      u.Broker,
@@ -137,14 +183,18 @@ func New(cfg *config.Config, opts Options) (g *Gateway, err error) {
 			Version:     opts.Version,
 			Buffered:    func() uint64 { return g.queue.Stats().Records },
 			OnCommand: func(topic string, payload []byte) {
+				if !g.admitCommand("cloud", topic) {
+					return
+				}
+				defer g.cmdWG.Done()
 				g.gate.Handle(g.cmdCtx, "cloud", topic, payload)
 			},
 		}, g.queue, log)
 		if err != nil {
-			return nil, fmt.Errorf("uplink: %w", err)
+			return fmt.Errorf("uplink: %w", err)
 		}
 	}
-	return g, nil
+	return nil
 }
 
 // commandFilter is where commands arrive: lintel/<gateway>/<device>/<point>/set.
@@ -195,6 +245,30 @@ func (g *Gateway) localCommand(topic string, payload []byte) {
 		defer func() { <-g.cmdSlots }()
 		g.gate.Handle(g.cmdCtx, "local", topic, payload)
 	})
+}
+
+// admitCommand counts a command in (cmdWG) unless shutdown has begun; then
+// the command is dropped unanswered and logged: its result could not leave
+// a stopping gateway anyway, and no write may start while the adapters stop.
+func (g *Gateway) admitCommand(source, topic string) bool {
+	g.cmdMu.Lock()
+	defer g.cmdMu.Unlock()
+	if g.cmdStopping {
+		g.cmdIgnored.Add(1)
+		g.log.Warn("command ignored: the gateway is stopping", "source", source, "topic", topic)
+		return false
+	}
+	g.cmdWG.Add(1)
+	return true
+}
+
+// stopCommands stops admitting commands; those admitted before may finish.
+// TODO(lead): also call the command gate's stop method once helper
+// "command" adds it, so a direct Handle is refused too.
+func (g *Gateway) stopCommands() {
+	g.cmdMu.Lock()
+	g.cmdStopping = true
+	g.cmdMu.Unlock()
 }
 
 func brokerConfig(cfg *config.Config) (localbroker.Config, error) {
@@ -370,25 +444,36 @@ func (g *Gateway) currentBuses() map[string]adapters.Adapter {
 // session: the adapters are rebuilt and restarted, users and ACL swapped.
 // A configuration that changes anything else is refused (that needs a
 // restart) and the running one stays as it was; so is one whose adapters or
-// users file cannot be built.
+// users file cannot be built, and any reload while the gateway is not
+// running (before Run has started the adapters, or once it stops).
 func (g *Gateway) Reload(cfg *config.Config) error {
-	g.reloadMu.Lock()
-	defer g.reloadMu.Unlock()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.state != stateRunning {
+		return errors.New("reload refused: the gateway is not running")
+	}
 	old := g.cfg
-	for what, same := range map[string]bool{
-		"gateway":                        reflect.DeepEqual(old.Gateway, cfg.Gateway),
-		"local_broker.listeners":         reflect.DeepEqual(old.LocalBroker.Listeners, cfg.LocalBroker.Listeners),
-		"local_broker.limits":            reflect.DeepEqual(old.LocalBroker.Limits, cfg.LocalBroker.Limits),
-		"uplink":                         reflect.DeepEqual(old.Uplink, cfg.Uplink),
-		"buffer":                         reflect.DeepEqual(old.Buffer, cfg.Buffer),
-		"metrics":                        reflect.DeepEqual(old.Metrics, cfg.Metrics),
-		"privacy":                        reflect.DeepEqual(old.Privacy, cfg.Privacy),
-		"log":                            reflect.DeepEqual(old.Log, cfg.Log),
-		"local_broker.users_file (path)": old.LocalBroker.UsersFile == cfg.LocalBroker.UsersFile,
+	var changed []string // in the order of the file's sections
+	for _, c := range []struct {
+		what string
+		same bool
+	}{
+		{"gateway", reflect.DeepEqual(old.Gateway, cfg.Gateway)},
+		{"local_broker.listeners", reflect.DeepEqual(old.LocalBroker.Listeners, cfg.LocalBroker.Listeners)},
+		{"local_broker.limits", reflect.DeepEqual(old.LocalBroker.Limits, cfg.LocalBroker.Limits)},
+		{"local_broker.users_file (path)", old.LocalBroker.UsersFile == cfg.LocalBroker.UsersFile},
+		{"uplink", reflect.DeepEqual(old.Uplink, cfg.Uplink)},
+		{"buffer", reflect.DeepEqual(old.Buffer, cfg.Buffer)},
+		{"metrics", reflect.DeepEqual(old.Metrics, cfg.Metrics)},
+		{"privacy", reflect.DeepEqual(old.Privacy, cfg.Privacy)},
+		{"log", reflect.DeepEqual(old.Log, cfg.Log)},
 	} {
-		if !same {
-			return fmt.Errorf("reload refused: %s changed, which needs a restart; the running configuration is unchanged", what)
+		if !c.same {
+			changed = append(changed, c.what)
 		}
+	}
+	if len(changed) > 0 {
+		return fmt.Errorf("reload refused: %s changed, which needs a restart; the running configuration is unchanged", strings.Join(changed, ", "))
 	}
 	bcfg, err := brokerConfig(cfg)
 	if err != nil {
@@ -500,23 +585,49 @@ func (g *Gateway) Broker() *localbroker.Broker { return g.broker }
 
 // Stats returns a snapshot of the gateway's counters.
 func (g *Gateway) Stats() Stats {
-	s := Stats{Buffer: g.queue.Stats(), PublishErrors: g.pubErrs.Load()}
+	s := Stats{Buffer: g.queue.Stats(), PublishErrors: g.pubErrs.Load(), InvalidTopics: g.badTopics.Load()}
 	if g.uplink != nil {
 		s.Uplink = g.uplink.Stats()
 	}
 	return s
 }
 
-// Run runs until ctx ends, then stops in order: adapters, local broker,
-// uplink (bounded drain of in-flight PUBACKs), buffer. An adapter that fails
-// is logged; the others keep running.
+// Run runs until ctx ends or Shutdown is called, then stops in order:
+// commands (no new one is admitted; those in progress finish), adapters
+// (they finish their transaction), local broker, uplink (bounded drain of
+// in-flight PUBACKs), buffer. It returns once everything is released. An
+// adapter that fails is logged; the others keep running. Run returns
+// ErrClosed on a gateway that already ran or was shut down.
 func (g *Gateway) Run(ctx context.Context) error {
-	defer g.close()
+	g.mu.Lock()
+	if g.state != stateNew {
+		g.mu.Unlock()
+		return ErrClosed
+	}
+	g.state = stateStarting
+	ctx, g.cancelRun = context.WithCancel(ctx)
+	g.runCtx = ctx
+	g.mu.Unlock()
+	defer func() {
+		g.cancelRun()
+		g.close()
+		g.mu.Lock()
+		g.state = stateStopped
+		g.mu.Unlock()
+		close(g.stopped)
+	}()
+
 	g.cmdCtx, g.cmdSlots = ctx, make(chan struct{}, 8)
 	if err := g.broker.Start(); err != nil {
 		return fmt.Errorf("local broker: %w", err)
 	}
-	unsubscribe, err := g.broker.Subscribe(g.commandFilter(), g.localCommand)
+	unsubscribe, err := g.broker.Subscribe(g.commandFilter(), func(topic string, payload []byte) {
+		if !g.admitCommand("local", topic) {
+			return
+		}
+		defer g.cmdWG.Done()
+		g.localCommand(topic, payload)
+	})
 	if err != nil {
 		return fmt.Errorf("local broker: %w", err)
 	}
@@ -529,18 +640,24 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if p := ClockProblem(); p != "" {
 		g.log.Warn("time stamps cannot be trusted until the clock is set: "+p, "ts_example", time.Now().UTC().Format(time.RFC3339))
 	}
-	g.log.Info("gateway running", "id", g.id, "buses", len(g.currentBuses()), "uplink", g.uplink != nil)
 
 	upCtx, stopUplink := context.WithCancel(context.Background())
 	var upDone sync.WaitGroup
 	if g.uplink != nil {
-		upDone.Go(func() { g.uplink.Run(upCtx) })
+		upDone.Go(func() {
+			if err := g.uplink.Run(upCtx); err != nil {
+				g.log.Error("uplink stopped", "err", err)
+			}
+		})
 	}
 
-	g.reloadMu.Lock()
-	g.runCtx = ctx
-	g.startAdapters(ctx)
-	g.reloadMu.Unlock()
+	g.mu.Lock()
+	if ctx.Err() == nil {
+		g.state = stateRunning
+		g.startAdapters(ctx)
+		g.log.Info("gateway running", "id", g.id, "buses", len(g.buses), "uplink", g.uplink != nil) // Reload is accepted from here
+	}
+	g.mu.Unlock()
 
 	g.writeStats()
 	tick := time.NewTicker(5 * time.Second)
@@ -549,27 +666,84 @@ func (g *Gateway) Run(ctx context.Context) error {
 		select {
 		case <-tick.C:
 			g.writeStats()
+			g.commitFails.observe(g.queue.Stats().CommitFails, time.Now(), commitFailWindow) // so a failure between scrapes is dated
 		case <-ctx.Done():
 			running = false
 		}
 	}
 	g.log.Info("gateway stopping")
+	g.mu.Lock()
+	g.state = stateStopping // no reload from here
+	g.mu.Unlock()
+	g.stopCommands()
 	unsubscribe()
 	g.cmdWG.Wait() // commands in progress finish (their writes see ctx end)
-	g.reloadMu.Lock()
+	g.mu.Lock()
 	g.stopAdapters()
-	g.reloadMu.Unlock()
-	g.broker.Close()
+	g.mu.Unlock()
+	g.closeBroker()
 	stopUplink()
 	upDone.Wait()
-	os.Remove(filepath.Join(g.dataDir, statsFile)) // the file itself is readable again
+	// The buffer file itself is readable again once closed.
+	if err := os.Remove(filepath.Join(g.dataDir, statsFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		g.log.Warn("cannot remove buffer stats snapshot", "err", err)
+	}
 	return nil
+}
+
+// Running reports whether Run has started the adapters and not yet begun
+// to stop: the state in which Reload is accepted.
+func (g *Gateway) Running() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.state == stateRunning
+}
+
+// Shutdown stops the gateway like net/http's Server.Shutdown: commands are
+// refused at once, then Run's stop order runs, and Shutdown waits for it
+// until ctx ends. It returns ctx.Err() if ctx ends first (the stop goes on
+// in the background; Run returns when it is done). A gateway that was never
+// run is closed here. Calling it again, or after Run returned, is harmless.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.stopCommands()
+	g.mu.Lock()
+	switch g.state {
+	case stateNew:
+		g.state = stateStopped
+		g.mu.Unlock()
+		g.close()
+		close(g.stopped)
+		return nil
+	case stateStarting, stateRunning:
+		g.cancelRun()
+	}
+	g.mu.Unlock()
+	if ctx.Err() != nil { // an expired bound must not race a stop that happens to be quick
+		return ctx.Err()
+	}
+	select {
+	case <-g.stopped:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // publish is the Publisher handed to adapters. A buffer failure is logged
 // and counted, not returned: local delivery happened and the adapter must
 // keep polling.
+//
+// A message whose device or point is not one valid topic level is refused
+// here whatever the adapter checked: it could forge another device's topic
+// or carry a wildcard the cloud broker answers by dropping the session.
 func (g *Gateway) publish(ctx context.Context, m adapters.Message) error {
+	if err := validMessageTopic(m); err != nil {
+		if g.badTopics.Add(1) == 1 { // once: a device can repeat it every frame
+			g.log.Error("reading refused: invalid topic level (logged once; see lintel_publish_invalid_topics_total)",
+				"device", strconv.Quote(m.Device), "point", strconv.Quote(m.Point), "err", err)
+		}
+		return nil
+	}
 	topic := "lintel/" + g.id + "/" + m.Device + "/" + m.Point
 	prio := buffer.Normal
 	if m.High {
@@ -585,12 +759,53 @@ func (g *Gateway) publish(ctx context.Context, m adapters.Message) error {
 	return ctx.Err()
 }
 
+// closeBroker disconnects every local client and closes the listeners, once.
+func (g *Gateway) closeBroker() {
+	g.brokerOnce.Do(func() {
+		if err := g.broker.Close(); err != nil {
+			g.log.Warn("closing local broker", "err", err)
+		}
+	})
+}
+
+// close releases what New opened (Run's stop order closed the broker
+// already, unless Run failed to start).
+// validMessageTopic reports why m's device or point is not one topic level
+// (the point may be the reserved $status).
+// TODO(lead): replace with adapters.ValidMessageTopic from helper "command"
+// when merged; this is a stand-in with the same rules.
+func validMessageTopic(m adapters.Message) error {
+	for _, level := range []string{m.Device, m.Point} {
+		if level == m.Point && level == adapters.StatusPoint {
+			continue
+		}
+		switch {
+		case level == "":
+			return errors.New("empty topic level")
+		case len(level) > 256:
+			return errors.New("topic level longer than 256 bytes")
+		case !utf8.ValidString(level):
+			return errors.New("topic level is not valid UTF-8")
+		case strings.ContainsAny(level, "/+#$"):
+			return errors.New("topic level holds / + # or $")
+		case strings.ContainsFunc(level, unicode.IsControl):
+			return errors.New("topic level holds a control character")
+		}
+	}
+	return nil
+}
+
 func (g *Gateway) close() {
 	if g.gate != nil {
-		g.gate.Close()
+		if err := g.gate.Close(); err != nil {
+			g.log.Error("closing command gate", "err", err)
+		}
 	}
 	if g.metrics != nil {
 		g.metrics.Close()
+	}
+	if g.broker != nil {
+		g.closeBroker()
 	}
 	if g.queue != nil {
 		if err := g.queue.Close(); err != nil {
@@ -598,10 +813,6 @@ func (g *Gateway) close() {
 		}
 	}
 }
-
-// ShutdownTimeout is how long callers should allow Run to return after ctx
-// ends: adapters finish their transaction, the uplink drains for 2 s.
-const ShutdownTimeout = 10 * time.Second
 
 // statsFile is where a running gateway leaves a snapshot of the buffer's
 // counters for `lintel buffer stats` (the bbolt file is locked while open).
@@ -642,5 +853,7 @@ func (g *Gateway) writeStats() {
 		g.log.Warn("cannot write buffer stats snapshot", "err", err)
 		return
 	}
-	os.Rename(tmp, path)
+	if err := os.Rename(tmp, path); err != nil {
+		g.log.Warn("cannot write buffer stats snapshot", "err", err)
+	}
 }

@@ -50,31 +50,35 @@ func startGateway(t *testing.T) (*demo.Env, *gateway.Gateway) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- gw.Run(ctx) }()
+	go func() { done <- gw.Run(context.Background()) }()
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(gateway.ShutdownTimeout):
-			t.Error("gateway did not stop in time")
+		bound, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := gw.Shutdown(bound); err != nil {
+			t.Errorf("gateway did not stop in time: %v", err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
 		}
 	})
+	waitUntil(t, "gateway running", 10*time.Second, gw.Running)
 	return env, gw
 }
 
-func waitUntil(t *testing.T, what string, timeout time.Duration, ok func() bool) {
+// waitUntil polls ok every 20 ms until it holds, failing t after timeout.
+func waitUntil(t testing.TB, what string, timeout time.Duration, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for !ok() {
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline.C:
 			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		case <-tick.C:
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -395,32 +399,10 @@ func TestCommandsThroughTheCloud(t *testing.T) {
 		t.Skip("no pseudo-terminals")
 	}
 	waitUntil(t, "uplink connected", 10*time.Second, func() bool { return gw.Stats().Uplink.Connected })
-	pair, err := tls.LoadX509KeyPair(env.Operator.Cert, env.Operator.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	op := paho.NewClient(paho.NewClientOptions().AddBroker(env.Cloud.URL()).SetClientID("operator").SetProtocolVersion(4).
-		SetTLSConfig(&tls.Config{RootCAs: env.Cloud.CA.Pool(), Certificates: []tls.Certificate{pair}}))
-	if tok := op.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatal(tok.Error())
-	}
-	defer op.Disconnect(100)
-	results := make(chan string, 10)
-	op.Subscribe("lintel/demo-gw/+/+/set/result", 1, func(_ paho.Client, m paho.Message) { results <- m.Topic() + " " + string(m.Payload()) })
+	send, _ := operator(t, env)
 	key, err := command.LoadPrivateKey(env.SigningKey)
 	if err != nil {
 		t.Fatal(err)
-	}
-	send := func(point string, e command.Envelope) string {
-		b, _ := json.Marshal(e)
-		op.Publish("lintel/demo-gw/"+point+"/set", 1, false, b).WaitTimeout(5 * time.Second)
-		select {
-		case r := <-results:
-			return r
-		case <-time.After(10 * time.Second):
-			t.Fatalf("no result for %s", point)
-			return ""
-		}
 	}
 
 	forger := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
@@ -456,6 +438,45 @@ func TestCommandsThroughTheCloud(t *testing.T) {
 	if env.Sim.Coil(simulator.UnitAHU, 10) {
 		t.Fatal("fan coil still on")
 	}
+}
+
+// operator connects to the cloud broker as an operator would. post
+// publishes a command envelope to device/point; send also waits for its
+// result.
+func operator(t *testing.T, env *demo.Env) (send func(point string, e command.Envelope) string, post func(point string, e command.Envelope)) {
+	t.Helper()
+	pair, err := tls.LoadX509KeyPair(env.Operator.Cert, env.Operator.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := paho.NewClient(paho.NewClientOptions().AddBroker(env.Cloud.URL()).SetClientID("operator").SetProtocolVersion(4).
+		SetTLSConfig(&tls.Config{RootCAs: env.Cloud.CA.Pool(), Certificates: []tls.Certificate{pair}}))
+	if tok := op.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	t.Cleanup(func() { op.Disconnect(100) })
+	results := make(chan string, 10)
+	if tok := op.Subscribe("lintel/"+env.Config.Gateway.ID+"/+/+/set/result", 1, func(_ paho.Client, m paho.Message) {
+		results <- m.Topic() + " " + string(m.Payload())
+	}); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("operator subscribe: %v", tok.Error())
+	}
+	post = func(point string, e command.Envelope) {
+		b, _ := json.Marshal(e)
+		if tok := op.Publish("lintel/"+env.Config.Gateway.ID+"/"+point+"/set", 1, false, b); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("operator publish: %v", tok.Error())
+		}
+	}
+	return func(point string, e command.Envelope) string {
+		post(point, e)
+		select {
+		case r := <-results:
+			return r
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no result for %s", point)
+			return ""
+		}
+	}, post
 }
 
 func scrape(t *testing.T, url string) string {

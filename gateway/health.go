@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,6 +49,9 @@ func newCollector(g *Gateway) *collector {
 	def("buffer_commits_total", "Group commits.")
 	def("buffer_commit_failures_total", "Failed group commits (e.g. disk full).")
 	def("buffer_quarantined", "1 if a bad buffer file was moved aside at start.")
+	def("buffer_dead_letters", "Records in the dead-letter bucket (refused by the cloud; not retried).")
+	def("buffer_problem", "1 while the buffer cannot store records durably (see /healthz).")
+	def("uplink_oldest_inflight_seconds", "Age of the oldest message waiting for its PUBACK.")
 	def("uplink_connected", "1 while connected to the cloud broker.")
 	def("uplink_published_total", "PUBLISH packets sent to the cloud.")
 	def("uplink_in_flight", "Messages sent and not yet acknowledged.")
@@ -60,6 +66,7 @@ func newCollector(g *Gateway) *collector {
 	def("broker_abusive_total", "Clients disconnected for oversized packets or topics.")
 	def("commands_total", "Command attempts by outcome.", "outcome")
 	def("publish_errors_total", "Adapter readings that could not be buffered.")
+	def("publish_invalid_topics_total", "Adapter messages refused: device or point not a valid topic level.")
 	def("clock_trusted", "0 while the wall clock is unset or unsynchronised.")
 	return c
 }
@@ -127,6 +134,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter("buffer_commits_total", b.Commits)
 	counter("buffer_commit_failures_total", b.CommitFails)
 	gauge("buffer_quarantined", b01(b.Quarantined != ""))
+	sig := signalsOf(s)
+	gauge("buffer_dead_letters", float64(sig.DeadLetters))
+	gauge("buffer_problem", b01(sig.BufferProblem != ""))
 	if g.uplink != nil {
 		u := s.Uplink
 		gauge("uplink_connected", b01(u.Connected))
@@ -134,6 +144,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge("uplink_in_flight", float64(u.InFlight))
 		counter("uplink_acked_total", u.Acked)
 		counter("uplink_reconnects_total", u.Reconnects)
+		gauge("uplink_oldest_inflight_seconds", sig.OldestInflight.Seconds())
 		if !u.CertNotAfter.IsZero() {
 			gauge("uplink_certificate_expiry_seconds", time.Until(u.CertNotAfter).Seconds())
 		}
@@ -150,6 +161,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter("commands_total", n, outcome)
 	}
 	counter("publish_errors_total", s.PublishErrors)
+	counter("publish_invalid_topics_total", s.InvalidTopics)
 	gauge("clock_trusted", b01(ClockProblem() == ""))
 }
 
@@ -170,40 +182,132 @@ type Health struct {
 	Problems []string `json:"problems,omitempty"`
 }
 
-// Health says what is degraded: uplink down, devices offline, buffer
-// trouble, an uplink certificate near expiry.
-func (g *Gateway) Health() Health {
+// pubackOverdue is how long the oldest in-flight message may wait for its
+// PUBACK before /healthz says so: a hung cloud shows within seconds, long
+// before the uplink's ack timeout ends the session.
+const pubackOverdue = 5 * time.Second
+
+// commitFailWindow is how long /healthz stays degraded after the last
+// failed buffer commit it saw: it recovers once commits succeed again.
+const commitFailWindow = time.Minute
+
+// signals are the wave-2 health inputs that live in other packages' stats.
+type signals struct {
+	DeadLetters    uint64        // records in the buffer's dead-letter bucket
+	BufferProblem  string        // why the buffer cannot store durably now, "" if it can
+	OldestInflight time.Duration // age of the oldest message waiting for a PUBACK
+}
+
+// signalsOf reads the signals from s.
+// TODO(lead): after merging helpers bufrob and uplink, return
+// signals{DeadLetters: s.Buffer.DeadLetters, BufferProblem: s.Buffer.Problem,
+// OldestInflight: s.Uplink.OldestInflight}; until then the fields do not
+// exist here and the signals read as healthy.
+func signalsOf(s Stats) signals {
+	_ = s
+	return signals{}
+}
+
+// healthInput is everything Health judges, gathered in one place so that
+// the judgement is a pure function (healthProblems) a test can drive.
+type healthInput struct {
+	Uplink         bool // an uplink is configured
+	Connected      bool
+	LastError      string
+	CertNotAfter   time.Time
+	Offline        []string // "device D on bus B"
+	ClockProblem   string
+	Quarantined    string
+	CommitsFailing bool   // a commit failed within commitFailWindow
+	CommitFails    uint64 // since the buffer opened
+	signals
+}
+
+// healthProblems says what is degraded, in a fixed order.
+func healthProblems(in healthInput, now time.Time) []string {
 	var problems []string
-	s := g.Stats()
-	if g.uplink != nil {
-		if !s.Uplink.Connected {
+	if in.Uplink {
+		if !in.Connected {
 			msg := "uplink not connected"
-			if s.Uplink.LastError != "" {
-				msg += ": " + s.Uplink.LastError
+			if in.LastError != "" {
+				msg += ": " + in.LastError
 			}
 			problems = append(problems, msg)
 		}
-		if left := time.Until(s.Uplink.CertNotAfter); !s.Uplink.CertNotAfter.IsZero() && left < 30*24*time.Hour {
+		if in.Connected && in.OldestInflight > pubackOverdue {
+			problems = append(problems, fmt.Sprintf("PUBACK overdue: the oldest message in flight has waited %v (cloud broker hung?)", in.OldestInflight.Round(time.Second)))
+		}
+		if left := in.CertNotAfter.Sub(now); !in.CertNotAfter.IsZero() && left < 30*24*time.Hour {
 			problems = append(problems, fmt.Sprintf("uplink certificate expires in %d days", int(left.Hours()/24)))
 		}
 	}
-	for name, a := range g.currentBuses() {
-		for device, on := range onlineDevices(a) {
-			if !on {
-				problems = append(problems, fmt.Sprintf("device %s on bus %s offline", device, name))
+	for _, o := range in.Offline {
+		problems = append(problems, o+" offline")
+	}
+	if in.ClockProblem != "" {
+		problems = append(problems, in.ClockProblem)
+	}
+	if in.Quarantined != "" {
+		problems = append(problems, "buffer file was corrupt and moved to "+in.Quarantined)
+	}
+	if in.BufferProblem != "" {
+		problems = append(problems, "buffer: "+in.BufferProblem)
+	}
+	if in.CommitsFailing {
+		problems = append(problems, fmt.Sprintf("buffer commits failing (disk full?): the last within %v, %d since start", commitFailWindow, in.CommitFails))
+	}
+	if in.DeadLetters > 0 {
+		problems = append(problems, fmt.Sprintf("%d records in the buffer's dead-letter bucket (the cloud refused them; see lintel buffer stats)", in.DeadLetters))
+	}
+	return problems
+}
+
+// failWindow remembers when a lifetime failure counter last rose, so that
+// health recovers a while after the failures stop.
+type failWindow struct {
+	mu   sync.Mutex
+	seen uint64    // counter value at the last observation
+	last time.Time // when it was last seen to rise
+}
+
+// observe records the counter's value at now and reports whether it rose
+// within window.
+func (w *failWindow) observe(total uint64, now time.Time, window time.Duration) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if total > w.seen {
+		w.seen, w.last = total, now
+	}
+	return !w.last.IsZero() && now.Sub(w.last) < window
+}
+
+// Health says what is degraded: uplink down or a PUBACK overdue, devices
+// offline, buffer trouble (quarantine, a storage problem, recent commit
+// failures, dead letters), an uplink certificate near expiry, the clock.
+func (g *Gateway) Health() Health {
+	s := g.Stats()
+	now := time.Now()
+	in := healthInput{
+		Uplink:         g.uplink != nil,
+		Connected:      s.Uplink.Connected,
+		LastError:      s.Uplink.LastError,
+		CertNotAfter:   s.Uplink.CertNotAfter,
+		ClockProblem:   ClockProblem(),
+		Quarantined:    s.Buffer.Quarantined,
+		CommitsFailing: g.commitFails.observe(s.Buffer.CommitFails, now, commitFailWindow),
+		CommitFails:    s.Buffer.CommitFails,
+		signals:        signalsOf(s),
+	}
+	buses := g.currentBuses()
+	for _, name := range slices.Sorted(maps.Keys(buses)) {
+		online := onlineDevices(buses[name])
+		for _, device := range slices.Sorted(maps.Keys(online)) {
+			if !online[device] {
+				in.Offline = append(in.Offline, fmt.Sprintf("device %s on bus %s", device, name))
 			}
 		}
 	}
-	if p := ClockProblem(); p != "" {
-		problems = append(problems, p)
-	}
-	if s.Buffer.Quarantined != "" {
-		problems = append(problems, "buffer file was corrupt and moved to "+s.Buffer.Quarantined)
-	}
-	if s.Buffer.CommitFails > 0 {
-		problems = append(problems, fmt.Sprintf("%d buffer commits failed (disk full?)", s.Buffer.CommitFails))
-	}
-	if len(problems) > 0 {
+	if problems := healthProblems(in, now); len(problems) > 0 {
 		return Health{Status: "degraded", Problems: problems}
 	}
 	return Health{Status: "ok"}
@@ -224,13 +328,17 @@ func (g *Gateway) serveMetrics(ctx context.Context, l net.Listener) {
 		json.NewEncoder(w).Encode(h)
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
+	var stopper sync.WaitGroup
+	stopper.Go(func() {
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		srv.Shutdown(shutdown)
-	}()
+		if err := srv.Shutdown(shutdown); err != nil {
+			g.log.Warn("metrics server did not stop cleanly", "err", err)
+		}
+	})
 	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		g.log.Error("metrics server", "err", err)
 	}
+	stopper.Wait() // Run cancels ctx when it stops
 }

@@ -1,4 +1,6 @@
-// Command lintel is the Lintel edge gateway.
+// Command lintel is the Lintel edge gateway. `lintel --help` lists every
+// command, `lintel <command> --help` shows one (exit 0); a usage mistake
+// exits 2, any other failure 1.
 //
 //	lintel run --config F      run the gateway
 //	lintel demo                everything on loopback with a simulated building
@@ -24,6 +26,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -80,8 +83,8 @@ func main() {
 	switch {
 	case errors.As(err, &exit):
 		os.Exit(int(exit))
-	case errors.Is(err, flag.ErrHelp):
-		os.Exit(2)
+	case errors.Is(err, flag.ErrHelp): // help was asked for and printed
+		os.Exit(0)
 	case err != nil:
 		fmt.Fprintln(os.Stderr, "lintel:", err)
 		os.Exit(1)
@@ -94,10 +97,21 @@ type exitCode int
 
 func (e exitCode) Error() string { return fmt.Sprintf("exit %d", int(e)) }
 
+// runCommand runs one command. Help asked for (--help, -h, help) is printed
+// on stdout with a nil error (exit 0); a usage mistake is printed on stderr
+// with exitCode(2).
 func runCommand(ctx context.Context, cmd string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	err := dispatch(ctx, cmd, args, stdin, stdout, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return err
+}
+
+func dispatch(ctx context.Context, cmd string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "run":
-		return cmdRun(ctx, args, stderr)
+		return cmdRun(ctx, args, stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, args, stdout, stderr)
 	case "check":
@@ -119,7 +133,16 @@ func runCommand(ctx context.Context, cmd string, args []string, stdin io.Reader,
 	case "version":
 		fmt.Fprintln(stdout, "lintel", version())
 		return nil
-	case "help", "-h", "--help":
+	case "help", "-h", "-help", "--help":
+		if len(args) > 0 {
+			help := commandHelp(args[0])
+			if help == "" {
+				fmt.Fprintf(stderr, "lintel: no command %q\n%s", args[0], usage)
+				return exitCode(2)
+			}
+			fmt.Fprint(stdout, help)
+			return nil
+		}
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
@@ -134,10 +157,74 @@ func version() string {
 	return "dev"
 }
 
+// newFlags returns the flag set of command name (e.g. "buffer stats"); its
+// usage shows the command's lines of the main usage and its flags.
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("lintel "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() { printHelp(fs.Output(), fs) }
 	return fs
+}
+
+// parseFlags parses args: help asked for goes to stdout (flag.ErrHelp is
+// returned, which means exit 0); a bad flag is reported with the usage on
+// the flag set's output (stderr) and exitCode(2).
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	stderr := fs.Output()
+	fs.Usage = func() {} // printed below, to the right stream
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		printHelp(stdout, fs)
+		return err
+	case err != nil:
+		printHelp(stderr, fs)
+		return exitCode(2)
+	}
+	return nil
+}
+
+// printHelp writes a command's usage lines and its flags to w.
+func printHelp(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprint(w, commandHelp(strings.TrimPrefix(fs.Name(), "lintel ")))
+	out := fs.Output()
+	fs.SetOutput(w)
+	fmt.Fprintln(w, "flags:")
+	fs.PrintDefaults()
+	fs.SetOutput(out)
+}
+
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help" || arg == "help"
+}
+
+// commandHelp returns the lines of usage that describe command (its first
+// word is enough: "buffer stats" → the buffer lines), as "usage: lintel …",
+// or "" if there is none.
+func commandHelp(command string) string {
+	word, _, _ := strings.Cut(command, " ")
+	var b strings.Builder
+	in := false
+	for _, line := range strings.Split(usage, "\n") {
+		rest, indented := strings.CutPrefix(line, "  ")
+		switch {
+		case indented && rest != "" && rest[0] != ' ': // a command's first line
+			in = rest == word || strings.HasPrefix(rest, word+" ")
+			if in {
+				synopsis, what, _ := strings.Cut(rest, "   ")
+				b.WriteString("usage: lintel " + synopsis + "\n")
+				if what = strings.TrimSpace(what); what != "" {
+					b.WriteString("  " + what + "\n")
+				}
+			}
+		case in && strings.TrimSpace(line) != "": // its continuation
+			b.WriteString("  " + strings.TrimSpace(line) + "\n")
+		default:
+			in = false
+		}
+	}
+	return b.String()
 }
 
 func newLogger(w io.Writer, level, format string) *slog.Logger {
@@ -156,14 +243,20 @@ type listFlag []string
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, strings.Split(v, ",")...); return nil }
 
-func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("run", stderr)
 	path := fs.String("config", "/etc/lintel/lintel.yaml", "config file")
 	var overrides listFlag
 	fs.Var(&overrides, "override-audit", "start although this audit check fails (repeatable; logged loudly)")
-	if err := fs.Parse(args); err != nil {
+	stopTimeout := fs.Duration("shutdown-timeout", 15*time.Second, "on SIGTERM, exit after this long even if the stop (uplink drain, device transactions) has not finished")
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
+	// From here on a SIGHUP is queued, not fatal (its default action); one
+	// that arrives before the gateway runs is refused by Reload and logged.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg, err := config.Load(*path)
 	if err != nil {
 		return err
@@ -179,20 +272,38 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
+	done := make(chan error, 1)
+	go func() { done <- gw.Run(ctx) }()
+
+	// SIGHUP reloads; the goroutine is stopped and waited for before the
+	// gateway is shut down, so no reload runs during the stop.
+	hupCtx, stopHUP := context.WithCancel(ctx)
+	var hupDone sync.WaitGroup
+	hupDone.Go(func() {
 		for {
 			select {
-			case <-ctx.Done():
+			case <-hupCtx.Done():
 				return
 			case <-hup:
 				reload(gw, *path, overrides, log)
 			}
 		}
-	}()
-	return gw.Run(ctx)
+	})
+	stopReloads := func() { stopHUP(); hupDone.Wait() }
+
+	select {
+	case err := <-done: // Run failed to start
+		stopReloads()
+		return err
+	case <-ctx.Done():
+	}
+	stopReloads()
+	bound, cancel := context.WithTimeout(context.Background(), *stopTimeout)
+	defer cancel()
+	if err := gw.Shutdown(bound); err != nil {
+		return fmt.Errorf("gateway did not stop within --shutdown-timeout %v: %w", *stopTimeout, err)
+	}
+	return <-done
 }
 
 // startAudit audits cfg for the current user, as `lintel run` does at start
@@ -236,7 +347,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	dataDir := fs.String("data-dir", "", "keep the buffer and generated files here (default: a temporary directory)")
 	listen := fs.String("listen", "127.0.0.1:0", "local broker address (loopback)")
 	verbose := fs.Bool("v", false, "log gateway activity at info level")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	level := "warn"
@@ -250,14 +361,18 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 func cmdBuffer(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && isHelp(args[0]) {
+		fmt.Fprint(stdout, commandHelp("buffer"))
+		return nil
+	}
 	if len(args) == 0 || args[0] != "stats" {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, commandHelp("buffer"))
 		return exitCode(2)
 	}
 	fs := newFlags("buffer stats", stderr)
 	path := fs.String("config", "/etc/lintel/lintel.yaml", "config file")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:], stdout); err != nil {
 		return err
 	}
 	cfg, err := config.Load(*path)
@@ -292,6 +407,10 @@ func cmdBuffer(args []string, stdout, stderr io.Writer) error {
 	if s.Quarantined != "" {
 		fmt.Fprintf(stdout, "  QUARANTINED  a bad buffer file was moved to %s\n", s.Quarantined)
 	}
+	// TODO(lead): after merging helper bufrob (buffer.Stats.DeadLetters,
+	// Drops.DeadLetters, Problem), print:
+	//   fmt.Fprintf(stdout, "  dead letters %d (refused by the cloud, not retried; %d deleted when the bucket was full)\n", s.DeadLetters, s.Drops.DeadLetters)
+	//   if s.Problem != "" { fmt.Fprintf(stdout, "  PROBLEM      %s\n", s.Problem) }
 	return nil
 }
 
@@ -347,8 +466,12 @@ func printFindings(w io.Writer, findings []audit.Finding, onlyProblems bool) {
 }
 
 func cmdModbus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && isHelp(args[0]) {
+		fmt.Fprint(stdout, commandHelp("modbus"))
+		return nil
+	}
 	if len(args) == 0 || !slices.Contains([]string{"read", "write", "scan"}, args[0]) {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, commandHelp("modbus"))
 		return exitCode(2)
 	}
 	action := args[0]
@@ -369,7 +492,7 @@ func cmdModbus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	value := fs.String("value", "", "value to write, as JSON (true, 42, 21.5)")
 	from := fs.Int("from", 1, "scan: first unit id")
 	to := fs.Int("to", 247, "scan: last unit id")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:], stdout); err != nil {
 		return err
 	}
 	serial := modbus.Serial{Baud: *baud, Parity: *parity, StopBits: *stopBits}
@@ -425,7 +548,7 @@ func cmdModbus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 func cmdPorts(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("ports", stderr)
 	byID := fs.String("by-id", "/dev/serial/by-id", "directory of stable port names")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	ports, err := serialline.Ports(*byID)
@@ -451,7 +574,7 @@ func cmdPorts(args []string, stdout, stderr io.Writer) error {
 func cmdKeygen(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("keygen", stderr)
 	out := fs.String("out", "", "write NAME.key (private, 0600) and NAME.pub")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if *out == "" {
@@ -474,7 +597,7 @@ func cmdSign(args []string, stdout, stderr io.Writer) error {
 	point := fs.String("point", "", "point or command name")
 	value := fs.String("value", "", `value as JSON, e.g. true, 21.5 or '{"door":"2"}'`)
 	ttl := fs.Duration("ttl", time.Minute, "how long the command stays valid (the gateway accepts up to its max_ttl)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if *keyFile == "" || *gw == "" || *device == "" || *point == "" || *value == "" {
@@ -550,14 +673,18 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 }
 
 func cmdPasswd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) > 0 && isHelp(args[0]) {
+		fmt.Fprint(stdout, commandHelp("passwd"))
+		return nil
+	}
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, commandHelp("passwd"))
 		return exitCode(2)
 	}
 	action := args[0]
 	fs := newFlags("passwd "+action, stderr)
 	file := fs.String("file", "/etc/lintel/users", "users file")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:], stdout); err != nil {
 		return err
 	}
 	users, err := localbroker.LoadUsers(*file)

@@ -5,13 +5,20 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/lintel-gw/lintel/adapters/modbus/modbustest"
+	"github.com/lintel-gw/lintel/buffer"
 	"github.com/lintel-gw/lintel/localbroker"
 )
 
@@ -242,5 +249,231 @@ devices:
 	}
 	if _, _, err := run(t, "", "check", "--config", path, "--sample", filepath.Join(dir, "missing.log")); err == nil {
 		t.Fatal("a missing sample file passed")
+	}
+}
+
+// TestMain lets a test run the real main (os.Exit and all) in a child
+// process: the child is this test binary with LINTEL_TEST_MAIN=1.
+func TestMain(m *testing.M) {
+	if os.Getenv("LINTEL_TEST_MAIN") == "1" {
+		os.Args = append([]string{"lintel"}, strings.Fields(os.Getenv("LINTEL_TEST_ARGS"))...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// lintel runs the real main with args in a child process and returns its
+// exit status and output.
+func lintel(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), "LINTEL_TEST_MAIN=1", "LINTEL_TEST_ARGS="+strings.Join(args, " "))
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	case err != nil:
+		t.Fatal(err)
+	}
+	return code, out.String(), errOut.String()
+}
+
+// goodInstall writes a config that passes the audit (a 0600 users file);
+// its metrics address is metrics.
+func goodInstall(t *testing.T, metrics string) string {
+	t.Helper()
+	path := weakInstall(t)
+	dir := filepath.Dir(path)
+	if err := os.Chmod(filepath.Join(dir, "users"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = bytes.Replace(cfg, []byte("127.0.0.1:0'"), []byte(metrics+"'"), 1)
+	if err := os.WriteFile(path, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// rootOverride is what `lintel run` needs in tests run as root.
+func rootOverride() []string {
+	if os.Getuid() == 0 {
+		return []string{"--override-audit", "run-as-root"}
+	}
+	return nil
+}
+
+// TestRunStartErrorExits1 starts the real binary with its metrics port
+// taken: it must print the error plainly and exit 1, not panic, and leave
+// the buffer closed.
+func TestRunStartErrorExits1(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	path := goodInstall(t, taken.Addr().String())
+	code, _, stderr := lintel(t, append([]string{"run", "--config", path}, rootOverride()...)...)
+	if code != 1 || strings.Contains(stderr, "panic") || !strings.Contains(stderr, "lintel: metrics.address: listen tcp "+taken.Addr().String()) {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
+	}
+	q, err := buffer.Open(filepath.Join(filepath.Dir(path), "data", "buffer.db"), buffer.Options{})
+	if err != nil {
+		t.Fatalf("buffer after a failed start: %v", err)
+	}
+	q.Close()
+}
+
+// TestHelpAndExitCodes runs the real main: help is asked for, so it is
+// printed and the exit status is 0; a usage mistake exits 2.
+func TestHelpAndExitCodes(t *testing.T) {
+	cases := []struct {
+		args     []string
+		code     int
+		inStdout []string // what the help must show
+	}{
+		{[]string{"--help"}, 0, []string{"usage: lintel <command>", "buffer stats"}},
+		{[]string{"-h"}, 0, []string{"usage: lintel <command>"}},
+		{[]string{"help"}, 0, []string{"usage: lintel <command>"}},
+		{[]string{"help", "sign"}, 0, []string{"usage: lintel sign --key NAME.key", "print a signed command envelope"}},
+		{[]string{"run", "--help"}, 0, []string{"usage: lintel run --config F", "-config", "-override-audit", "-shutdown-timeout"}},
+		{[]string{"run", "-h"}, 0, []string{"usage: lintel run", "-config"}},
+		{[]string{"demo", "--help"}, 0, []string{"usage: lintel demo", "-data-dir"}},
+		{[]string{"keygen", "--help"}, 0, []string{"usage: lintel keygen", "-out"}},
+		{[]string{"sign", "--help"}, 0, []string{"usage: lintel sign", "-ttl"}},
+		{[]string{"ports", "--help"}, 0, []string{"usage: lintel ports", "-by-id"}},
+		{[]string{"passwd", "--help"}, 0, []string{"usage: lintel passwd add|remove|list"}},
+		{[]string{"passwd", "add", "--help"}, 0, []string{"usage: lintel passwd", "-file"}},
+		{[]string{"buffer", "--help"}, 0, []string{"usage: lintel buffer stats"}},
+		{[]string{"buffer", "stats", "--help"}, 0, []string{"usage: lintel buffer stats", "-json"}},
+		{[]string{"modbus", "--help"}, 0, []string{"usage: lintel modbus read|write|scan"}},
+		{[]string{"modbus", "read", "--help"}, 0, []string{"usage: lintel modbus", "-unit"}},
+		{[]string{"check", "--help"}, 0, nil}, // check's own flags belong to its owner; exit 0 is the habit
+		{[]string{"audit", "--help"}, 0, nil},
+		{[]string{"frobnicate"}, 2, nil},
+		{[]string{"help", "frobnicate"}, 2, nil},
+		{nil, 2, nil},
+		{[]string{"run", "--no-such-flag"}, 2, nil},
+		{[]string{"passwd"}, 2, nil},
+		{[]string{"buffer", "flush"}, 2, nil},
+	}
+	for _, tc := range cases {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, stdout, stderr := lintel(t, tc.args...)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.code, stdout, stderr)
+			}
+			for _, want := range tc.inStdout {
+				if !strings.Contains(stdout, want) {
+					t.Errorf("stdout lacks %q:\n%s", want, stdout)
+				}
+			}
+			if tc.code == 2 && !strings.Contains(stderr, "usage: lintel") {
+				t.Errorf("a usage mistake does not show the usage on stderr:\n%s", stderr)
+			}
+		})
+	}
+}
+
+// syncWriter collects a child's output while it runs.
+type syncWriter struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// TestRunReloadsOnSIGHUPAndStopsOnSIGTERM runs the real binary: SIGHUP
+// reloads the configuration, SIGTERM stops it cleanly with exit 0.
+func TestRunReloadsOnSIGHUPAndStopsOnSIGTERM(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics := l.Addr().String()
+	l.Close()
+	path := goodInstall(t, metrics)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"run", "--config", path}, rootOverride()...)
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), "LINTEL_TEST_MAIN=1", "LINTEL_TEST_ARGS="+strings.Join(args, " "))
+	var stderr syncWriter
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var waited bool // exited was received from
+	defer func() {
+		if !waited {
+			cmd.Process.Kill()
+			<-exited
+		}
+	}()
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s; stderr:\n%s", what, stderr.String())
+			}
+			select {
+			case err := <-exited:
+				waited = true
+				t.Fatalf("lintel run exited (%v) while waiting for %s; stderr:\n%s", err, what, stderr.String())
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	waitFor("/healthz to answer", func() bool {
+		resp, err := http.Get("http://" + metrics + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	})
+	waitFor("the gateway running", func() bool { return strings.Contains(stderr.String(), "gateway running") })
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitFor("the reload", func() bool {
+		s := stderr.String()
+		return strings.Contains(s, "configuration reloaded") || strings.Contains(s, "reload refused")
+	})
+	if s := stderr.String(); !strings.Contains(s, "configuration reloaded") {
+		t.Fatalf("SIGHUP did not reload:\n%s", s)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		waited = true
+		if err != nil || strings.Contains(stderr.String(), "panic") {
+			t.Fatalf("after SIGTERM: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("lintel run did not stop on SIGTERM:\n%s", stderr.String())
 	}
 }

@@ -180,6 +180,9 @@ func randomPassword() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
+// stopTimeout bounds the gateway's stop when the demo ends.
+const stopTimeout = 10 * time.Second
+
 // Run runs the demo until ctx ends.
 func Run(ctx context.Context, opts Options) error {
 	if opts.Out == nil {
@@ -205,8 +208,9 @@ func Run(ctx context.Context, opts Options) error {
 	go func() { done <- gw.Run(ctx) }()
 	if env.Doors != nil {
 		stopDoors := make(chan struct{})
-		defer close(stopDoors)
-		go env.Doors.Activity(stopDoors)
+		var doors sync.WaitGroup
+		doors.Go(func() { env.Doors.Activity(stopDoors) })
+		defer func() { close(stopDoors); doors.Wait() }()
 	}
 	local := gw.LocalAddr(env.Config.LocalBroker.Listeners[0].Name)
 	host, port, _ := strings.Cut(local, ":")
@@ -237,13 +241,13 @@ Readings as the cloud receives them (Ctrl-C stops):
 		case err := <-done:
 			return err
 		case <-ctx.Done():
-			select {
-			case err := <-done:
-				fmt.Fprintln(opts.Out, "\nstopped cleanly")
-				return err
-			case <-time.After(gateway.ShutdownTimeout):
-				return fmt.Errorf("demo: gateway did not stop within %v", gateway.ShutdownTimeout)
+			bound, cancel := context.WithTimeout(context.Background(), stopTimeout)
+			defer cancel()
+			if err := gw.Shutdown(bound); err != nil {
+				return fmt.Errorf("demo: gateway did not stop within %v: %w", stopTimeout, err)
 			}
+			fmt.Fprintln(opts.Out, "\nstopped cleanly")
+			return <-done
 		}
 	}
 }
