@@ -1,0 +1,401 @@
+package bacnet
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"time"
+)
+
+// ErrTimeout is returned when a device did not answer any try.
+var ErrTimeout = errors.New("no answer from device")
+
+// ErrSegmented is returned when a device answered with a segmented response:
+// the client does not reassemble segments, it aborts the transaction.
+var ErrSegmented = errors.New("device sent a segmented response")
+
+// RejectError is a device's Reject of a request.
+type RejectError struct{ Reason byte }
+
+func (e *RejectError) Error() string { return fmt.Sprintf("bacnet reject reason %d", e.Reason) }
+
+// AbortError is an Abort of a transaction, by the device (Server) or the client.
+type AbortError struct {
+	Reason byte
+	Server bool
+}
+
+func (e *AbortError) Error() string { return fmt.Sprintf("bacnet abort reason %d", e.Reason) }
+
+// IsSegmentation reports whether err means the response did not fit one
+// APDU: the device aborted for lack of segmentation, or segmented.
+func IsSegmentation(err error) bool {
+	var a *AbortError
+	return errors.Is(err, ErrSegmented) || errors.As(err, &a) && (a.Reason == AbortSegmentationNotSupported || a.Reason == AbortBufferOverflow)
+}
+
+// ClientOptions tune a Client.
+type ClientOptions struct {
+	// Timeout is how long one try waits for the answer (default 2 s);
+	// Retries how often a request is sent again after a timeout (default 2).
+	Timeout time.Duration
+	Retries int
+	// Broadcast is where Who-Is goes (default 255.255.255.255:47808).
+	Broadcast *net.UDPAddr
+	// BBMD, when set, receives broadcasts as Distribute-Broadcast-To-Network:
+	// the client must be registered there as a foreign device.
+	BBMD *net.UDPAddr
+	// OnCOV receives unconfirmed COV notifications, from the client's
+	// reading goroutine: it must not block.
+	OnCOV func(from net.Addr, n COVNotification)
+	Log   *slog.Logger
+}
+
+// Device is a device found by Who-Is.
+type Device struct {
+	IAm
+	Addr *net.UDPAddr
+}
+
+// Client sends BACnet/IP requests over one UDP socket and matches answers by
+// peer and invoke id. It is safe for concurrent use.
+type Client struct {
+	conn net.PacketConn
+	opt  ClientOptions
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	pending map[pendingKey]chan APDU
+	bvlc    map[string]chan uint16
+	iams    map[chan Device]struct{}
+	nextID  byte
+
+	wg sync.WaitGroup
+}
+
+type pendingKey struct {
+	peer string
+	id   byte
+}
+
+// NewClient starts reading conn; Close stops it and closes conn.
+func NewClient(conn net.PacketConn, opt ClientOptions) *Client {
+	opt.Timeout = cmp.Or(opt.Timeout, 2*time.Second)
+	if opt.Retries <= 0 {
+		opt.Retries = 2
+	}
+	if opt.Broadcast == nil {
+		opt.Broadcast = &net.UDPAddr{IP: net.IPv4bcast, Port: DefaultPort}
+	}
+	log := opt.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{conn: conn, opt: opt, log: log, pending: map[pendingKey]chan APDU{},
+		bvlc: map[string]chan uint16{}, iams: map[chan Device]struct{}{}}
+	c.wg.Add(1)
+	go c.read()
+	return c
+}
+
+// Close closes the socket and waits for the reading goroutine.
+func (c *Client) Close() error {
+	err := c.conn.Close()
+	c.wg.Wait()
+	return err
+}
+
+// LocalAddr is the client's socket address.
+func (c *Client) LocalAddr() net.Addr { return c.conn.LocalAddr() }
+
+func (c *Client) read() {
+	defer c.wg.Done()
+	buf := make([]byte, 2048)
+	for {
+		n, from, err := c.conn.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			c.log.Debug("bacnet read", "err", err)
+			continue
+		}
+		c.handle(buf[:n], from)
+	}
+}
+
+func (c *Client) handle(b []byte, from net.Addr) {
+	f, err := DecodeFrame(b)
+	if err != nil {
+		c.log.Debug("bacnet frame dropped", "from", from, "err", err)
+		return
+	}
+	if f.Function == BVLCResult {
+		c.mu.Lock()
+		ch := c.bvlc[from.String()]
+		c.mu.Unlock()
+		if ch != nil {
+			select {
+			case ch <- f.Result:
+			default:
+			}
+		}
+		return
+	}
+	if f.APDU == nil {
+		return
+	}
+	a, err := DecodeAPDU(f.APDU)
+	if err != nil {
+		c.log.Debug("bacnet APDU dropped", "from", from, "err", err)
+		return
+	}
+	source := from
+	if f.Origin.IsValid() {
+		source = udpAddr(f.Origin)
+	}
+	switch a.Type {
+	case UnconfirmedRequest:
+		c.unconfirmed(a, source)
+	case ConfirmedRequest:
+		// This client serves nothing (it subscribes to unconfirmed COV
+		// only); say so instead of letting the device time out.
+		rej := APDU{Type: RejectPDU, InvokeID: a.InvokeID, Reason: RejectUnrecognizedService}
+		c.conn.WriteTo(EncodeBVLC(BVLCOriginalUnicastNPDU, EncodeNPDU(rej.Encode(), false)), from)
+	case SimpleACK, ComplexACK, ErrorPDU, RejectPDU, AbortPDU:
+		if a.Type == ComplexACK && a.Segmented {
+			abort := APDU{Type: AbortPDU, InvokeID: a.InvokeID, Reason: AbortSegmentationNotSupported}
+			c.conn.WriteTo(EncodeBVLC(BVLCOriginalUnicastNPDU, EncodeNPDU(abort.Encode(), false)), from)
+		}
+		c.mu.Lock()
+		ch := c.pending[pendingKey{from.String(), a.InvokeID}]
+		c.mu.Unlock()
+		if ch != nil {
+			select {
+			case ch <- a:
+			default:
+			}
+		}
+	}
+}
+
+func (c *Client) unconfirmed(a APDU, from net.Addr) {
+	switch a.Service {
+	case ServiceIAm:
+		iam, err := DecodeIAm(a.Data)
+		if err != nil {
+			return
+		}
+		ua, _ := from.(*net.UDPAddr)
+		d := Device{IAm: iam, Addr: ua}
+		c.mu.Lock()
+		for ch := range c.iams {
+			select {
+			case ch <- d:
+			default:
+			}
+		}
+		c.mu.Unlock()
+	case ServiceUnconfirmedCOVNotification:
+		n, err := DecodeCOVNotification(a.Data)
+		if err != nil {
+			c.log.Debug("bacnet COV notification dropped", "from", from, "err", err)
+			return
+		}
+		if c.opt.OnCOV != nil {
+			c.opt.OnCOV(from, n)
+		}
+	}
+}
+
+// Request sends a confirmed request and returns the service data of the
+// Complex-ACK (nil for a Simple-ACK). A timeout is retried with the same
+// invoke id; Error, Reject and Abort answers are returned as *Error,
+// *RejectError and *AbortError.
+func (c *Client) Request(ctx context.Context, to net.Addr, service byte, data []byte) ([]byte, error) {
+	id, ch, err := c.reserve(to)
+	if err != nil {
+		return nil, err
+	}
+	defer c.release(to, id)
+	req := APDU{Type: ConfirmedRequest, MaxAPDU: 5, InvokeID: id, Service: service, Data: data}
+	frame := EncodeBVLC(BVLCOriginalUnicastNPDU, EncodeNPDU(req.Encode(), true))
+	timer := time.NewTimer(c.opt.Timeout)
+	defer timer.Stop()
+	for try := 0; try <= c.opt.Retries; try++ {
+		if _, err := c.conn.WriteTo(frame, to); err != nil {
+			return nil, fmt.Errorf("send to %s: %w", to, err)
+		}
+		timer.Reset(c.opt.Timeout)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-timer.C:
+			continue
+		case a := <-ch:
+			return answer(a, service)
+		}
+	}
+	return nil, fmt.Errorf("%s: %w", to, ErrTimeout)
+}
+
+func answer(a APDU, service byte) ([]byte, error) {
+	switch a.Type {
+	case SimpleACK, ComplexACK:
+		if a.Service != service {
+			return nil, malformed("answer for service %d to service %d", a.Service, service)
+		}
+		if a.Segmented {
+			return nil, ErrSegmented
+		}
+		return a.Data, nil
+	case ErrorPDU:
+		return nil, &Error{Class: a.ErrorClass, Code: a.ErrorCode}
+	case RejectPDU:
+		return nil, &RejectError{Reason: a.Reason}
+	}
+	return nil, &AbortError{Reason: a.Reason, Server: a.Server}
+}
+
+// reserve takes a free invoke id for peer.
+func (c *Client) reserve(to net.Addr) (byte, chan APDU, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for range 256 {
+		id := c.nextID
+		c.nextID++
+		k := pendingKey{to.String(), id}
+		if _, used := c.pending[k]; !used {
+			ch := make(chan APDU, 1)
+			c.pending[k] = ch
+			return id, ch, nil
+		}
+	}
+	return 0, nil, fmt.Errorf("%s: all 256 invoke ids in use", to)
+}
+
+func (c *Client) release(to net.Addr, id byte) {
+	c.mu.Lock()
+	delete(c.pending, pendingKey{to.String(), id})
+	c.mu.Unlock()
+}
+
+func (c *Client) sendUnconfirmed(to net.Addr, fn byte, service byte, data []byte) error {
+	a := APDU{Type: UnconfirmedRequest, Service: service, Data: data}
+	_, err := c.conn.WriteTo(EncodeBVLC(fn, EncodeNPDU(a.Encode(), false)), to)
+	return err
+}
+
+// WhoIs broadcasts a Who-Is for instances low..high (both -1: all) and
+// collects the I-Am answers until ctx ends, one per device, by instance.
+func (c *Client) WhoIs(ctx context.Context, low, high int64) ([]Device, error) {
+	ch := make(chan Device, 256)
+	c.mu.Lock()
+	c.iams[ch] = struct{}{}
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.iams, ch)
+		c.mu.Unlock()
+	}()
+	to, fn := c.opt.Broadcast, byte(BVLCOriginalBroadcastNPDU)
+	if c.opt.BBMD != nil {
+		to, fn = c.opt.BBMD, BVLCDistributeBroadcast
+	}
+	if err := c.sendUnconfirmed(to, fn, ServiceWhoIs, WhoIs{Low: low, High: high}.Encode()); err != nil {
+		return nil, fmt.Errorf("who-is to %s: %w", to, err)
+	}
+	found := map[uint32]Device{}
+	for {
+		select {
+		case d := <-ch:
+			if (WhoIs{Low: low, High: high}).Matches(d.Device.Instance) {
+				found[d.Device.Instance] = d
+			}
+		case <-ctx.Done():
+			out := make([]Device, 0, len(found))
+			for _, d := range found {
+				out = append(out, d)
+			}
+			slices.SortFunc(out, func(a, b Device) int { return cmp.Compare(a.Device.Instance, b.Device.Instance) })
+			return out, nil
+		}
+	}
+}
+
+// RegisterForeignDevice registers the client with a BBMD for ttl seconds
+// and waits for its BVLC-Result.
+func (c *Client) RegisterForeignDevice(ctx context.Context, bbmd *net.UDPAddr, ttl uint16) error {
+	ch := make(chan uint16, 1)
+	c.mu.Lock()
+	c.bvlc[bbmd.String()] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.bvlc, bbmd.String())
+		c.mu.Unlock()
+	}()
+	for try := 0; try <= c.opt.Retries; try++ {
+		if _, err := c.conn.WriteTo(EncodeRegisterForeignDevice(ttl), bbmd); err != nil {
+			return fmt.Errorf("register with BBMD %s: %w", bbmd, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(c.opt.Timeout):
+		case code := <-ch:
+			if code != 0 {
+				return fmt.Errorf("BBMD %s refused registration: result %#04x", bbmd, code)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("register with BBMD %s: %w", bbmd, ErrTimeout)
+}
+
+// ReadProperty reads one property (index NoIndex for all of it).
+func (c *Client) ReadProperty(ctx context.Context, to net.Addr, obj ObjectID, prop PropertyID, index int64) ([]any, error) {
+	rp := ReadProperty{Object: obj, PropertyRef: PropertyRef{Property: prop, Index: index}}
+	d, err := c.Request(ctx, to, ServiceReadProperty, rp.Encode())
+	if err != nil {
+		return nil, err
+	}
+	ack, err := DecodeReadPropertyACK(d)
+	if err != nil {
+		return nil, err
+	}
+	if ack.Object != obj || ack.Property != prop {
+		return nil, malformed("answer for %s property %d", ack.Object, ack.Property)
+	}
+	return ack.Values, nil
+}
+
+// ReadPropertyMultiple reads several properties of several objects at once.
+func (c *Client) ReadPropertyMultiple(ctx context.Context, to net.Addr, specs []ReadAccessSpec) ([]ReadAccessResult, error) {
+	d, err := c.Request(ctx, to, ServiceReadPropertyMultiple, EncodeReadPropertyMultiple(specs))
+	if err != nil {
+		return nil, err
+	}
+	return DecodeReadPropertyMultipleACK(d)
+}
+
+// WriteProperty writes a property; a Null value at a priority relinquishes it.
+func (c *Client) WriteProperty(ctx context.Context, to net.Addr, w WriteProperty) error {
+	d, err := w.Encode()
+	if err != nil {
+		return err
+	}
+	_, err = c.Request(ctx, to, ServiceWriteProperty, d)
+	return err
+}
+
+// SubscribeCOV subscribes (or cancels) unconfirmed COV notifications.
+func (c *Client) SubscribeCOV(ctx context.Context, to net.Addr, s SubscribeCOV) error {
+	_, err := c.Request(ctx, to, ServiceSubscribeCOV, s.Encode())
+	return err
+}
