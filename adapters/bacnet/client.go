@@ -56,8 +56,8 @@ type ClientOptions struct {
 	Log   *slog.Logger
 }
 
-// Device is a device found by Who-Is.
-type Device struct {
+// Peer is a device found by Who-Is.
+type Peer struct {
 	IAm
 	Addr *net.UDPAddr
 }
@@ -72,7 +72,7 @@ type Client struct {
 	mu      sync.Mutex
 	pending map[pendingKey]chan APDU
 	bvlc    map[string]chan uint16
-	iams    map[chan Device]struct{}
+	iams    map[chan Peer]struct{}
 	nextID  byte
 
 	wg sync.WaitGroup
@@ -97,7 +97,7 @@ func NewClient(conn net.PacketConn, opt ClientOptions) *Client {
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Client{conn: conn, opt: opt, log: log, pending: map[pendingKey]chan APDU{},
-		bvlc: map[string]chan uint16{}, iams: map[chan Device]struct{}{}}
+		bvlc: map[string]chan uint16{}, iams: map[chan Peer]struct{}{}}
 	c.wg.Add(1)
 	go c.read()
 	return c
@@ -192,7 +192,7 @@ func (c *Client) unconfirmed(a APDU, from net.Addr) {
 			return
 		}
 		ua, _ := from.(*net.UDPAddr)
-		d := Device{IAm: iam, Addr: ua}
+		d := Peer{IAm: iam, Addr: ua}
 		c.mu.Lock()
 		for ch := range c.iams {
 			select {
@@ -293,8 +293,8 @@ func (c *Client) sendUnconfirmed(to net.Addr, fn byte, service byte, data []byte
 
 // WhoIs broadcasts a Who-Is for instances low..high (both -1: all) and
 // collects the I-Am answers until ctx ends, one per device, by instance.
-func (c *Client) WhoIs(ctx context.Context, low, high int64) ([]Device, error) {
-	ch := make(chan Device, 256)
+func (c *Client) WhoIs(ctx context.Context, low, high int64) ([]Peer, error) {
+	ch := make(chan Peer, 256)
 	c.mu.Lock()
 	c.iams[ch] = struct{}{}
 	c.mu.Unlock()
@@ -310,7 +310,7 @@ func (c *Client) WhoIs(ctx context.Context, low, high int64) ([]Device, error) {
 	if err := c.sendUnconfirmed(to, fn, ServiceWhoIs, WhoIs{Low: low, High: high}.Encode()); err != nil {
 		return nil, fmt.Errorf("who-is to %s: %w", to, err)
 	}
-	found := map[uint32]Device{}
+	found := map[uint32]Peer{}
 	for {
 		select {
 		case d := <-ch:
@@ -318,11 +318,11 @@ func (c *Client) WhoIs(ctx context.Context, low, high int64) ([]Device, error) {
 				found[d.Device.Instance] = d
 			}
 		case <-ctx.Done():
-			out := make([]Device, 0, len(found))
+			out := make([]Peer, 0, len(found))
 			for _, d := range found {
 				out = append(out, d)
 			}
-			slices.SortFunc(out, func(a, b Device) int { return cmp.Compare(a.Device.Instance, b.Device.Instance) })
+			slices.SortFunc(out, func(a, b Peer) int { return cmp.Compare(a.Device.Instance, b.Device.Instance) })
 			return out, nil
 		}
 	}
