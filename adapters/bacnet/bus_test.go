@@ -391,13 +391,13 @@ func TestValidateNamesDeviceAndPoint(t *testing.T) {
 	av := bacnet.ObjectID{Type: bacnet.AnalogValue, Instance: 1}
 	cases := map[string]bacnet.Device{
 		`device "d" point "p": priority 1 is reserved for life safety`: {Name: "d", Address: "127.0.0.1", Points: []bacnet.Point{{Name: "p", Object: av, Writable: true, Priority: 1}}},
-		`device "d" point "p": analog-input is an input`:                {Name: "d", Address: "127.0.0.1", Points: []bacnet.Point{{Name: "p", Object: temp, Writable: true}}},
-		`device "d" point "p": priority 17 outside 1..16`:               {Name: "d", Address: "127.0.0.1", Points: []bacnet.Point{{Name: "p", Object: av, Priority: 17}}},
-		`device "d" point "p": point name used twice`:                   {Name: "d", Address: "127.0.0.1", Points: []bacnet.Point{{Name: "p", Object: av}, {Name: "p", Object: av}}},
-		`device "d" point "p.relinquish": point name must not end`:      {Name: "d", Address: "127.0.0.1", Points: []bacnet.Point{{Name: "p.relinquish", Object: av}}},
-		`device "d" point "p": object type device is not`:               {Name: "d", Address: "127.0.0.1", Points: []bacnet.Point{{Name: "p", Object: bacnet.ObjectID{Type: bacnet.DeviceObject}}}},
-		`device "d": address missing`:                                   {Name: "d"},
-		`device "d": instance 4194304 above`:                            {Name: "d", Address: "127.0.0.1", Instance: 1 << 22},
+		`device "d" point "p": analog-input is an input`:               {Name: "d", Address: "127.0.0.1", Points: []bacnet.Point{{Name: "p", Object: temp, Writable: true}}},
+		`device "d" point "p": priority 17 outside 1..16`:              {Name: "d", Address: "127.0.0.1", Points: []bacnet.Point{{Name: "p", Object: av, Priority: 17}}},
+		`device "d" point "p": point name used twice`:                  {Name: "d", Address: "127.0.0.1", Points: []bacnet.Point{{Name: "p", Object: av}, {Name: "p", Object: av}}},
+		`device "d" point "p.relinquish": point name must not end`:     {Name: "d", Address: "127.0.0.1", Points: []bacnet.Point{{Name: "p.relinquish", Object: av}}},
+		`device "d" point "p": object type device is not`:              {Name: "d", Address: "127.0.0.1", Points: []bacnet.Point{{Name: "p", Object: bacnet.ObjectID{Type: bacnet.DeviceObject}}}},
+		`device "d": address missing`:                                  {Name: "d"},
+		`device "d": instance 4194304 above`:                           {Name: "d", Address: "127.0.0.1", Instance: 1 << 22},
 	}
 	for want, d := range cases {
 		err := bacnet.Config{Name: "bms", Devices: []bacnet.Device{d}}.Validate()
