@@ -29,6 +29,21 @@ type Bus struct {
 
 	mu     sync.Mutex
 	client *Client // set while Run runs
+
+	counters Counters
+}
+
+// BusStats are a bus's counters (see Counters) and each device's state
+// (false until it first answered).
+type BusStats struct {
+	Requests, Timeouts, Refusals uint64
+	Online                       map[string]bool
+}
+
+// Stats returns the bus's counters; safe to call while Run runs.
+func (b *Bus) Stats() BusStats {
+	return BusStats{Requests: b.counters.Requests.Load(), Timeouts: b.counters.Timeouts.Load(),
+		Refusals: b.counters.Refusals.Load(), Online: b.Online()}
 }
 
 type deviceState struct {
@@ -117,7 +132,7 @@ func (b *Bus) Run(ctx context.Context, pub adapters.Publisher) error {
 		return fmt.Errorf("bacnet bus %s: listen %s: %w", b.cfg.Name, b.cfg.Listen, err)
 	}
 	covs := make(chan covEvent, 256)
-	client := NewClient(conn, ClientOptions{Timeout: b.cfg.Timeout, Retries: b.cfg.Retries, Log: b.log,
+	client := NewClient(conn, ClientOptions{Timeout: b.cfg.Timeout, Retries: b.cfg.Retries, Log: b.log, Counters: &b.counters,
 		OnCOV: func(from net.Addr, n COVNotification) {
 			select {
 			case covs <- covEvent{from, n}:

@@ -239,7 +239,7 @@ func TestCOVSubscriptionIsRenewed(t *testing.T) {
 
 func TestSilentDeviceGoesOfflineAndComesBack(t *testing.T) {
 	dev := newAHU(t)
-	_, rec := start(t, config(dev, 20*time.Millisecond, []bacnet.Point{{Name: "supply_temp", Object: temp}}))
+	bus, rec := start(t, config(dev, 20*time.Millisecond, []bacnet.Point{{Name: "supply_temp", Object: temp}}))
 	online := func(want bool) func() bool {
 		return func() bool { s, ok := rec.status("ahu1"); return ok && s.Online == want }
 	}
@@ -248,6 +248,9 @@ func TestSilentDeviceGoesOfflineAndComesBack(t *testing.T) {
 	waitFor(t, 3*time.Second, "offline", online(false))
 	if s, _ := rec.status("ahu1"); !strings.Contains(s.Error, "no answer") {
 		t.Errorf("offline status error %q, want the timeout", s.Error)
+	}
+	if s := bus.Stats(); s.Timeouts == 0 || s.Requests <= s.Timeouts || s.Online["ahu1"] {
+		t.Errorf("stats while offline %+v: want timeouts counted and ahu1 offline", s)
 	}
 	dev.SetSilent(false)
 	dev.Set(temp, float32(22))
@@ -320,6 +323,9 @@ func TestWritesAtPriorityAndRelinquish(t *testing.T) {
 	if err := bus.Write(ctx, w); err != nil {
 		t.Fatal(err)
 	}
+	if s := bus.Stats(); s.Requests < 2 || s.Refusals != 0 || !s.Online["ahu1"] {
+		t.Errorf("stats %+v", s)
+	}
 	if p := dev.Priority(damper); p[7] != float32(55.5) {
 		t.Fatalf("priority array %v, want 55.5 at priority 8", p)
 	}
@@ -384,6 +390,9 @@ func TestWriteErrorFromDeviceIsReturned(t *testing.T) {
 	var be *bacnet.Error
 	if !errors.As(err, &be) || be.Code != bacnet.ErrorCodeWriteAccessDenied {
 		t.Fatalf("Write: %v, want write-access-denied", err)
+	}
+	if n := bus.Stats().Refusals; n != 1 {
+		t.Fatalf("%d refusals counted, want 1", n)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -54,6 +55,15 @@ type ClientOptions struct {
 	// reading goroutine: it must not block.
 	OnCOV func(from net.Addr, n COVNotification)
 	Log   *slog.Logger
+	// Counters, when set, count the confirmed requests.
+	Counters *Counters
+}
+
+// Counters count a client's confirmed requests; safe for concurrent use.
+type Counters struct {
+	// Requests sent (a retry is not a new request); Timeouts of requests
+	// that no try answered; Refusals answered by Error, Reject or Abort.
+	Requests, Timeouts, Refusals atomic.Uint64
 }
 
 // Peer is a device found by Who-Is.
@@ -88,6 +98,9 @@ func NewClient(conn net.PacketConn, opt ClientOptions) *Client {
 	opt.Timeout = cmp.Or(opt.Timeout, 2*time.Second)
 	if opt.Retries <= 0 {
 		opt.Retries = 2
+	}
+	if opt.Counters == nil {
+		opt.Counters = &Counters{}
 	}
 	if opt.Broadcast == nil {
 		opt.Broadcast = &net.UDPAddr{IP: net.IPv4bcast, Port: DefaultPort}
@@ -223,6 +236,7 @@ func (c *Client) Request(ctx context.Context, to net.Addr, service byte, data []
 		return nil, err
 	}
 	defer c.release(to, id)
+	c.opt.Counters.Requests.Add(1)
 	req := APDU{Type: ConfirmedRequest, MaxAPDU: 5, InvokeID: id, Service: service, Data: data}
 	frame := EncodeBVLC(BVLCOriginalUnicastNPDU, EncodeNPDU(req.Encode(), true))
 	timer := time.NewTimer(c.opt.Timeout)
@@ -238,9 +252,14 @@ func (c *Client) Request(ctx context.Context, to net.Addr, service byte, data []
 		case <-timer.C:
 			continue
 		case a := <-ch:
-			return answer(a, service)
+			data, err := answer(a, service)
+			if a.Type == ErrorPDU || a.Type == RejectPDU || a.Type == AbortPDU {
+				c.opt.Counters.Refusals.Add(1)
+			}
+			return data, err
 		}
 	}
+	c.opt.Counters.Timeouts.Add(1)
 	return nil, fmt.Errorf("%s: %w", to, ErrTimeout)
 }
 
