@@ -187,8 +187,10 @@ const (
 
 // Abort and reject reasons the client and simulator use.
 const (
-	AbortSegmentationNotSupported = 4
+	AbortOther                    = 0
 	AbortBufferOverflow           = 1
+	AbortInvalidAPDUInThisState   = 2
+	AbortSegmentationNotSupported = 4
 	RejectUnrecognizedService     = 9
 	RejectMissingRequiredParam    = 5
 	RejectInvalidTag              = 4

@@ -287,15 +287,23 @@ func TestDeviceRefusingRPMIsReadPropertyByProperty(t *testing.T) {
 	}
 }
 
-func TestSegmentationRefusedOrSentLeadsToSmallerRequests(t *testing.T) {
-	for _, segment := range []bool{false, true} {
-		name := "abort"
-		if segment {
-			name = "segmented"
-		}
-		t.Run(name, func(t *testing.T) {
+func TestSegmentation(t *testing.T) {
+	cases := []struct {
+		name   string
+		mode   bacnettest.Segmentation
+		drop   int
+		minRPM int
+		maxRPM int
+	}{
+		{"device cannot segment: smaller requests", bacnettest.SegmentNever, -1, 3, 100},
+		{"device segments: reassembled", bacnettest.SegmentWhenAccepted, -1, 1, 1},
+		{"lost segment: resent after a NAK", bacnettest.SegmentWhenAccepted, 1, 1, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
 			dev := newAHU(t)
-			dev.SetMaxAPDU(120, segment) // about 4 points' answers fit
+			dev.SetMaxAPDU(120, c.mode) // about 4 points' answers fit in one APDU
+			dev.DropSegment(c.drop)
 			_, rec := start(t, config(dev, time.Hour, ahuPoints()))
 			for _, p := range ahuPoints() {
 				waitFor(t, 3*time.Second, p.Name, func() bool {
@@ -303,8 +311,11 @@ func TestSegmentationRefusedOrSentLeadsToSmallerRequests(t *testing.T) {
 					return ok
 				})
 			}
-			if n := dev.Count(bacnet.ServiceReadPropertyMultiple); n < 3 {
-				t.Fatalf("%d RPM requests; want the batch split after the refusal", n)
+			if got, ok := rec.find("ahu1", "supply_temp", func(adapters.Reading) bool { return true }); !ok || got.V != 21.5 || got.Unit != "°C" {
+				t.Fatalf("supply_temp %+v", got)
+			}
+			if n := dev.Count(bacnet.ServiceReadPropertyMultiple); n < c.minRPM || n > c.maxRPM {
+				t.Fatalf("%d RPM requests, want %d..%d", n, c.minRPM, c.maxRPM)
 			}
 		})
 	}

@@ -16,8 +16,9 @@ import (
 // ErrTimeout is returned when a device did not answer any try.
 var ErrTimeout = errors.New("no answer from device")
 
-// ErrSegmented is returned when a device answered with a segmented response:
-// the client does not reassemble segments, it aborts the transaction.
+// ErrSegmented is returned when a device answered with a segmented response
+// the client could not take (NoSegmentation, or over its limits); the
+// client aborts the transaction.
 var ErrSegmented = errors.New("device sent a segmented response")
 
 // RejectError is a device's Reject of a request.
@@ -55,6 +56,9 @@ type ClientOptions struct {
 	// reading goroutine: it must not block.
 	OnCOV func(from net.Addr, n COVNotification)
 	Log   *slog.Logger
+	// NoSegmentation makes the client refuse segmented answers (it aborts
+	// them) instead of reassembling them.
+	NoSegmentation bool
 	// Counters, when set, count the confirmed requests.
 	Counters *Counters
 }
@@ -178,21 +182,20 @@ func (c *Client) handle(b []byte, from net.Addr) {
 	case ConfirmedRequest:
 		// This client serves nothing (it subscribes to unconfirmed COV
 		// only); say so instead of letting the device time out.
-		rej := APDU{Type: RejectPDU, InvokeID: a.InvokeID, Reason: RejectUnrecognizedService}
-		c.conn.WriteTo(EncodeBVLC(BVLCOriginalUnicastNPDU, EncodeNPDU(rej.Encode(), false)), from)
+		c.send(from, APDU{Type: RejectPDU, InvokeID: a.InvokeID, Reason: RejectUnrecognizedService})
 	case SimpleACK, ComplexACK, ErrorPDU, RejectPDU, AbortPDU:
-		if a.Type == ComplexACK && a.Segmented {
-			abort := APDU{Type: AbortPDU, InvokeID: a.InvokeID, Reason: AbortSegmentationNotSupported}
-			c.conn.WriteTo(EncodeBVLC(BVLCOriginalUnicastNPDU, EncodeNPDU(abort.Encode(), false)), from)
-		}
 		c.mu.Lock()
 		ch := c.pending[pendingKey{from.String(), a.InvokeID}]
 		c.mu.Unlock()
-		if ch != nil {
-			select {
-			case ch <- a:
-			default:
+		if ch == nil {
+			if a.Type == ComplexACK && a.Segmented { // a transaction we no longer wait for
+				c.send(from, APDU{Type: AbortPDU, InvokeID: a.InvokeID, Reason: AbortInvalidAPDUInThisState})
 			}
+			return
+		}
+		select {
+		case ch <- a:
+		default: // the requester has its answer; a duplicate segment is re-sent by the device
 		}
 	}
 }
@@ -238,6 +241,9 @@ func (c *Client) Request(ctx context.Context, to net.Addr, service byte, data []
 	defer c.release(to, id)
 	c.opt.Counters.Requests.Add(1)
 	req := APDU{Type: ConfirmedRequest, MaxAPDU: 5, InvokeID: id, Service: service, Data: data}
+	if !c.opt.NoSegmentation {
+		req.SegmentedAccepted, req.MaxSegments = true, maxSegmentsCode
+	}
 	frame := EncodeBVLC(BVLCOriginalUnicastNPDU, EncodeNPDU(req.Encode(), true))
 	timer := time.NewTimer(c.opt.Timeout)
 	defer timer.Stop()
@@ -252,6 +258,9 @@ func (c *Client) Request(ctx context.Context, to net.Addr, service byte, data []
 		case <-timer.C:
 			continue
 		case a := <-ch:
+			if a.Type == ComplexACK && a.Segmented {
+				return c.reassemble(ctx, to, a, ch, service)
+			}
 			data, err := answer(a, service)
 			if a.Type == ErrorPDU || a.Type == RejectPDU || a.Type == AbortPDU {
 				c.opt.Counters.Refusals.Add(1)
@@ -261,6 +270,69 @@ func (c *Client) Request(ctx context.Context, to net.Addr, service byte, data []
 	}
 	c.opt.Counters.Timeouts.Add(1)
 	return nil, fmt.Errorf("%s: %w", to, ErrTimeout)
+}
+
+// Segmentation limits of the client: at most maxSegments segments (sent as
+// maxSegmentsCode, clause 20.1.2.4) and maxReassembled octets of service data.
+const (
+	maxSegmentsCode = 5 // 32 segments
+	maxSegments     = 32
+	maxReassembled  = 64 << 10
+)
+
+// reassemble receives the segments of a segmented Complex-ACK whose first
+// segment is first, acknowledging each one (window size 1), and returns the
+// whole service data. A segment out of order is answered with a negative
+// Segment-ACK naming the last one received, so the device resends.
+func (c *Client) reassemble(ctx context.Context, to net.Addr, first APDU, ch chan APDU, service byte) ([]byte, error) {
+	abort := func(reason byte, err error) ([]byte, error) {
+		c.send(to, APDU{Type: AbortPDU, InvokeID: first.InvokeID, Reason: reason})
+		return nil, err
+	}
+	if c.opt.NoSegmentation {
+		return abort(AbortSegmentationNotSupported, ErrSegmented)
+	}
+	if first.Sequence != 0 || first.Service != service {
+		return abort(AbortInvalidAPDUInThisState, malformed("segmented answer starts with segment %d", first.Sequence))
+	}
+	data := append([]byte{}, first.Data...)
+	last := byte(0)
+	c.send(to, APDU{Type: SegmentACK, InvokeID: first.InvokeID, Sequence: 0, Window: 1})
+	more := first.MoreFollows
+	timer := time.NewTimer(c.opt.Timeout)
+	defer timer.Stop()
+	for more {
+		timer.Reset(c.opt.Timeout * time.Duration(c.opt.Retries+1))
+		var a APDU
+		select {
+		case <-ctx.Done():
+			return abort(AbortOther, ctx.Err())
+		case <-timer.C:
+			c.opt.Counters.Timeouts.Add(1)
+			return abort(AbortOther, fmt.Errorf("%s: segment %d: %w", to, last+1, ErrTimeout))
+		case a = <-ch:
+		}
+		if a.Type != ComplexACK || !a.Segmented {
+			return answer(a, service)
+		}
+		switch a.Sequence {
+		case last + 1:
+			last = a.Sequence
+			data = append(data, a.Data...)
+			more = a.MoreFollows
+			if int(last) >= maxSegments || len(data) > maxReassembled {
+				return abort(AbortBufferOverflow, fmt.Errorf("%s: answer over %d segments or %d octets: %w", to, maxSegments, maxReassembled, ErrSegmented))
+			}
+			c.send(to, APDU{Type: SegmentACK, InvokeID: first.InvokeID, Sequence: last, Window: 1})
+		default:
+			c.send(to, APDU{Type: SegmentACK, NAK: true, InvokeID: first.InvokeID, Sequence: last, Window: 1})
+		}
+	}
+	return data, nil
+}
+
+func (c *Client) send(to net.Addr, a APDU) {
+	c.conn.WriteTo(EncodeBVLC(BVLCOriginalUnicastNPDU, EncodeNPDU(a.Encode(), false)), to)
 }
 
 func answer(a APDU, service byte) ([]byte, error) {
@@ -290,7 +362,7 @@ func (c *Client) reserve(to net.Addr) (byte, chan APDU, error) {
 		c.nextID++
 		k := pendingKey{to.String(), id}
 		if _, used := c.pending[k]; !used {
-			ch := make(chan APDU, 1)
+			ch := make(chan APDU, 4)
 			c.pending[k] = ch
 			return id, ch, nil
 		}

@@ -76,16 +76,23 @@ func TestClientReadPropertyAndErrors(t *testing.T) {
 		t.Fatalf("a silent device counted %d requests", n) // it ignores datagrams entirely
 	}
 	dev.SetSilent(false)
-	dev.SetMaxAPDU(20, true)
-	_, err = c.ReadProperty(ctx, dev.Addr, bacnet.ObjectID{Type: bacnet.DeviceObject, Instance: dev.Instance}, bacnet.PropObjectList, bacnet.NoIndex)
+	devObj := bacnet.ObjectID{Type: bacnet.DeviceObject, Instance: dev.Instance}
+	refusing := newClient(t, bacnet.ClientOptions{Timeout: 50 * time.Millisecond, NoSegmentation: true})
+	dev.SetMaxAPDU(20, bacnettest.SegmentAlways)
+	_, err = refusing.ReadProperty(ctx, dev.Addr, devObj, bacnet.PropObjectList, bacnet.NoIndex)
 	if !errors.Is(err, bacnet.ErrSegmented) || !bacnet.IsSegmentation(err) {
-		t.Fatalf("segmented answer: %v", err)
+		t.Fatalf("segmented answer to a client that refuses them: %v", err)
 	}
-	dev.SetMaxAPDU(20, false)
-	_, err = c.ReadProperty(ctx, dev.Addr, bacnet.ObjectID{Type: bacnet.DeviceObject, Instance: dev.Instance}, bacnet.PropObjectList, bacnet.NoIndex)
+	dev.SetMaxAPDU(20, bacnettest.SegmentWhenAccepted)
+	_, err = refusing.ReadProperty(ctx, dev.Addr, devObj, bacnet.PropObjectList, bacnet.NoIndex)
 	var ab *bacnet.AbortError
-	if !errors.As(err, &ab) || !ab.Server || ab.Reason != bacnet.AbortSegmentationNotSupported {
-		t.Fatalf("aborted answer: %v", err)
+	if !errors.As(err, &ab) || !ab.Server || ab.Reason != bacnet.AbortSegmentationNotSupported || !bacnet.IsSegmentation(err) {
+		t.Fatalf("answer too long for an unsegmented reply: %v", err)
+	}
+	dev.DropSegment(2)
+	list, err := c.ReadProperty(ctx, dev.Addr, devObj, bacnet.PropObjectList, bacnet.NoIndex)
+	if err != nil || len(list) != 10 || list[0] != devObj || list[9] != setpoint {
+		t.Fatalf("object list reassembled from 20-octet segments: %v, %v", list, err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	cancel()
@@ -154,9 +161,9 @@ func TestDiscoverThroughBBMDAndObjects(t *testing.T) {
 		t.Fatalf("%d foreign device registrations, want 1", dev.ForeignRegistrations())
 	}
 	for _, segmented := range []bool{false, true} {
-		dev.SetMaxAPDU(1476, false)
+		dev.SetMaxAPDU(1476, bacnettest.SegmentNever)
 		if segmented {
-			dev.SetMaxAPDU(30, false) // the whole object list no longer fits
+			dev.SetMaxAPDU(30, bacnettest.SegmentNever) // the whole object list no longer fits
 		}
 		c := newClient(t, bacnet.ClientOptions{Timeout: 100 * time.Millisecond})
 		objs, err := bacnet.Objects(context.Background(), c, found[0])

@@ -24,11 +24,14 @@
 //     Devices behind a BACnet router (SNET/SADR) cannot be addressed yet.
 //   - APDU: every PDU type (Confirmed-Request, Unconfirmed-Request,
 //     Simple-ACK, Complex-ACK, Segment-ACK, Error, Reject, Abort).
-//     Segmentation: the client never asks for segmented answers and aborts
-//     (segmentation-not-supported) a segmented Complex-ACK; the bus then
-//     halves its ReadPropertyMultiple batches, and the object walk falls
-//     back to reading the object list one index at a time. Segmented
-//     responses are not reassembled.
+//     Segmentation: the client accepts segmented Complex-ACKs (up to 32
+//     segments, 64 KiB), acknowledges each segment (window size 1) and sends
+//     a negative Segment-ACK for a segment out of order; it never sends a
+//     segmented request. With ClientOptions.NoSegmentation it aborts
+//     segmented answers instead. For a device that cannot segment (it aborts
+//     with segmentation-not-supported) the bus halves its
+//     ReadPropertyMultiple batches, and the object walk reads the object
+//     list one index at a time.
 //   - Application tags Null, Boolean, Unsigned, Signed, Real, Double, Octet
 //     String, Character String (UTF-8, ISO 8859-1), Bit String, Enumerated,
 //     Object Identifier; Date and Time are kept raw; context tags and

@@ -29,12 +29,19 @@ type Device struct {
 	refuseCOV bool
 	fail      map[byte]*bacnet.Error
 	maxAPDU   int
-	segment   bool
+	segment   Segmentation
+	segAcks   map[segKey]chan bacnet.APDU
+	dropSeg   int                  // segment number to leave out once (-1: none)
 	subs      map[subKey]time.Time // expiry (zero: indefinite)
 	counts    map[byte]int
 	foreign   int
 
 	wg sync.WaitGroup
+}
+
+type segKey struct {
+	peer string
+	id   byte
 }
 
 type subKey struct {
@@ -60,7 +67,8 @@ func New(instance uint32, name string) (*Device, error) {
 	}
 	d := &Device{Addr: conn.LocalAddr().(*net.UDPAddr), Instance: instance, conn: conn, name: name,
 		objects: map[bacnet.ObjectID]*object{}, fail: map[byte]*bacnet.Error{},
-		subs: map[subKey]time.Time{}, counts: map[byte]int{}, maxAPDU: 1476}
+		subs: map[subKey]time.Time{}, counts: map[byte]int{}, maxAPDU: 1476,
+		segAcks: map[segKey]chan bacnet.APDU{}, dropSeg: -1}
 	d.wg.Add(1)
 	go d.serve()
 	return d, nil
@@ -139,12 +147,37 @@ func (d *Device) Fail(service byte, e *bacnet.Error) {
 	d.mu.Unlock()
 }
 
-// SetMaxAPDU limits answers to n octets of APDU: longer ones are aborted
-// (segmentation-not-supported), or, with segment, sent as the first segment
-// of a segmented Complex-ACK.
-func (d *Device) SetMaxAPDU(n int, segment bool) {
+// Segmentation is how the device answers a Complex-ACK longer than its
+// maximum APDU.
+type Segmentation int
+
+// The segmentation behaviours.
+const (
+	// SegmentNever aborts with segmentation-not-supported, like a device
+	// that cannot segment.
+	SegmentNever Segmentation = iota
+	// SegmentWhenAccepted sends the answer in segments, window size 1,
+	// waiting for each Segment-ACK, if the request accepted segmentation;
+	// otherwise it aborts.
+	SegmentWhenAccepted
+	// SegmentAlways sends the first segment even to a client that did not
+	// accept segmentation (a misbehaving device).
+	SegmentAlways
+)
+
+// SetMaxAPDU limits answers to n octets of APDU and chooses what happens to
+// longer ones.
+func (d *Device) SetMaxAPDU(n int, s Segmentation) {
 	d.mu.Lock()
-	d.maxAPDU, d.segment = n, segment
+	d.maxAPDU, d.segment = n, s
+	d.mu.Unlock()
+}
+
+// DropSegment leaves segment seq out of the next segmented answer once, as a
+// lossy network would; the client's negative Segment-ACK brings it back.
+func (d *Device) DropSegment(seq int) {
+	d.mu.Lock()
+	d.dropSeg = seq
 	d.mu.Unlock()
 }
 
@@ -241,6 +274,62 @@ func (d *Device) handle(b []byte, from net.Addr) {
 		d.send(from, bacnet.BVLCOriginalUnicastNPDU, bacnet.APDU{Type: bacnet.UnconfirmedRequest, Service: bacnet.ServiceIAm, Data: iam.Encode()})
 	case bacnet.ConfirmedRequest:
 		d.confirmed(a, from)
+	case bacnet.SegmentACK, bacnet.AbortPDU:
+		d.mu.Lock()
+		ch := d.segAcks[segKey{from.String(), a.InvokeID}]
+		d.mu.Unlock()
+		if ch != nil {
+			select {
+			case ch <- a:
+			default:
+			}
+		}
+	}
+}
+
+// sendSegments sends r in segments of at most maxAPDU octets, one at a time,
+// each after the Segment-ACK of the one before; a negative Segment-ACK
+// resends from the segment after the one it names. It gives up after a
+// second without an answer.
+func (d *Device) sendSegments(to net.Addr, r bacnet.APDU, maxAPDU int) {
+	defer d.wg.Done()
+	k := segKey{to.String(), r.InvokeID}
+	acks := make(chan bacnet.APDU, 4)
+	d.mu.Lock()
+	d.segAcks[k] = acks
+	drop := d.dropSeg
+	d.dropSeg = -1
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		delete(d.segAcks, k)
+		d.mu.Unlock()
+	}()
+	size := max(1, maxAPDU-5) // a segmented Complex-ACK header has 5 octets
+	var segs [][]byte
+	for data := r.Data; len(data) > 0; {
+		n := min(size, len(data))
+		segs = append(segs, data[:n])
+		data = data[n:]
+	}
+	for seq := 0; seq < len(segs); {
+		seg := r
+		seg.Segmented, seg.MoreFollows, seg.Sequence, seg.Window, seg.Data = true, seq < len(segs)-1, byte(seq), 1, segs[seq]
+		if seq == drop {
+			drop = -1 // lost on the way; the next one arrives out of order
+			seq++
+			continue
+		}
+		d.send(to, bacnet.BVLCOriginalUnicastNPDU, seg)
+		select {
+		case a := <-acks:
+			if a.Type == bacnet.AbortPDU {
+				return
+			}
+			seq = int(a.Sequence) + 1
+		case <-time.After(time.Second):
+			return
+		}
 	}
 }
 
@@ -253,12 +342,14 @@ func (d *Device) confirmed(a bacnet.APDU, from net.Addr) {
 	reply := func(r bacnet.APDU) {
 		r.InvokeID, r.Service = a.InvokeID, a.Service
 		if r.Type == bacnet.ComplexACK && len(r.Encode()) > maxAPDU {
-			if !segment {
+			switch {
+			case segment == SegmentAlways || segment == SegmentWhenAccepted && a.SegmentedAccepted:
+				d.wg.Add(1)
+				go d.sendSegments(from, r, maxAPDU)
+			default:
 				d.send(from, bacnet.BVLCOriginalUnicastNPDU, bacnet.APDU{Type: bacnet.AbortPDU, Server: true, InvokeID: a.InvokeID, Reason: bacnet.AbortSegmentationNotSupported})
-				return
 			}
-			r.Segmented, r.MoreFollows, r.Window = true, true, 1
-			r.Data = r.Data[:max(0, maxAPDU-5)]
+			return
 		}
 		d.send(from, bacnet.BVLCOriginalUnicastNPDU, r)
 	}
