@@ -40,6 +40,8 @@ type Frame struct {
 	ExpectingReply bool
 	SNET           uint16 // source network of a routed message (0: local)
 	SADR           []byte
+	DNET           uint16 // destination network (0: local; 0xFFFF: global broadcast)
+	DADR           []byte
 	// APDU is the application PDU (nil for BVLC-only and network messages).
 	APDU []byte
 }
@@ -54,11 +56,42 @@ func EncodeBVLC(fn byte, payload []byte) []byte {
 
 // EncodeNPDU returns a local NPDU (no routing) carrying apdu.
 func EncodeNPDU(apdu []byte, expectingReply bool) []byte {
+	return EncodeNPDUVia(apdu, expectingReply, nil, nil)
+}
+
+// Route is a remote BACnet network and a station's MAC address on it (an
+// empty MAC with a destination means a broadcast on that network).
+type Route struct {
+	Net uint16
+	MAC []byte
+}
+
+// GlobalBroadcast is the destination network of a global broadcast.
+const GlobalBroadcast = 0xFFFF
+
+// EncodeNPDUVia returns an NPDU carrying apdu to the destination dst (nil:
+// this network) from source src (nil: this station); routers add src.
+func EncodeNPDUVia(apdu []byte, expectingReply bool, dst, src *Route) []byte {
 	ctl := byte(0)
 	if expectingReply {
 		ctl |= npduExpectingReply
 	}
-	return append([]byte{npduVersion, ctl}, apdu...)
+	b := []byte{npduVersion, 0}
+	if dst != nil {
+		ctl |= npduDestination
+		b = binary.BigEndian.AppendUint16(b, dst.Net)
+		b = append(append(b, byte(len(dst.MAC))), dst.MAC...)
+	}
+	if src != nil {
+		ctl |= npduSource
+		b = binary.BigEndian.AppendUint16(b, src.Net)
+		b = append(append(b, byte(len(src.MAC))), src.MAC...)
+	}
+	if dst != nil {
+		b = append(b, 255) // hop count
+	}
+	b[1] = ctl
+	return append(b, apdu...)
 }
 
 // EncodeRegisterForeignDevice is the BVLC asking a BBMD to accept us as a
@@ -132,14 +165,21 @@ func (f *Frame) decodeNPDU(p []byte) error {
 		return net, a, nil
 	}
 	if ctl&npduDestination != 0 {
-		if _, _, err := addr(); err != nil {
+		var err error
+		if f.DNET, f.DADR, err = addr(); err != nil {
 			return err
+		}
+		if f.DNET == 0 {
+			return malformed("destination network 0")
 		}
 	}
 	if ctl&npduSource != 0 {
 		var err error
 		if f.SNET, f.SADR, err = addr(); err != nil {
 			return err
+		}
+		if f.SNET == 0 || f.SNET == GlobalBroadcast || len(f.SADR) == 0 {
+			return malformed("source network %d with %d-octet address", f.SNET, len(f.SADR))
 		}
 	}
 	if ctl&npduDestination != 0 {

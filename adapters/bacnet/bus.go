@@ -48,7 +48,7 @@ func (b *Bus) Stats() BusStats {
 
 type deviceState struct {
 	Device
-	addr     *net.UDPAddr
+	addr     net.Addr // *net.UDPAddr or *RoutedAddr
 	next     time.Time
 	batch    int  // properties per ReadPropertyMultiple
 	noRPM    bool // the device refused ReadPropertyMultiple
@@ -95,7 +95,12 @@ func New(cfg Config, log *slog.Logger) (*Bus, error) {
 	}
 	b := &Bus{cfg: cfg, log: log.With("component", "bacnet", "bus", cfg.Name)}
 	for _, d := range cfg.Devices {
-		addr, _ := ResolveAddress(d.Address) // checked by Validate
+		var addr net.Addr
+		ip, _ := ResolveAddress(d.Address) // checked by Validate
+		addr = ip
+		if route, _ := d.route(); route != nil {
+			addr = &RoutedAddr{Router: ip, Route: *route}
+		}
 		d.Poll = cmp.Or(d.Poll, defaultPoll)
 		d.MaxProperties = cmp.Or(d.MaxProperties, defaultMaxProperties)
 		ds := &deviceState{Device: d, addr: addr, batch: d.MaxProperties, points: map[string]*pointState{}}

@@ -433,3 +433,39 @@ func TestValidateNamesDeviceAndPoint(t *testing.T) {
 		t.Fatal("New accepted an invalid config")
 	}
 }
+
+func TestDeviceBehindRouter(t *testing.T) {
+	dev := newAHU(t)
+	dev.BehindRouter(2001, []byte{0x0A})
+	cfg := config(dev, time.Hour, ahuPoints())
+	cfg.Devices[0].Network, cfg.Devices[0].MAC = 2001, "0a"
+	wrong := bacnet.Device{Name: "ahu2", Address: dev.Addr.String(), Network: 2001, MAC: "0B", Instance: 7, Poll: 20 * time.Millisecond,
+		Points: []bacnet.Point{{Name: "t", Object: temp}}}
+	cfg.Devices = append(cfg.Devices, wrong)
+	bus, rec := start(t, cfg)
+	waitFor(t, 2*time.Second, "reading through the router", func() bool {
+		_, ok := rec.find("ahu1", "supply_temp", func(r adapters.Reading) bool { return r.V == 21.5 })
+		return ok
+	})
+	waitFor(t, 3*time.Second, "station 0B offline", func() bool { s, ok := rec.status("ahu2"); return ok && !s.Online })
+	if err := bus.Write(context.Background(), adapters.WriteRequest{Device: "ahu1", Point: "damper", Value: json.RawMessage(`12`)}); err != nil {
+		t.Fatal(err)
+	}
+	if v := dev.PresentValue(damper); v != float32(12) {
+		t.Fatalf("present value %v after a routed write", v)
+	}
+	waitFor(t, 2*time.Second, "subscription", func() bool { return dev.Subscriptions() == 1 })
+	dev.Set(setpoint, float32(25))
+	waitFor(t, time.Second, "routed COV", func() bool {
+		_, ok := rec.find("ahu1", "setpoint", func(r adapters.Reading) bool { return r.V == 25.0 })
+		return ok
+	})
+	err := bacnet.Config{Devices: []bacnet.Device{{Name: "d", Address: "127.0.0.1", MAC: "0A"}}}.Validate()
+	if err == nil || !strings.Contains(err.Error(), `device "d": network 0`) {
+		t.Fatalf("mac without network: %v", err)
+	}
+	err = bacnet.Config{Devices: []bacnet.Device{{Name: "d", Address: "127.0.0.1", Network: 5, MAC: "zz"}}}.Validate()
+	if err == nil || !strings.Contains(err.Error(), `device "d": mac "zz"`) {
+		t.Fatalf("bad mac: %v", err)
+	}
+}

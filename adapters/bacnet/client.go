@@ -73,7 +73,31 @@ type Counters struct {
 // Peer is a device found by Who-Is.
 type Peer struct {
 	IAm
-	Addr *net.UDPAddr
+	Addr net.Addr // *net.UDPAddr, or *RoutedAddr behind a BACnet router
+}
+
+// RoutedAddr is a device behind a BACnet router (an MS/TP trunk, another
+// IP network): the router's BACnet/IP address, and the device's network
+// number and MAC address there.
+type RoutedAddr struct {
+	Router *net.UDPAddr
+	Route
+}
+
+// Network implements net.Addr.
+func (a *RoutedAddr) Network() string { return "bacnet" }
+
+// String is router/network:MAC in hex, e.g. 10.0.0.5:47808/2001:0A.
+func (a *RoutedAddr) String() string { return fmt.Sprintf("%s/%d:%X", a.Router, a.Net, a.MAC) }
+
+// writeTo sends an NPDU-wrapped APDU to a local or routed address.
+func (c *Client) writeTo(to net.Addr, fn byte, apdu []byte, expectingReply bool, dst *Route) error {
+	if r, ok := to.(*RoutedAddr); ok {
+		route := r.Route
+		to, dst = r.Router, &route
+	}
+	_, err := c.conn.WriteTo(EncodeBVLC(fn, EncodeNPDUVia(apdu, expectingReply, dst, nil)), to)
+	return err
 }
 
 // Client sends BACnet/IP requests over one UDP socket and matches answers by
@@ -172,24 +196,31 @@ func (c *Client) handle(b []byte, from net.Addr) {
 		c.log.Debug("bacnet APDU dropped", "from", from, "err", err)
 		return
 	}
-	source := from
+	// The peer is who the answer is for: the original sender of a
+	// forwarded broadcast, and a routed station behind its router.
+	peer := from
 	if f.Origin.IsValid() {
-		source = udpAddr(f.Origin)
+		peer = udpAddr(f.Origin)
+	}
+	if f.SNET != 0 {
+		if ua, ok := peer.(*net.UDPAddr); ok {
+			peer = &RoutedAddr{Router: ua, Route: Route{Net: f.SNET, MAC: append([]byte{}, f.SADR...)}}
+		}
 	}
 	switch a.Type {
 	case UnconfirmedRequest:
-		c.unconfirmed(a, source)
+		c.unconfirmed(a, peer)
 	case ConfirmedRequest:
 		// This client serves nothing (it subscribes to unconfirmed COV
 		// only); say so instead of letting the device time out.
-		c.send(from, APDU{Type: RejectPDU, InvokeID: a.InvokeID, Reason: RejectUnrecognizedService})
+		c.send(peer, APDU{Type: RejectPDU, InvokeID: a.InvokeID, Reason: RejectUnrecognizedService})
 	case SimpleACK, ComplexACK, ErrorPDU, RejectPDU, AbortPDU:
 		c.mu.Lock()
-		ch := c.pending[pendingKey{from.String(), a.InvokeID}]
+		ch := c.pending[pendingKey{peer.String(), a.InvokeID}]
 		c.mu.Unlock()
 		if ch == nil {
 			if a.Type == ComplexACK && a.Segmented { // a transaction we no longer wait for
-				c.send(from, APDU{Type: AbortPDU, InvokeID: a.InvokeID, Reason: AbortInvalidAPDUInThisState})
+				c.send(peer, APDU{Type: AbortPDU, InvokeID: a.InvokeID, Reason: AbortInvalidAPDUInThisState})
 			}
 			return
 		}
@@ -207,8 +238,7 @@ func (c *Client) unconfirmed(a APDU, from net.Addr) {
 		if err != nil {
 			return
 		}
-		ua, _ := from.(*net.UDPAddr)
-		d := Peer{IAm: iam, Addr: ua}
+		d := Peer{IAm: iam, Addr: from}
 		c.mu.Lock()
 		for ch := range c.iams {
 			select {
@@ -244,11 +274,11 @@ func (c *Client) Request(ctx context.Context, to net.Addr, service byte, data []
 	if !c.opt.NoSegmentation {
 		req.SegmentedAccepted, req.MaxSegments = true, maxSegmentsCode
 	}
-	frame := EncodeBVLC(BVLCOriginalUnicastNPDU, EncodeNPDU(req.Encode(), true))
+	apdu := req.Encode()
 	timer := time.NewTimer(c.opt.Timeout)
 	defer timer.Stop()
 	for try := 0; try <= c.opt.Retries; try++ {
-		if _, err := c.conn.WriteTo(frame, to); err != nil {
+		if err := c.writeTo(to, BVLCOriginalUnicastNPDU, apdu, true, nil); err != nil {
 			return nil, fmt.Errorf("send to %s: %w", to, err)
 		}
 		timer.Reset(c.opt.Timeout)
@@ -332,7 +362,7 @@ func (c *Client) reassemble(ctx context.Context, to net.Addr, first APDU, ch cha
 }
 
 func (c *Client) send(to net.Addr, a APDU) {
-	c.conn.WriteTo(EncodeBVLC(BVLCOriginalUnicastNPDU, EncodeNPDU(a.Encode(), false)), to)
+	c.writeTo(to, BVLCOriginalUnicastNPDU, a.Encode(), false, nil)
 }
 
 func answer(a APDU, service byte) ([]byte, error) {
@@ -376,14 +406,13 @@ func (c *Client) release(to net.Addr, id byte) {
 	c.mu.Unlock()
 }
 
-func (c *Client) sendUnconfirmed(to net.Addr, fn byte, service byte, data []byte) error {
+func (c *Client) sendUnconfirmed(to net.Addr, fn byte, service byte, data []byte, dst *Route) error {
 	a := APDU{Type: UnconfirmedRequest, Service: service, Data: data}
-	_, err := c.conn.WriteTo(EncodeBVLC(fn, EncodeNPDU(a.Encode(), false)), to)
-	return err
+	return c.writeTo(to, fn, a.Encode(), false, dst)
 }
 
-// WhoIs broadcasts a Who-Is for instances low..high (both -1: all) and
-// collects the I-Am answers until ctx ends, one per device, by instance.
+// WhoIs broadcasts a global Who-Is for instances low..high (both -1: all)
+// and collects the I-Am answers until ctx ends, one per device, by instance.
 func (c *Client) WhoIs(ctx context.Context, low, high int64) ([]Peer, error) {
 	ch := make(chan Peer, 256)
 	c.mu.Lock()
@@ -398,7 +427,9 @@ func (c *Client) WhoIs(ctx context.Context, low, high int64) ([]Peer, error) {
 	if c.opt.BBMD != nil {
 		to, fn = c.opt.BBMD, BVLCDistributeBroadcast
 	}
-	if err := c.sendUnconfirmed(to, fn, ServiceWhoIs, WhoIs{Low: low, High: high}.Encode()); err != nil {
+	// A global broadcast, so that routers pass it on to their networks.
+	global := &Route{Net: GlobalBroadcast}
+	if err := c.sendUnconfirmed(to, fn, ServiceWhoIs, WhoIs{Low: low, High: high}.Encode(), global); err != nil {
 		return nil, fmt.Errorf("who-is to %s: %w", to, err)
 	}
 	found := map[uint32]Peer{}

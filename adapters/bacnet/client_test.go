@@ -203,3 +203,27 @@ func TestParseObjectID(t *testing.T) {
 		}
 	}
 }
+
+func TestWhoIsFindsRoutedDevice(t *testing.T) {
+	dev := newAHU(t)
+	dev.BehindRouter(2001, []byte{0x0A})
+	cl := newClient(t, bacnet.ClientOptions{Broadcast: dev.Addr})
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	found, err := cl.WhoIs(ctx, -1, -1)
+	if err != nil || len(found) != 1 {
+		t.Fatalf("who-is: %+v, %v", found, err)
+	}
+	r, ok := found[0].Addr.(*bacnet.RoutedAddr)
+	if !ok || r.Net != 2001 || len(r.MAC) != 1 || r.MAC[0] != 0x0A || r.Router.String() != dev.Addr.String() {
+		t.Fatalf("address %v, want network 2001 MAC 0A via %s", found[0].Addr, dev.Addr)
+	}
+	objs, err := bacnet.Objects(context.Background(), cl, found[0])
+	if err != nil || len(objs) != 9 || objs[0].Name != "Supply Air Temp" {
+		t.Fatalf("objects through the router: %d, %v", len(objs), err)
+	}
+	snippet := bacnet.Snippet("ahu1", found[0], objs)
+	if want := "  address: \"" + dev.Addr.String() + "\"\n  network: 2001\n  mac: \"0A\"\n  instance: 1001\n"; !strings.Contains(snippet, want) {
+		t.Fatalf("snippet lacks %q:\n%s", want, snippet)
+	}
+}

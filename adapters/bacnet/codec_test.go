@@ -220,6 +220,24 @@ func TestBVLCAndNPDU(t *testing.T) {
 	if err != nil || !f.ExpectingReply || !bytes.Equal(f.APDU, []byte{0x20, 0x08}) {
 		t.Fatalf("dnet %+v, %v", f, err)
 	}
+	// Clause 6.2: to network 2001 (0x07D1), MAC 0x0A, expecting a reply.
+	routed := EncodeNPDUVia([]byte{0x20, 0x08}, true, &Route{Net: 2001, MAC: []byte{0x0A}}, nil)
+	if want := unhex(t, "01 24 07D1 01 0A FF 20 08"); !bytes.Equal(routed, want) {
+		t.Fatalf("routed NPDU % x, want % x", routed, want)
+	}
+	f, err = DecodeFrame(EncodeBVLC(BVLCOriginalUnicastNPDU, routed))
+	if err != nil || f.DNET != 2001 || !bytes.Equal(f.DADR, []byte{0x0A}) || !bytes.Equal(f.APDU, []byte{0x20, 0x08}) {
+		t.Fatalf("routed %+v, %v", f, err)
+	}
+	answer := EncodeNPDUVia([]byte{0x20, 0x08}, false, nil, &Route{Net: 2001, MAC: []byte{0x0A}})
+	if want := unhex(t, "01 08 07D1 01 0A 20 08"); !bytes.Equal(answer, want) {
+		t.Fatalf("routed answer % x, want % x", answer, want)
+	}
+	for _, bad := range []string{"81 0A 000B 01 08 0000 01 0A 20 08", "81 0A 000A 01 08 0005 00 20 08", "81 0A 000B 01 20 0000 00 FF 20 08"} {
+		if _, err := DecodeFrame(unhex(t, bad)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%q: %v, want malformed (network 0 or empty source address)", bad, err)
+		}
+	}
 	for _, bad := range []string{"", "82 0A 0004", "81 0A 0009 01 00", "81 0A 0006 02 00", "81 0A 0009 01 20 FF", "81 06 0004"} {
 		if _, err := DecodeFrame(unhex(t, bad)); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%q: %v, want malformed", bad, err)

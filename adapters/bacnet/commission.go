@@ -163,7 +163,12 @@ func describe(ctx context.Context, c *Client, dev Peer, id ObjectID) ObjectInfo 
 // come from object names, every point read-only.
 func Snippet(name string, dev Peer, objs []ObjectInfo) string {
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "- name: %s\n  address: %q\n  instance: %d\n  points:\n", yamlName(name), dev.Addr.String(), dev.Device.Instance)
+	if r, ok := dev.Addr.(*RoutedAddr); ok {
+		fmt.Fprintf(&sb, "- name: %s\n  address: %q\n  network: %d\n  mac: %q\n", yamlName(name), r.Router.String(), r.Net, fmt.Sprintf("%X", r.MAC))
+	} else {
+		fmt.Fprintf(&sb, "- name: %s\n  address: %q\n", yamlName(name), dev.Addr.String())
+	}
+	fmt.Fprintf(&sb, "  instance: %d\n  points:\n", dev.Device.Instance)
 	used := map[string]int{}
 	for _, o := range objs {
 		p := pointName(o.Name, o.Object)

@@ -1,6 +1,7 @@
 package bacnet
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -29,6 +30,11 @@ type Device struct {
 	Name string
 	// Address is host[:port] of the device (port 47808 by default).
 	Address string
+	// Network and MAC address a device behind a BACnet router (an MS/TP
+	// trunk): Address is then the router's, Network the device's network
+	// number and MAC its address there in hex ("0A" for MS/TP station 10).
+	Network uint16
+	MAC     string
 	// Instance is the device object instance (as in I-Am).
 	Instance uint32
 	Poll     time.Duration // default 10 s
@@ -105,6 +111,11 @@ func (c Config) Validate() error {
 		} else if _, err := ResolveAddress(d.Address); err != nil {
 			fail("%s: %v", dev, err)
 		}
+		if d.Network != 0 || d.MAC != "" {
+			if _, err := d.route(); err != nil {
+				fail("%s: %v", dev, err)
+			}
+		}
 		if d.Instance > MaxInstance {
 			fail("%s: instance %d above %d", dev, d.Instance, MaxInstance)
 		}
@@ -155,4 +166,19 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// route is the device's network and MAC, nil for a device on this network.
+func (d Device) route() (*Route, error) {
+	if d.Network == 0 && d.MAC == "" {
+		return nil, nil
+	}
+	mac, err := hex.DecodeString(d.MAC)
+	switch {
+	case d.Network == 0 || d.Network == GlobalBroadcast:
+		return nil, fmt.Errorf("network %d: want 1..65534 for a routed device", d.Network)
+	case err != nil || len(mac) == 0 || len(mac) > 7:
+		return nil, fmt.Errorf("mac %q: want 1 to 7 octets in hex", d.MAC)
+	}
+	return &Route{Net: d.Network, MAC: mac}, nil
 }

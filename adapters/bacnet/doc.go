@@ -19,9 +19,11 @@
 //   - BVLC (Annex J): Original-Unicast-NPDU, Original-Broadcast-NPDU,
 //     Forwarded-NPDU (decoded), Register-Foreign-Device,
 //     Distribute-Broadcast-To-Network, BVLC-Result.
-//   - NPDU: version 1, local messages; routed source and destination
-//     addresses are decoded and skipped; network-layer messages are ignored.
-//     Devices behind a BACnet router (SNET/SADR) cannot be addressed yet.
+//   - NPDU: version 1, with destination and source networks, so devices
+//     behind a BACnet router (an MS/TP trunk) are read through it
+//     (Device.Network and MAC); Who-Is is a global broadcast so routers pass
+//     it on. Network-layer messages are ignored (no router discovery: the
+//     router's address is configured).
 //   - APDU: every PDU type (Confirmed-Request, Unconfirmed-Request,
 //     Simple-ACK, Complex-ACK, Segment-ACK, Error, Reject, Abort).
 //     Segmentation: the client accepts segmented Complex-ACKs (up to 32

@@ -6,10 +6,12 @@
 package bacnettest
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lintel-gw/lintel/adapters/bacnet"
@@ -35,6 +37,7 @@ type Device struct {
 	subs      map[subKey]time.Time // expiry (zero: indefinite)
 	counts    map[byte]int
 	foreign   int
+	route     atomic.Pointer[bacnet.Route] // set behind a router
 
 	wg sync.WaitGroup
 }
@@ -228,13 +231,21 @@ func (d *Device) serve() {
 	}
 }
 
+// BehindRouter makes the device a station on network net with address
+// mac, reached through a router at its own address: it answers only NPDUs
+// addressed to that network and MAC (or global broadcasts) and sends its
+// answers with that source, as a router does.
+func (d *Device) BehindRouter(net uint16, mac []byte) {
+	d.route.Store(&bacnet.Route{Net: net, MAC: mac})
+}
+
 func (d *Device) send(to net.Addr, fn byte, apdu bacnet.APDU) {
-	d.conn.WriteTo(bacnet.EncodeBVLC(fn, bacnet.EncodeNPDU(apdu.Encode(), false)), to)
+	d.conn.WriteTo(bacnet.EncodeBVLC(fn, bacnet.EncodeNPDUVia(apdu.Encode(), false, nil, d.route.Load())), to)
 }
 
 func (d *Device) handle(b []byte, from net.Addr) {
 	d.mu.Lock()
-	silent := d.silent
+	silent, route := d.silent, d.route.Load()
 	d.mu.Unlock()
 	if silent {
 		return
@@ -242,6 +253,11 @@ func (d *Device) handle(b []byte, from net.Addr) {
 	f, err := bacnet.DecodeFrame(b)
 	if err != nil {
 		return
+	}
+	switch {
+	case f.DNET == bacnet.GlobalBroadcast:
+	case route == nil && f.DNET != 0, route != nil && (f.DNET != route.Net || !bytes.Equal(f.DADR, route.MAC)):
+		return // for another network or station
 	}
 	if f.Function == bacnet.BVLCRegisterForeignDevice {
 		d.mu.Lock()
