@@ -5,7 +5,8 @@ import (
 	"testing"
 )
 
-// FuzzDecodeAPDU feeds arbitrary octets to every decoder: none may panic,
+// FuzzDecodeAPDU feeds arbitrary octets to every decoder (as a datagram, an
+// NPDU and an APDU with its service data): none may panic,
 // and an APDU header that decodes must encode back to a decodable header.
 // The seeds are in testdata/fuzz/FuzzDecodeAPDU plus the golden examples.
 func FuzzDecodeAPDU(f *testing.F) {
@@ -27,6 +28,11 @@ func FuzzDecodeAPDU(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		DecodeFrame(b)
+		for _, fn := range []byte{BVLCOriginalUnicastNPDU, BVLCForwardedNPDU} {
+			if fr, err := DecodeFrame(EncodeBVLC(fn, b)); err == nil && fr.APDU != nil {
+				DecodeAPDU(fr.APDU) // b as an NPDU: routed addresses, hop counts
+			}
+		}
 		a, err := DecodeAPDU(b)
 		if err != nil {
 			return

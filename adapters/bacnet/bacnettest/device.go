@@ -2,7 +2,9 @@
 // tests and demos: it answers Who-Is, ReadProperty, ReadPropertyMultiple,
 // WriteProperty (with a priority array) and SubscribeCOV, sends unconfirmed
 // COV notifications on change, and has knobs to go silent, answer errors,
-// refuse COV and refuse or send segmented responses.
+// refuse COV, refuse or send segmented responses, and sit behind a router.
+// StartAHU runs an air handling unit controller whose values move, for the
+// demo.
 package bacnettest
 
 import (
