@@ -56,7 +56,11 @@ type deviceState struct {
 	online   bool
 	reported bool
 	live     atomic.Bool
-	points   map[string]*pointState
+	points   map[string]*pointState // the map is fixed by New
+
+	// mu guards the points' state between the polling loop and the
+	// goroutine that publishes COV notifications.
+	mu sync.Mutex
 }
 
 type pointState struct {
@@ -137,6 +141,22 @@ func (b *Bus) Run(ctx context.Context, pub adapters.Publisher) error {
 		return fmt.Errorf("bacnet bus %s: listen %s: %w", b.cfg.Name, b.cfg.Listen, err)
 	}
 	covs := make(chan covEvent, 256)
+	// COV notifications are published by their own goroutine so that a
+	// device timing out on the polling loop does not delay them.
+	covCtx, stopCOV := context.WithCancel(ctx)
+	var covDone sync.WaitGroup
+	covDone.Add(1)
+	go func() {
+		defer covDone.Done()
+		for {
+			select {
+			case <-covCtx.Done():
+				return
+			case ev := <-covs:
+				b.onCOV(covCtx, ev, pub)
+			}
+		}
+	}()
 	client := NewClient(conn, ClientOptions{Timeout: b.cfg.Timeout, Retries: b.cfg.Retries, Log: b.log, Counters: &b.counters,
 		OnCOV: func(from net.Addr, n COVNotification) {
 			select {
@@ -149,6 +169,8 @@ func (b *Bus) Run(ctx context.Context, pub adapters.Publisher) error {
 	b.client = client
 	b.mu.Unlock()
 	defer func() {
+		stopCOV()
+		covDone.Wait()
 		b.mu.Lock()
 		b.client = nil
 		b.mu.Unlock()
@@ -175,9 +197,6 @@ func (b *Bus) Run(ctx context.Context, pub adapters.Publisher) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev := <-covs:
-			b.onCOV(ctx, ev, pub)
-			continue
 		case <-timer.C:
 		}
 		d := due
@@ -209,9 +228,11 @@ func (b *Bus) account(ctx context.Context, d *deviceState, pub adapters.Publishe
 		b.log.Debug("poll failed", "device", d.Name, "err", err)
 		if d.fails == b.cfg.OfflineAfter || (!d.reported && d.fails > b.cfg.OfflineAfter) {
 			b.log.Warn("device offline", "device", d.Name, "err", err)
+			d.mu.Lock()
 			for _, p := range d.points {
 				p.cov = covState{refused: p.cov.refused} // resubscribe when it is back
 			}
+			d.mu.Unlock()
 			b.publishStatus(ctx, d, pub, false, err.Error())
 		}
 		return
@@ -242,14 +263,16 @@ func (d *deviceState) covCheck() time.Duration { return max(5*d.Poll, time.Minut
 // as the device allows and publishes them.
 func (b *Bus) poll(ctx context.Context, c *Client, d *deviceState, pub adapters.Publisher) error {
 	now := time.Now()
-	var due []*pointState
+	var due []duePoint
+	d.mu.Lock()
 	for _, p := range d.Points {
 		ps := d.points[p.Name]
 		if ps.cov.active && now.Sub(ps.polledAt) < d.covCheck() {
 			continue
 		}
-		due = append(due, ps)
+		due = append(due, duePoint{ps, ps.props()})
 	}
+	d.mu.Unlock()
 	if len(due) == 0 {
 		return nil
 	}
@@ -264,9 +287,11 @@ func (b *Bus) poll(ctx context.Context, c *Client, d *deviceState, pub adapters.
 			return err
 		}
 		at := time.Now()
-		for _, ps := range due {
-			ps.polledAt = at
-			if err := b.publishPoint(ctx, d, ps, results[ps.Object], at, pub); err != nil {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		for _, dp := range due {
+			dp.ps.polledAt = at
+			if err := b.publishPoint(ctx, d, dp.ps, results[dp.ps.Object], at, pub); err != nil {
 				return err
 			}
 		}
@@ -274,7 +299,13 @@ func (b *Bus) poll(ctx context.Context, c *Client, d *deviceState, pub adapters.
 	}
 }
 
-// props are the properties read for a point.
+// duePoint is a point to read and the properties to read of it.
+type duePoint struct {
+	ps   *pointState
+	refs []PropertyRef
+}
+
+// props are the properties read for a point; callers hold d.mu.
 func (ps *pointState) props() []PropertyRef {
 	refs := []PropertyRef{{PropPresentValue, NoIndex}, {PropStatusFlags, NoIndex}, {PropReliability, NoIndex}}
 	if !ps.unitKnown {
@@ -284,7 +315,7 @@ func (ps *pointState) props() []PropertyRef {
 }
 
 // read returns each object's property results.
-func (b *Bus) read(ctx context.Context, c *Client, d *deviceState, due []*pointState) (map[ObjectID]map[PropertyID]PropertyResult, error) {
+func (b *Bus) read(ctx context.Context, c *Client, d *deviceState, due []duePoint) (map[ObjectID]map[PropertyID]PropertyResult, error) {
 	out := map[ObjectID]map[PropertyID]PropertyResult{}
 	add := func(obj ObjectID, r PropertyResult) {
 		if out[obj] == nil {
@@ -293,17 +324,18 @@ func (b *Bus) read(ctx context.Context, c *Client, d *deviceState, due []*pointS
 		out[obj][r.Property] = r
 	}
 	if d.noRPM {
-		for _, ps := range due {
-			for _, ref := range ps.props() {
-				vals, err := c.ReadProperty(ctx, d.addr, ps.Object, ref.Property, NoIndex)
+		for _, dp := range due {
+			obj := dp.ps.Object
+			for _, ref := range dp.refs {
+				vals, err := c.ReadProperty(ctx, d.addr, obj, ref.Property, NoIndex)
 				var be *Error
 				switch {
 				case errors.As(err, &be):
-					add(ps.Object, PropertyResult{PropertyRef: ref, Err: be})
+					add(obj, PropertyResult{PropertyRef: ref, Err: be})
 				case err != nil:
-					return nil, fmt.Errorf("read %s: %w", ps.Object, err)
+					return nil, fmt.Errorf("read %s: %w", obj, err)
 				default:
-					add(ps.Object, PropertyResult{PropertyRef: ref, Values: vals})
+					add(obj, PropertyResult{PropertyRef: ref, Values: vals})
 				}
 			}
 		}
@@ -327,15 +359,14 @@ func (b *Bus) read(ctx context.Context, c *Client, d *deviceState, due []*pointS
 		}
 		return nil
 	}
-	for _, ps := range due {
-		refs := ps.props()
-		if count > 0 && count+len(refs) > d.batch {
+	for _, dp := range due {
+		if count > 0 && count+len(dp.refs) > d.batch {
 			if err := flush(); err != nil {
 				return nil, b.rpmFailed(d, err)
 			}
 		}
-		specs = append(specs, ReadAccessSpec{Object: ps.Object, Properties: refs})
-		count += len(refs)
+		specs = append(specs, ReadAccessSpec{Object: dp.ps.Object, Properties: dp.refs})
+		count += len(dp.refs)
 	}
 	if err := flush(); err != nil {
 		return nil, b.rpmFailed(d, err)
@@ -355,6 +386,7 @@ func (b *Bus) rpmFailed(d *deviceState, err error) error {
 	return fmt.Errorf("read properties of %s: %w", d.Name, err)
 }
 
+// publishPoint publishes a point from its property results; callers hold d.mu.
 func (b *Bus) publishPoint(ctx context.Context, d *deviceState, ps *pointState, res map[PropertyID]PropertyResult, at time.Time, pub adapters.Publisher) error {
 	if r, ok := res[PropUnits]; ok && r.Err == nil && len(r.Values) == 1 {
 		if u, ok := r.Values[0].(Enumerated); ok {
@@ -472,23 +504,34 @@ func quality(flags BitString, reliability Enumerated) string {
 // leaves the point polled; a timeout fails the poll.
 func (b *Bus) subscribe(ctx context.Context, c *Client, d *deviceState) error {
 	now := time.Now()
+	var due []*pointState
+	d.mu.Lock()
 	for _, p := range d.Points {
 		ps := d.points[p.Name]
-		if !ps.COV || ps.cov.refused || (ps.cov.active && now.Before(ps.cov.renewAt)) {
-			continue
+		if ps.COV && !ps.cov.refused && (!ps.cov.active || !now.Before(ps.cov.renewAt)) {
+			due = append(due, ps)
 		}
+	}
+	d.mu.Unlock()
+	for _, ps := range due {
 		err := c.SubscribeCOV(ctx, d.addr, SubscribeCOV{ProcessID: covProcessID, Object: ps.Object, Lifetime: uint32(ps.COVLifetime / time.Second)})
 		var be *Error
 		var rej *RejectError
 		var ab *AbortError
+		refused := errors.As(err, &be) || errors.As(err, &rej) || errors.As(err, &ab)
+		d.mu.Lock()
 		switch {
 		case err == nil:
 			ps.cov = covState{active: true, renewAt: now.Add(ps.COVLifetime / 2)}
-		case errors.As(err, &be), errors.As(err, &rej), errors.As(err, &ab):
-			b.log.Info("COV refused; polling instead", "device", d.Name, "point", ps.Name, "err", err)
+		case refused:
 			ps.cov = covState{refused: true}
 		default:
 			ps.cov.active = false
+		}
+		d.mu.Unlock()
+		if refused {
+			b.log.Info("COV refused; polling instead", "device", d.Name, "point", ps.Name, "err", err)
+		} else if err != nil {
 			return fmt.Errorf("subscribe %s: %w", ps.Object, err)
 		}
 	}
@@ -508,6 +551,7 @@ func (b *Bus) onCOV(ctx context.Context, ev covEvent, pub adapters.Publisher) {
 		if _, ok := res[PropPresentValue]; !ok {
 			return
 		}
+		d.mu.Lock()
 		for _, p := range d.Points {
 			ps := d.points[p.Name]
 			if ps.Object != ev.n.Object || !ps.cov.active {
@@ -517,6 +561,7 @@ func (b *Bus) onCOV(ctx context.Context, ev covEvent, pub adapters.Publisher) {
 				b.log.Warn("cannot publish COV reading", "device", d.Name, "point", ps.Name, "err", err)
 			}
 		}
+		d.mu.Unlock()
 	}
 }
 

@@ -136,7 +136,9 @@ func start(t *testing.T, cfg bacnet.Config) (*bacnet.Bus, *recorder) {
 }
 
 func config(dev *bacnettest.Device, poll time.Duration, points []bacnet.Point) bacnet.Config {
-	return bacnet.Config{Name: "bms", Listen: "127.0.0.1:0", Timeout: 100 * time.Millisecond, Retries: 1, OfflineAfter: 2,
+	// A generous timeout: a loaded CI machine must not make a device look
+	// silent. Tests of silence set a short one.
+	return bacnet.Config{Name: "bms", Listen: "127.0.0.1:0", Timeout: 500 * time.Millisecond, Retries: 1, OfflineAfter: 2,
 		Devices: []bacnet.Device{{Name: "ahu1", Address: dev.Addr.String(), Instance: dev.Instance, Poll: poll, Points: points}}}
 }
 
@@ -239,7 +241,9 @@ func TestCOVSubscriptionIsRenewed(t *testing.T) {
 
 func TestSilentDeviceGoesOfflineAndComesBack(t *testing.T) {
 	dev := newAHU(t)
-	bus, rec := start(t, config(dev, 20*time.Millisecond, []bacnet.Point{{Name: "supply_temp", Object: temp}}))
+	cfg := config(dev, 20*time.Millisecond, []bacnet.Point{{Name: "supply_temp", Object: temp}})
+	cfg.Timeout = 100 * time.Millisecond
+	bus, rec := start(t, cfg)
 	online := func(want bool) func() bool {
 		return func() bool { s, ok := rec.status("ahu1"); return ok && s.Online == want }
 	}
@@ -442,6 +446,7 @@ func TestDeviceBehindRouter(t *testing.T) {
 	wrong := bacnet.Device{Name: "ahu2", Address: dev.Addr.String(), Network: 2001, MAC: "0B", Instance: 7, Poll: 20 * time.Millisecond,
 		Points: []bacnet.Point{{Name: "t", Object: temp}}}
 	cfg.Devices = append(cfg.Devices, wrong)
+	cfg.Timeout = 100 * time.Millisecond // station 0B never answers
 	bus, rec := start(t, cfg)
 	waitFor(t, 2*time.Second, "reading through the router", func() bool {
 		_, ok := rec.find("ahu1", "supply_temp", func(r adapters.Reading) bool { return r.V == 21.5 })
@@ -468,4 +473,23 @@ func TestDeviceBehindRouter(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `device "d": mac "zz"`) {
 		t.Fatalf("bad mac: %v", err)
 	}
+}
+
+// A device that times out on the polling loop does not hold back the COV
+// notifications of another.
+func TestCOVNotDelayedBySilentDevice(t *testing.T) {
+	dev, other := newAHU(t), newAHU2(t)
+	cfg := config(dev, time.Hour, []bacnet.Point{{Name: "setpoint", Object: setpoint, COV: true}})
+	cfg.Timeout = 2 * time.Second // each poll of the silent device blocks the loop for 4 s
+	cfg.Devices = append(cfg.Devices, bacnet.Device{Name: "vav", Address: other.Addr.String(), Instance: other.Instance,
+		Poll: 10 * time.Millisecond, Points: []bacnet.Point{{Name: "t", Object: temp}}})
+	other.SetSilent(true)
+	_, rec := start(t, cfg)
+	waitFor(t, 3*time.Second, "subscription", func() bool { return dev.Subscriptions() == 1 })
+	waitFor(t, 3*time.Second, "the loop polling the silent device", func() bool { return other.Datagrams() >= 1 })
+	dev.Set(setpoint, float32(24))
+	waitFor(t, time.Second, "COV reading while the loop waits on the silent device", func() bool {
+		_, ok := rec.find("ahu1", "setpoint", func(r adapters.Reading) bool { return r.V == 24.0 })
+		return ok
+	})
 }

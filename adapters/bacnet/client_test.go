@@ -32,7 +32,7 @@ func TestWhoIsFindsDevicesInRange(t *testing.T) {
 		want      int
 	}{{a, -1, -1, 1}, {a, 1000, 1001, 1}, {a, 1002, 2000, 0}, {b, 2000, 2000, 1}} {
 		cl := newClient(t, bacnet.ClientOptions{Broadcast: c.dev.Addr})
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		found, err := cl.WhoIs(ctx, c.low, c.high)
 		cancel()
 		if err != nil || len(found) != c.want {
@@ -55,7 +55,7 @@ func newAHU2(t *testing.T) *bacnettest.Device {
 
 func TestClientReadPropertyAndErrors(t *testing.T) {
 	dev := newAHU(t)
-	c := newClient(t, bacnet.ClientOptions{Timeout: 50 * time.Millisecond, Retries: 2})
+	c := newClient(t, bacnet.ClientOptions{Timeout: 200 * time.Millisecond, Retries: 2})
 	ctx := context.Background()
 	vals, err := c.ReadProperty(ctx, dev.Addr, temp, bacnet.PropPresentValue, bacnet.NoIndex)
 	if err != nil || len(vals) != 1 || vals[0] != float32(21.5) {
@@ -77,7 +77,7 @@ func TestClientReadPropertyAndErrors(t *testing.T) {
 	}
 	dev.SetSilent(false)
 	devObj := bacnet.ObjectID{Type: bacnet.DeviceObject, Instance: dev.Instance}
-	refusing := newClient(t, bacnet.ClientOptions{Timeout: 50 * time.Millisecond, NoSegmentation: true})
+	refusing := newClient(t, bacnet.ClientOptions{Timeout: 500 * time.Millisecond, NoSegmentation: true})
 	dev.SetMaxAPDU(20, bacnettest.SegmentAlways)
 	_, err = refusing.ReadProperty(ctx, dev.Addr, devObj, bacnet.PropObjectList, bacnet.NoIndex)
 	if !errors.Is(err, bacnet.ErrSegmented) || !bacnet.IsSegmentation(err) {
@@ -137,7 +137,7 @@ func TestClientRetriesAfterTimeout(t *testing.T) {
 			return
 		}
 	}()
-	c := newClient(t, bacnet.ClientOptions{Timeout: 30 * time.Millisecond, Retries: 2})
+	c := newClient(t, bacnet.ClientOptions{Timeout: 200 * time.Millisecond, Retries: 2})
 	vals, err := c.ReadProperty(context.Background(), conn.LocalAddr(), temp, bacnet.PropPresentValue, bacnet.NoIndex)
 	if err != nil || vals[0] != float32(1) {
 		t.Fatalf("read on the third try: %v, %v", vals, err)
@@ -153,7 +153,7 @@ func TestDiscoverThroughBBMDAndObjects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	found, err := bacnet.Discover(context.Background(), conn, 200*time.Millisecond, bacnet.DiscoverOptions{BBMD: dev.Addr, TTL: 30})
+	found, err := bacnet.Discover(context.Background(), conn, 500*time.Millisecond, bacnet.DiscoverOptions{BBMD: dev.Addr, TTL: 30})
 	if err != nil || len(found) != 1 || found[0].Device.Instance != 1001 {
 		t.Fatalf("discover: %+v, %v", found, err)
 	}
@@ -165,7 +165,7 @@ func TestDiscoverThroughBBMDAndObjects(t *testing.T) {
 		if segmented {
 			dev.SetMaxAPDU(30, bacnettest.SegmentNever) // the whole object list no longer fits
 		}
-		c := newClient(t, bacnet.ClientOptions{Timeout: 100 * time.Millisecond})
+		c := newClient(t, bacnet.ClientOptions{Timeout: 500 * time.Millisecond})
 		objs, err := bacnet.Objects(context.Background(), c, found[0])
 		if err != nil || len(objs) != 9 {
 			t.Fatalf("objects (segmented %v): %d, %v", segmented, len(objs), err)
@@ -208,7 +208,7 @@ func TestWhoIsFindsRoutedDevice(t *testing.T) {
 	dev := newAHU(t)
 	dev.BehindRouter(2001, []byte{0x0A})
 	cl := newClient(t, bacnet.ClientOptions{Broadcast: dev.Addr})
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	found, err := cl.WhoIs(ctx, -1, -1)
 	if err != nil || len(found) != 1 {

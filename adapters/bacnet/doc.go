@@ -59,7 +59,9 @@
 // their lifetime, renewed at half of it. While a subscription lives the
 // point is still read every 5 poll periods (at least a minute) so that a
 // lost notification is corrected; a refused subscription leaves the point
-// polled. Notifications are published as they arrive.
+// polled. Notifications are published as they arrive, by a goroutine of
+// their own, so that a device timing out on the polling loop does not delay
+// them.
 //
 // # Faults
 //

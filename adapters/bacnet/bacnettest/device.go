@@ -39,6 +39,7 @@ type Device struct {
 	subs      map[subKey]time.Time // expiry (zero: indefinite)
 	counts    map[byte]int
 	foreign   int
+	datagrams int
 	route     atomic.Pointer[bacnet.Route] // set behind a router
 
 	wg sync.WaitGroup
@@ -201,6 +202,13 @@ func (d *Device) Subscriptions() int {
 	return len(d.subs)
 }
 
+// Datagrams is how many datagrams reached the device, silent or not.
+func (d *Device) Datagrams() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.datagrams
+}
+
 // ForeignRegistrations is how many Register-Foreign-Device requests the
 // device answered (it acts as a BBMD too).
 func (d *Device) ForeignRegistrations() int {
@@ -247,6 +255,7 @@ func (d *Device) send(to net.Addr, fn byte, apdu bacnet.APDU) {
 
 func (d *Device) handle(b []byte, from net.Addr) {
 	d.mu.Lock()
+	d.datagrams++
 	silent, route := d.silent, d.route.Load()
 	d.mu.Unlock()
 	if silent {
