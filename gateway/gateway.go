@@ -19,8 +19,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/lintel-gw/lintel/adapters"
 	"github.com/lintel-gw/lintel/adapters/modbus"
@@ -175,13 +173,15 @@ func (g *Gateway) open(cfg *config.Config, opts Options) (err error) {
 			return fmt.Errorf("uplink.tls: %w", err)
 		}
 		g.uplink, err = uplink.New(uplink.Config{
-			Broker:      u.Broker,
-			TLS:         tlsCfg,
-			GatewayID:   cfg.Gateway.ID,
-			TopicPrefix: u.TopicPrefix,
-			MaxInflight: u.MaxInflight,
-			Version:     opts.Version,
-			Buffered:    func() uint64 { return g.queue.Stats().Records },
+			Broker:          u.Broker,
+			TLS:             tlsCfg,
+			GatewayID:       cfg.Gateway.ID,
+			TopicPrefix:     u.TopicPrefix,
+			MaxInflight:     u.MaxInflight,
+			AckTimeout:      u.AckTimeout.D(),
+			DeadLetterAfter: u.DeadLetterAfter,
+			Version:         opts.Version,
+			Buffered:        func() uint64 { return g.queue.Stats().Records },
 			OnCommand: func(topic string, payload []byte) {
 				if !g.admitCommand("cloud", topic) {
 					return
@@ -263,12 +263,14 @@ func (g *Gateway) admitCommand(source, topic string) bool {
 }
 
 // stopCommands stops admitting commands; those admitted before may finish.
-// TODO(lead): also call the command gate's stop method once helper
-// "command" adds it, so a direct Handle is refused too.
+// The gate is stopped too, so a Handle that got past the flag is refused.
 func (g *Gateway) stopCommands() {
 	g.cmdMu.Lock()
 	g.cmdStopping = true
 	g.cmdMu.Unlock()
+	if g.gate != nil {
+		g.gate.Stop()
+	}
 }
 
 func brokerConfig(cfg *config.Config) (localbroker.Config, error) {
@@ -737,7 +739,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 // here whatever the adapter checked: it could forge another device's topic
 // or carry a wildcard the cloud broker answers by dropping the session.
 func (g *Gateway) publish(ctx context.Context, m adapters.Message) error {
-	if err := validMessageTopic(m); err != nil {
+	if err := adapters.ValidMessageTopic(m); err != nil {
 		if g.badTopics.Add(1) == 1 { // once: a device can repeat it every frame
 			g.log.Error("reading refused: invalid topic level (logged once; see lintel_publish_invalid_topics_total)",
 				"device", strconv.Quote(m.Device), "point", strconv.Quote(m.Point), "err", err)
@@ -770,31 +772,6 @@ func (g *Gateway) closeBroker() {
 
 // close releases what New opened (Run's stop order closed the broker
 // already, unless Run failed to start).
-// validMessageTopic reports why m's device or point is not one topic level
-// (the point may be the reserved $status).
-// TODO(lead): replace with adapters.ValidMessageTopic from helper "command"
-// when merged; this is a stand-in with the same rules.
-func validMessageTopic(m adapters.Message) error {
-	for _, level := range []string{m.Device, m.Point} {
-		if level == m.Point && level == adapters.StatusPoint {
-			continue
-		}
-		switch {
-		case level == "":
-			return errors.New("empty topic level")
-		case len(level) > 256:
-			return errors.New("topic level longer than 256 bytes")
-		case !utf8.ValidString(level):
-			return errors.New("topic level is not valid UTF-8")
-		case strings.ContainsAny(level, "/+#$"):
-			return errors.New("topic level holds / + # or $")
-		case strings.ContainsFunc(level, unicode.IsControl):
-			return errors.New("topic level holds a control character")
-		}
-	}
-	return nil
-}
-
 func (g *Gateway) close() {
 	if g.gate != nil {
 		if err := g.gate.Close(); err != nil {

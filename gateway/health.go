@@ -199,13 +199,8 @@ type signals struct {
 }
 
 // signalsOf reads the signals from s.
-// TODO(lead): after merging helpers bufrob and uplink, return
-// signals{DeadLetters: s.Buffer.DeadLetters, BufferProblem: s.Buffer.Problem,
-// OldestInflight: s.Uplink.OldestInflight}; until then the fields do not
-// exist here and the signals read as healthy.
 func signalsOf(s Stats) signals {
-	_ = s
-	return signals{}
+	return signals{DeadLetters: s.Buffer.DeadLetters, BufferProblem: s.Buffer.Problem, OldestInflight: s.Uplink.OldestInflight}
 }
 
 // healthInput is everything Health judges, gathered in one place so that

@@ -303,7 +303,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := gw.Shutdown(bound); err != nil {
 		return fmt.Errorf("gateway did not stop within --shutdown-timeout %v: %w", *stopTimeout, err)
 	}
-	return <-done
+	if err := <-done; !errors.Is(err, gateway.ErrClosed) {
+		return err
+	}
+	return nil // stopped before Run got going: a clean stop all the same
 }
 
 // startAudit audits cfg for the current user, as `lintel run` does at start
@@ -403,14 +406,17 @@ func cmdBuffer(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "  bytes        %d\n", s.Bytes)
 	fmt.Fprintf(stdout, "  oldest       %s\n", age)
 	fmt.Fprintf(stdout, "  next seq     %d\n", s.NextSeq)
-	fmt.Fprintf(stdout, "  drops        full %d, rejected %d, expired %d (since the gateway started)\n", s.Drops.Full, s.Drops.Rejected, s.Drops.Expired)
+	fmt.Fprintf(stdout, "  drops        full %d, disk full %d, rejected %d, expired %d (since the gateway started)\n", s.Drops.Full, s.Drops.DiskFull, s.Drops.Rejected, s.Drops.Expired)
 	if s.Quarantined != "" {
 		fmt.Fprintf(stdout, "  QUARANTINED  a bad buffer file was moved to %s\n", s.Quarantined)
 	}
-	// TODO(lead): after merging helper bufrob (buffer.Stats.DeadLetters,
-	// Drops.DeadLetters, Problem), print:
-	//   fmt.Fprintf(stdout, "  dead letters %d (refused by the cloud, not retried; %d deleted when the bucket was full)\n", s.DeadLetters, s.Drops.DeadLetters)
-	//   if s.Problem != "" { fmt.Fprintf(stdout, "  PROBLEM      %s\n", s.Problem) }
+	fmt.Fprintf(stdout, "  dead letters %d (refused by the cloud, not retried; %d deleted when the bucket was full)\n", s.DeadLetters, s.Drops.DeadLetters)
+	if s.Salvaged > 0 || s.SalvageLost > 0 {
+		fmt.Fprintf(stdout, "  salvaged     %d records from the bad file (%d unreadable)\n", s.Salvaged, s.SalvageLost)
+	}
+	if s.Problem != "" {
+		fmt.Fprintf(stdout, "  PROBLEM      %s\n", s.Problem)
+	}
 	return nil
 }
 

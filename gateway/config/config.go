@@ -358,11 +358,11 @@ const (
 	DefaultTimeout        = time.Second
 	DefaultBaud           = 9600
 	DefaultUnit           = 1
-	DefaultMaxInflight    = 64
+	DefaultMaxInflight    = 1024
 	DefaultAckTimeout     = 30 * time.Second
 	DefaultDeadLetter     = 3
 	DefaultBufferBytes    = 512 << 20
-	DefaultCommitInterval = 200 * time.Millisecond
+	DefaultCommitInterval = 2 * time.Second
 )
 
 func (c *Config) ensureDefaults() {

@@ -54,10 +54,10 @@ func TestGoodConfigGetsDefaultsAndResolvedPaths(t *testing.T) {
 	if got := cfg.LocalBroker.Listeners; len(got) != 1 || got[0].Address != "127.0.0.1:1883" {
 		t.Errorf("default listener = %+v, want loopback 1883", got)
 	}
-	if cfg.Uplink.Forward[0] != "lintel/bldg-a-gw1/#" || cfg.Uplink.MaxInflight != 64 {
+	if cfg.Uplink.Forward[0] != "lintel/bldg-a-gw1/#" || cfg.Uplink.MaxInflight != 1024 {
 		t.Errorf("uplink defaults = %+v", cfg.Uplink)
 	}
-	if cfg.Buffer.MaxBytes != 64<<20 || cfg.Buffer.CommitInterval.D() != 200*time.Millisecond || cfg.Buffer.FullPolicy != "drop-oldest" {
+	if cfg.Buffer.MaxBytes != 64<<20 || cfg.Buffer.CommitInterval.D() != 2*time.Second || cfg.Buffer.FullPolicy != "drop-oldest" {
 		t.Errorf("buffer = %+v", cfg.Buffer)
 	}
 	if cfg.Devices[0].Poll.D() != 5*time.Second || cfg.Devices[0].Points[0].Report.MaxInterval.D() != 5*time.Minute {

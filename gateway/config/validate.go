@@ -228,8 +228,8 @@ func (cfg *Config) validate() Problems {
 		if ttl := u.Commands.MaxTTL.D(); ttl < 0 || ttl > time.Hour {
 			c.add("uplink.commands.max_ttl", "%v; want up to 1h (a signed command stays usable this long)", ttl)
 		}
-		if u.MaxInflight < 1 || u.MaxInflight > 65535 {
-			c.add("uplink.max_inflight", "%d is out of range 1-65535", u.MaxInflight)
+		if u.MaxInflight < 1 || u.MaxInflight > 4096 {
+			c.add("uplink.max_inflight", "%d is out of range 1-4096", u.MaxInflight)
 		}
 		if t := u.AckTimeout.D(); t < time.Second || t > 10*time.Minute {
 			c.add("uplink.ack_timeout", "%v; want 1s to 10m", t)
