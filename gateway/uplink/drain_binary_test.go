@@ -30,7 +30,8 @@ import (
 //   - lintel: `go build ./cmd/lintel`, a data_dir whose buffer.db holds the
 //     backlog (written with buffer.Queue), `lintel run` with an uplink to a
 //     cloud Mosquitto (require_certificate, certificates minted here),
-//     max_inflight 64.
+//     the shipped default uplink.max_inflight (1024: a slot holds no
+//     payload, so the window costs little memory).
 //   - bridge: a local Mosquitto holding the same backlog as QoS 1 messages
 //     queued for its bridge (published while the bridge could not reach the
 //     cloud), bridged over mutual TLS with QoS 1 to the same kind of cloud
@@ -48,8 +49,8 @@ import (
 // Each round runs both sides; the reported figures are medians over rounds.
 // LINTEL_DRAIN_N changes the backlog (default 100000); LINTEL_DRAIN_PERF=FILE
 // records a perf profile of the lintel process during its drain;
-// LINTEL_DRAIN_INFLIGHT sets lintel's uplink.max_inflight (default 64, the
-// bridge's window).
+// LINTEL_DRAIN_INFLIGHT sets lintel's uplink.max_inflight (e.g. 64, the
+// bridge's window, for a same-window comparison).
 func BenchmarkDrainVsBridge(b *testing.B) {
 	mosq := mosquittoPath(b)
 	n := 100_000
@@ -119,9 +120,9 @@ func mosquittoPath(tb testing.TB) string {
 var drainPayload = []byte(`{"v":21.53,"unit":"°C","ts":"2026-11-28T04:41:10.123Z","q":"good","pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}`)
 
 func drainLintel(b *testing.B, bin string, n int) drainResult {
-	inflight := 64 // the bridge's window
+	window := "" // the shipped default (uplink.max_inflight 1024)
 	if v, err := strconv.Atoi(os.Getenv("LINTEL_DRAIN_INFLIGHT")); err == nil && v > 0 {
-		inflight = v
+		window = fmt.Sprintf("  max_inflight: %d\n", v)
 	}
 	dir := b.TempDir()
 	ca, err := pki.NewCA("bench-ca", 72*time.Hour)
@@ -177,8 +178,7 @@ local_broker:
 uplink:
   broker: mqtts://%s
   tls: {ca_file: %s, cert_file: %s, key_file: %s}
-  max_inflight: %d
-`, data, users, gate.addr(), files.CA, files.Cert, files.Key, inflight), 0o600)
+%s`, data, users, gate.addr(), files.CA, files.Cert, files.Key, window), 0o600)
 	if err != nil {
 		b.Fatal(err)
 	}
