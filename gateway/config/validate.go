@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/lintel-gw/lintel/adapters/modbus"
-	"github.com/lintel-gw/lintel/adapters/privacy"
 	"github.com/lintel-gw/lintel/adapters/serialline"
+	"github.com/lintel-gw/lintel/gateway/privacy"
 	"github.com/lintel-gw/lintel/gateway/uplink"
 )
 
@@ -143,7 +143,7 @@ func (cfg *Config) validate() Problems {
 		case "modbus-rtu":
 			c.serialPort(p, b)
 		default:
-			c.add(p+".type", "unknown bus type %q; want one of modbus-tcp, modbus-rtu, modbus-rtu-over-tcp, serial-line", b.Type)
+			c.add(p+".type", "unknown bus type %q; want one of %s", b.Type, strings.Join(BusTypes(), ", "))
 		}
 		if b.Retries != nil && (*b.Retries < 0 || *b.Retries > 5) {
 			c.add(p+".retries", "%d; want 0 to 5", *b.Retries)
