@@ -276,7 +276,12 @@ func (g *Gateway) stopCommands() {
 func brokerConfig(cfg *config.Config) (localbroker.Config, error) {
 	lb := cfg.LocalBroker
 	out := localbroker.Config{
-		Limits: localbroker.Limits{MaxPacket: uint32(lb.Limits.MaxPacket), MaxClients: int64(lb.Limits.MaxClients)},
+		Limits: localbroker.Limits{
+			MaxPacket: uint32(lb.Limits.MaxPacket), MaxClients: int64(lb.Limits.MaxClients),
+			ConnectTimeout: lb.Limits.ConnectTimeout.D(), MaxPending: lb.Limits.MaxPending,
+			MaxPendingPerSource: lb.Limits.MaxPendingPerSource, MaxFiltersPerClient: lb.Limits.MaxFiltersPerClient,
+			MaxFilters: lb.Limits.MaxFilters, MaxPasswordChecks: lb.Limits.MaxPasswordChecks,
+		},
 	}
 	if lb.UsersFile != "" {
 		users, err := localbroker.LoadUsers(lb.UsersFile)
@@ -496,6 +501,15 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 	return nil
 }
 
+// serialParam converts a command parameter; its pattern was checked by config.
+func serialParam(p config.Param) serialline.Param {
+	out := serialline.Param{Enum: p.Enum, Min: p.Min, Max: p.Max, Unicode: p.Unicode}
+	if p.Pattern != "" {
+		out.Pattern = regexp.MustCompile(p.Pattern)
+	}
+	return out
+}
+
 // newSerialLine builds a serial-line adapter; patterns were checked by config.
 func newSerialLine(b config.Bus, all []config.Device, key *privacy.Key, log *slog.Logger) (*serialline.Line, error) {
 	compile := func(expr string) *regexp.Regexp {
@@ -529,7 +543,7 @@ func newSerialLine(b config.Bus, all []config.Device, key *privacy.Key, log *slo
 		for _, c := range d.Commands {
 			params := map[string]serialline.Param{}
 			for name, p := range c.Params {
-				params[name] = serialline.Param{Enum: p.Enum, Min: p.Min, Max: p.Max, Pattern: compile(p.Pattern)}
+				params[name] = serialParam(p)
 			}
 			dev.Commands = append(dev.Commands, serialline.Command{
 				Name: c.Name, Send: c.Send, Params: params, Critical: c.Critical, UnsignedWrites: c.UnsignedWrites,

@@ -120,6 +120,7 @@ func (cfg *Config) validate() Problems {
 	if lb.Limits.MaxClients < 1 {
 		c.add("local_broker.limits.max_clients", "%d; want at least 1", lb.Limits.MaxClients)
 	}
+	c.brokerLimits(lb.Limits)
 
 	buses := map[string]Bus{}
 	for i, b := range cfg.Buses {
@@ -250,6 +251,32 @@ func (cfg *Config) validate() Problems {
 		c.add("buffer.ttl", "%v is too short; want 0 (no expiry) or at least 1m", ttl)
 	}
 	return c.problems
+}
+
+// brokerLimits checks the local broker's flood limits. Zeros were reported
+// by explicitZeros (before defaults replaced them); negative values here.
+// max_filters stops at 10,000: a filter can cost ~16 KB of the broker's
+// topic tree (16 levels), so more could outgrow the unit's MemoryMax.
+func (c *checker) brokerLimits(l Limits) {
+	const p = "local_broker.limits."
+	if t := l.ConnectTimeout.D(); t != 0 && (t < time.Second || t > time.Minute) {
+		c.add(p+"connect_timeout", "%v; want 1s to 1m", t)
+	}
+	if l.MaxPending < 0 || l.MaxPending > 10_000 {
+		c.add(p+"max_pending", "%d; want 1 to 10000", l.MaxPending)
+	}
+	if l.MaxPendingPerSource < 0 || l.MaxPendingPerSource > l.MaxPending {
+		c.add(p+"max_pending_per_source", "%d; want 1 to max_pending (%d)", l.MaxPendingPerSource, l.MaxPending)
+	}
+	if l.MaxFilters < 0 || l.MaxFilters > 10_000 {
+		c.add(p+"max_filters", "%d; want 1 to 10000", l.MaxFilters)
+	}
+	if l.MaxFiltersPerClient < 0 || l.MaxFiltersPerClient > l.MaxFilters {
+		c.add(p+"max_filters_per_client", "%d; want 1 to max_filters (%d)", l.MaxFiltersPerClient, l.MaxFilters)
+	}
+	if l.MaxPasswordChecks < 0 || l.MaxPasswordChecks > 16 {
+		c.add(p+"max_password_checks", "%d; want 1 to 16", l.MaxPasswordChecks)
+	}
 }
 
 // serialPort checks the line settings of a bus on a serial port.
