@@ -365,11 +365,11 @@ func (s *Size) UnmarshalText(b []byte) error {
 
 // Defaults, in one place.
 const (
-	DefaultDataDir        = "/var/lib/lintel"
-	DefaultListener       = "127.0.0.1:1883"
-	DefaultMetrics        = "127.0.0.1:9108"
-	DefaultMaxPacket      = 64 << 10
-	DefaultMaxClients     = 64
+	DefaultDataDir    = "/var/lib/lintel"
+	DefaultListener   = "127.0.0.1:1883"
+	DefaultMetrics    = "127.0.0.1:9108"
+	DefaultMaxPacket  = 64 << 10
+	DefaultMaxClients = 64
 	// Local broker limits, the same as localbroker's own defaults.
 	DefaultConnectTimeout      = 5 * time.Second
 	DefaultMaxPending          = 256
@@ -377,15 +377,15 @@ const (
 	DefaultMaxFiltersPerClient = 100
 	DefaultMaxFilters          = 2000
 	DefaultMaxPasswordChecks   = 2
-	DefaultPoll           = 5 * time.Second
-	DefaultTimeout        = time.Second
-	DefaultBaud           = 9600
-	DefaultUnit           = 1
-	DefaultMaxInflight    = 1024
-	DefaultAckTimeout     = 30 * time.Second
-	DefaultDeadLetter     = 3
-	DefaultBufferBytes    = 512 << 20
-	DefaultCommitInterval = 2 * time.Second
+	DefaultPoll                = 5 * time.Second
+	DefaultTimeout             = time.Second
+	DefaultBaud                = 9600
+	DefaultUnit                = 1
+	DefaultMaxInflight         = 1024
+	DefaultAckTimeout          = 30 * time.Second
+	DefaultDeadLetter          = 3
+	DefaultBufferBytes         = 512 << 20
+	DefaultCommitInterval      = 2 * time.Second
 )
 
 func (c *Config) ensureDefaults() {
