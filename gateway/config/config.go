@@ -64,6 +64,14 @@ type LocalBroker struct {
 	UsersFile string     `yaml:"users_file"`
 	ACL       []ACLRule  `yaml:"acl"`
 	Limits    Limits     `yaml:"limits"`
+	// HomeAssistant, when present, announces every device and point to
+	// Home Assistant by MQTT discovery on this broker.
+	HomeAssistant *HomeAssistant `yaml:"home_assistant"`
+}
+
+// HomeAssistant configures MQTT discovery (see gateway/homeassistant).
+type HomeAssistant struct {
+	Prefix string `yaml:"prefix"` // discovery prefix, default homeassistant
 }
 
 // Listener is one broker endpoint. Without TLS a tcp or websocket listener
@@ -377,6 +385,7 @@ const (
 	DefaultMaxFiltersPerClient = 100
 	DefaultMaxFilters          = 2000
 	DefaultMaxPasswordChecks   = 2
+	DefaultHomeAssistantPrefix = "homeassistant"
 	DefaultPoll                = 5 * time.Second
 	DefaultTimeout             = time.Second
 	DefaultBaud                = 9600
@@ -415,6 +424,9 @@ func (c *Config) ensureDefaults() {
 	}
 	if lb.Limits.MaxClients == 0 {
 		lb.Limits.MaxClients = DefaultMaxClients
+	}
+	if lb.HomeAssistant != nil && lb.HomeAssistant.Prefix == "" {
+		lb.HomeAssistant.Prefix = DefaultHomeAssistantPrefix
 	}
 	lim := &lb.Limits
 	if lim.ConnectTimeout == 0 {

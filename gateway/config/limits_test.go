@@ -102,3 +102,32 @@ func TestSerialParamUnicode(t *testing.T) {
 		t.Fatalf("unicode: say %v, beep %v; want true, false", cmds[0].Params["text"].Unicode, cmds[1].Params["n"].Unicode)
 	}
 }
+
+func TestHomeAssistantSection(t *testing.T) {
+	doc := func(extra string) []byte { return []byte("gateway: {id: gw1}\nlocal_broker:\n" + extra) }
+	cfg, err := Parse(doc("  users_file: users\n"), "h.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.LocalBroker.HomeAssistant != nil {
+		t.Fatalf("home_assistant on without the key: %+v", cfg.LocalBroker.HomeAssistant)
+	}
+	cfg, err = Parse(doc("  home_assistant: {}\n"), "h.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ha := cfg.LocalBroker.HomeAssistant; ha == nil || ha.Prefix != "homeassistant" {
+		t.Fatalf("home_assistant: {} = %+v; want prefix homeassistant", ha)
+	}
+	cfg, err = Parse(doc("  home_assistant: {prefix: site/ha}\n"), "h.yaml")
+	if err != nil || cfg.LocalBroker.HomeAssistant.Prefix != "site/ha" {
+		t.Fatalf("prefix site/ha: %v", err)
+	}
+	for _, bad := range []string{"ha/+", "ha/#", "$SYS", "lintel/x", "lintel", "ha//x", "/ha", "ha/"} {
+		_, err := Parse(doc("  home_assistant:\n    prefix: \""+bad+"\"\n"), "h.yaml")
+		var ps Problems
+		if !errors.As(err, &ps) || len(ps) != 1 || ps[0].Path != "local_broker.home_assistant.prefix" || ps[0].Line != 4 {
+			t.Errorf("prefix %q: %v; want one problem at h.yaml:4 local_broker.home_assistant.prefix", bad, err)
+		}
+	}
+}

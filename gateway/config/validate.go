@@ -121,6 +121,9 @@ func (cfg *Config) validate() Problems {
 		c.add("local_broker.limits.max_clients", "%d; want at least 1", lb.Limits.MaxClients)
 	}
 	c.brokerLimits(lb.Limits)
+	if ha := lb.HomeAssistant; ha != nil {
+		c.discoveryPrefix("local_broker.home_assistant.prefix", ha.Prefix)
+	}
 
 	buses := map[string]Bus{}
 	for i, b := range cfg.Buses {
@@ -276,6 +279,23 @@ func (c *checker) brokerLimits(l Limits) {
 	}
 	if l.MaxPasswordChecks < 0 || l.MaxPasswordChecks > 16 {
 		c.add(p+"max_password_checks", "%d; want 1 to 16", l.MaxPasswordChecks)
+	}
+}
+
+// discoveryPrefix checks a Home Assistant discovery prefix: whole topic
+// levels without wildcards, not the broker's ($) and not Lintel's own
+// lintel/ tree, where configs would be forwarded as readings.
+func (c *checker) discoveryPrefix(path, prefix string) {
+	first, _, _ := strings.Cut(prefix, "/")
+	switch {
+	case strings.ContainsAny(prefix, "+#\x00"):
+		c.add(path, "prefix %q must not contain wildcards or NUL", prefix)
+	case strings.HasPrefix(prefix, "$"):
+		c.add(path, "prefix %q must not start with \"$\": such topics are the broker's own", prefix)
+	case first == "lintel":
+		c.add(path, "prefix %q is inside lintel/, where readings live; use e.g. homeassistant", prefix)
+	case slices.Contains(strings.Split(prefix, "/"), ""):
+		c.add(path, "prefix %q has an empty topic level", prefix)
 	}
 }
 
