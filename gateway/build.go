@@ -49,7 +49,10 @@ func (g *Gateway) open(cfg *config.Config, opts Options) (err error) {
 		return err
 	}
 	bcfg.Forward, bcfg.Spool = forward, g.queue
-	bcfg.ForwardExclude = []string{g.commandFilter()}
+	bcfg.ForwardExclude = []string{g.commandFilter(), g.statusTopic()}
+	if ha := cfg.LocalBroker.HomeAssistant; ha != nil {
+		bcfg.ForwardExclude = append(bcfg.ForwardExclude, ha.Prefix+"/#")
+	}
 	if g.broker, err = localbroker.New(bcfg, log); err != nil {
 		return fmt.Errorf("local_broker: %w", err)
 	}

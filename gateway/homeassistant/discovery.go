@@ -108,6 +108,22 @@ func (d *Discovery) Sync(ctx context.Context, site Site) error {
 	return errors.Join(errs...)
 }
 
+// Clear removes every entity the previous Sync published (home_assistant
+// turned off).
+func (d *Discovery) Clear(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var errs []error
+	for _, topic := range slices.Sorted(maps.Keys(d.published)) {
+		if err := d.publish(ctx, topic, nil); err != nil {
+			errs = append(errs, fmt.Errorf("discovery removal %s: %w", topic, err))
+			continue
+		}
+		delete(d.published, topic)
+	}
+	return errors.Join(errs...)
+}
+
 // Configs returns every discovery config of site by topic
 // (<prefix>/<component>/<gateway>/<device>_<point>/config). An entity whose
 // topic is already taken is left out and named in err.

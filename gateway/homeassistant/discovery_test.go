@@ -369,6 +369,27 @@ func TestSyncRemovesEntitiesThatDisappeared(t *testing.T) {
 	}
 }
 
+func TestClearRemovesEverything(t *testing.T) {
+	b, addr := haBroker(t)
+	d := homeassistant.New(retainedPublish(b))
+	if err := d.Sync(context.Background(), site()); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Clear(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// A marker published after Clear: once a new client has it, it would
+	// have had any config still retained.
+	if err := b.Publish(context.Background(), "homeassistant/marker", []byte("x"), true, buffer.Normal); err != nil {
+		t.Fatal(err)
+	}
+	fresh := subscribe(t, addr)
+	waitFor(t, "the marker", func() bool { return fresh.snapshot()["homeassistant/marker"] != nil })
+	if got := fresh.snapshot(); len(got) != 1 {
+		t.Fatalf("retained after Clear: %d topics, want only the marker", len(got))
+	}
+}
+
 func TestClassify(t *testing.T) {
 	for _, tc := range []struct{ point, unit, show, class, state string }{
 		{"t", "°F", "°F", "temperature", "measurement"},
