@@ -1,11 +1,9 @@
 package gateway
 
 import (
-	"regexp"
 	"testing"
 	"time"
 
-	"github.com/lintel-gw/lintel/adapters/serialline"
 	"github.com/lintel-gw/lintel/gateway/config"
 	"github.com/lintel-gw/lintel/localbroker"
 )
@@ -27,17 +25,5 @@ local_broker:
 		MaxPendingPerSource: 3, MaxFiltersPerClient: 20, MaxFilters: 300, MaxPasswordChecks: 4}
 	if bc.Limits != want {
 		t.Fatalf("limits = %+v, want %+v", bc.Limits, want)
-	}
-}
-
-func TestSerialParamMapsUnicode(t *testing.T) {
-	one, two := 1.0, 2.0
-	got := serialParam(config.Param{Enum: []string{"a"}, Min: &one, Max: &two, Pattern: "[a-z]+", Unicode: true})
-	want := serialline.Param{Enum: []string{"a"}, Min: &one, Max: &two, Pattern: regexp.MustCompile("[a-z]+"), Unicode: true}
-	if !got.Unicode || got.Pattern.String() != want.Pattern.String() || got.Min != want.Min || got.Max != want.Max || len(got.Enum) != 1 {
-		t.Fatalf("param = %+v, want %+v", got, want)
-	}
-	if serialParam(config.Param{Pattern: "x"}).Unicode {
-		t.Fatal("unicode set without unicode: true")
 	}
 }

@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"github.com/lintel-gw/lintel/adapters"
-	"github.com/lintel-gw/lintel/buffer"
 	"github.com/lintel-gw/lintel/gateway/config"
 	"github.com/lintel-gw/lintel/gateway/homeassistant"
 	"github.com/lintel-gw/lintel/gateway/privacy"
+	"github.com/lintel-gw/lintel/localbroker"
 )
 
 // statusTopic is the gateway's own retained status on the local broker,
@@ -22,7 +22,7 @@ func (g *Gateway) statusTopic() string { return "lintel/" + g.id + "/" + adapter
 // publishStatus sets the gateway's retained status on the local broker.
 func (g *Gateway) publishStatus(ctx context.Context, online bool) {
 	payload, _ := json.Marshal(adapters.DeviceStatus{Online: online, Since: adapters.Timestamp(time.Now())})
-	if err := g.broker.Publish(ctx, g.statusTopic(), payload, true, buffer.High); err != nil {
+	if err := g.broker.Publish(ctx, g.statusTopic(), payload, true, localbroker.High); err != nil {
 		g.log.Warn("cannot publish the gateway status on the local broker", "err", err)
 	}
 }
@@ -37,7 +37,7 @@ func (g *Gateway) syncDiscovery(ctx context.Context, cfg *config.Config) {
 	}
 	if g.ha == nil {
 		g.ha = homeassistant.New(func(ctx context.Context, topic string, payload []byte) error {
-			return g.broker.Publish(ctx, topic, payload, true, buffer.Normal)
+			return g.broker.Publish(ctx, topic, payload, true, localbroker.Normal)
 		})
 	}
 	var err error

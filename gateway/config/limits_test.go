@@ -101,6 +101,14 @@ func TestSerialParamUnicode(t *testing.T) {
 	if !cmds[0].Params["text"].Unicode || cmds[1].Params["n"].Unicode {
 		t.Fatalf("unicode: say %v, beep %v; want true, false", cmds[0].Params["text"].Unicode, cmds[1].Params["n"].Unicode)
 	}
+	sl, err := cfg.SerialLine("panel", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adapter := sl.Devices[0].Commands
+	if !adapter[0].Params["text"].Unicode || adapter[1].Params["n"].Unicode {
+		t.Fatalf("adapter config unicode: say %v, beep %v; want true, false", adapter[0].Params["text"].Unicode, adapter[1].Params["n"].Unicode)
+	}
 }
 
 func TestHomeAssistantSection(t *testing.T) {

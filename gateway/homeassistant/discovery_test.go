@@ -15,7 +15,6 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/lintel-gw/lintel/buffer"
 	"github.com/lintel-gw/lintel/gateway/homeassistant"
 	"github.com/lintel-gw/lintel/localbroker"
 )
@@ -101,7 +100,7 @@ func haBroker(t *testing.T) (*localbroker.Broker, string) {
 
 func retainedPublish(b *localbroker.Broker) homeassistant.PublishFunc {
 	return func(ctx context.Context, topic string, payload []byte) error {
-		return b.Publish(ctx, topic, payload, true, buffer.Normal)
+		return b.Publish(ctx, topic, payload, true, localbroker.Normal)
 	}
 }
 
@@ -380,7 +379,7 @@ func TestClearRemovesEverything(t *testing.T) {
 	}
 	// A marker published after Clear: once a new client has it, it would
 	// have had any config still retained.
-	if err := b.Publish(context.Background(), "homeassistant/marker", []byte("x"), true, buffer.Normal); err != nil {
+	if err := b.Publish(context.Background(), "homeassistant/marker", []byte("x"), true, localbroker.Normal); err != nil {
 		t.Fatal(err)
 	}
 	fresh := subscribe(t, addr)
