@@ -48,7 +48,10 @@ func (g *Gateway) open(cfg *config.Config, opts Options) (err error) {
 		return err
 	}
 	bcfg.Forward, bcfg.Spool = forward, g.queue
-	bcfg.ForwardExclude = []string{g.commandFilter()}
+	bcfg.ForwardExclude = []string{g.commandFilter(), g.statusTopic()}
+	if ha := cfg.LocalBroker.HomeAssistant; ha != nil {
+		bcfg.ForwardExclude = append(bcfg.ForwardExclude, ha.Prefix+"/#")
+	}
 	if g.broker, err = localbroker.New(bcfg, log); err != nil {
 		return fmt.Errorf("local_broker: %w", err)
 	}
@@ -128,7 +131,12 @@ func (g *Gateway) openGate() (*command.Gate, error) {
 func brokerConfig(cfg *config.Config) (localbroker.Config, error) {
 	lb := cfg.LocalBroker
 	out := localbroker.Config{
-		Limits: localbroker.Limits{MaxPacket: uint32(lb.Limits.MaxPacket), MaxClients: int64(lb.Limits.MaxClients)},
+		Limits: localbroker.Limits{
+			MaxPacket: uint32(lb.Limits.MaxPacket), MaxClients: int64(lb.Limits.MaxClients),
+			ConnectTimeout: lb.Limits.ConnectTimeout.D(), MaxPending: lb.Limits.MaxPending,
+			MaxPendingPerSource: lb.Limits.MaxPendingPerSource, MaxFiltersPerClient: lb.Limits.MaxFiltersPerClient,
+			MaxFilters: lb.Limits.MaxFilters, MaxPasswordChecks: lb.Limits.MaxPasswordChecks,
+		},
 	}
 	if lb.UsersFile != "" {
 		users, err := localbroker.LoadUsers(lb.UsersFile)

@@ -11,7 +11,11 @@
 // commands (none admitted once the stop begins, from the cloud or a local
 // client; those in progress finish), adapters (finish the current
 // transaction), local broker, uplink (bounded drain of in-flight PUBACKs),
-// buffer. The subpackages are
+// buffer. While running, the gateway's retained lintel/<gw>/$status on the
+// local broker says online (offline just before the broker closes); it is
+// not forwarded, the uplink keeps the cloud's. With home_assistant on,
+// discovery configs are published after the broker starts and on every
+// reload (homeassistant). The subpackages are
 // config (lintel.yaml), uplink (the cloud connection), pki (certificates for
 // the demo and tests) and demo (`lintel demo`).
 package gateway

@@ -14,6 +14,7 @@ import (
 	"github.com/lintel-gw/lintel/buffer"
 	"github.com/lintel-gw/lintel/gateway/command"
 	"github.com/lintel-gw/lintel/gateway/config"
+	"github.com/lintel-gw/lintel/gateway/homeassistant"
 	"github.com/lintel-gw/lintel/gateway/privacy"
 	"github.com/lintel-gw/lintel/gateway/uplink"
 	"github.com/lintel-gw/lintel/localbroker"
@@ -65,6 +66,9 @@ type Gateway struct {
 	commitFails failWindow // when the buffer's commit failures last rose, for Health
 
 	badTopics atomic.Uint64 // readings refused for a device or point that is not a valid topic level
+
+	version string                   // Options.Version
+	ha      *homeassistant.Discovery // nil until home_assistant is first on; used under mu
 }
 
 // state is where a Gateway is in its life: New → starting (Run called) →
@@ -93,7 +97,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{cfg: cfg, id: cfg.Gateway.ID, dataDir: cfg.Gateway.DataDir, log: log, buses: map[string]adapters.Adapter{}, stopped: make(chan struct{})}
+	g := &Gateway{cfg: cfg, id: cfg.Gateway.ID, dataDir: cfg.Gateway.DataDir, log: log, buses: map[string]adapters.Adapter{}, stopped: make(chan struct{}), version: opts.Version}
 	if err := g.open(cfg, opts); err != nil {
 		g.close()
 		return nil, err

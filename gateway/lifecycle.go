@@ -93,6 +93,7 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 	g.busMu.Unlock()
 	g.gate.SetTargets(targets(cfg, buses))
 	g.startAdapters(g.runCtx)
+	g.syncDiscovery(g.runCtx, cfg)
 	g.log.Info("configuration reloaded", "buses", len(buses), "devices", len(cfg.Devices))
 	return nil
 }
@@ -136,6 +137,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("local broker: %w", err)
 	}
+	g.publishStatus(ctx, true)
+	g.mu.Lock()
+	g.syncDiscovery(ctx, g.cfg)
+	g.mu.Unlock()
 	metricsCtx, stopMetrics := context.WithCancel(context.Background())
 	var metricsDone sync.WaitGroup
 	if g.metrics != nil {
@@ -186,6 +191,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.mu.Lock()
 	g.stopAdapters()
 	g.mu.Unlock()
+	g.publishStatus(context.Background(), false) // Home Assistant shows every entity unavailable
 	g.closeBroker()
 	stopUplink()
 	upDone.Wait()

@@ -64,6 +64,14 @@ type LocalBroker struct {
 	UsersFile string     `yaml:"users_file"`
 	ACL       []ACLRule  `yaml:"acl"`
 	Limits    Limits     `yaml:"limits"`
+	// HomeAssistant, when present, announces every device and point to
+	// Home Assistant by MQTT discovery on this broker.
+	HomeAssistant *HomeAssistant `yaml:"home_assistant"`
+}
+
+// HomeAssistant configures MQTT discovery (see gateway/homeassistant).
+type HomeAssistant struct {
+	Prefix string `yaml:"prefix"` // discovery prefix, default homeassistant
 }
 
 // Listener is one broker endpoint. Without TLS a tcp or websocket listener
@@ -96,10 +104,23 @@ type ACLRule struct {
 	DenyWrite []string `yaml:"deny_write"`
 }
 
-// Limits bound local clients.
+// Limits bound what local clients, logged in or not, can cost the gateway
+// (see localbroker.Limits). Written as 0, a key is an error, not "default".
 type Limits struct {
 	MaxPacket  Size `yaml:"max_packet"`
 	MaxClients int  `yaml:"max_clients"`
+	// ConnectTimeout: TLS handshake and CONNECT must finish within it.
+	ConnectTimeout Duration `yaml:"connect_timeout"`
+	// MaxPending and MaxPendingPerSource cap connections not yet logged
+	// in, in total and per source (IPv4 address, IPv6 /64, unix uid).
+	MaxPending          int `yaml:"max_pending"`
+	MaxPendingPerSource int `yaml:"max_pending_per_source"`
+	// MaxFiltersPerClient and MaxFilters cap subscriptions per client and
+	// over all clients.
+	MaxFiltersPerClient int `yaml:"max_filters_per_client"`
+	MaxFilters          int `yaml:"max_filters"`
+	// MaxPasswordChecks bounds concurrent bcrypt comparisons.
+	MaxPasswordChecks int `yaml:"max_password_checks"`
 }
 
 // Bus is one field bus.
@@ -197,6 +218,9 @@ type Param struct {
 	Min     *float64 `yaml:"min"`
 	Max     *float64 `yaml:"max"`
 	Pattern string   `yaml:"pattern"`
+	// Unicode lets the value hold printable Unicode; without it (the
+	// default) only printable ASCII is sent.
+	Unicode bool `yaml:"unicode"`
 }
 
 // Point is one Modbus value.
@@ -349,20 +373,28 @@ func (s *Size) UnmarshalText(b []byte) error {
 
 // Defaults, in one place.
 const (
-	DefaultDataDir        = "/var/lib/lintel"
-	DefaultListener       = "127.0.0.1:1883"
-	DefaultMetrics        = "127.0.0.1:9108"
-	DefaultMaxPacket      = 64 << 10
-	DefaultMaxClients     = 64
-	DefaultPoll           = 5 * time.Second
-	DefaultTimeout        = time.Second
-	DefaultBaud           = 9600
-	DefaultUnit           = 1
-	DefaultMaxInflight    = 1024
-	DefaultAckTimeout     = 30 * time.Second
-	DefaultDeadLetter     = 3
-	DefaultBufferBytes    = 512 << 20
-	DefaultCommitInterval = 2 * time.Second
+	DefaultDataDir    = "/var/lib/lintel"
+	DefaultListener   = "127.0.0.1:1883"
+	DefaultMetrics    = "127.0.0.1:9108"
+	DefaultMaxPacket  = 64 << 10
+	DefaultMaxClients = 64
+	// Local broker limits, the same as localbroker's own defaults.
+	DefaultConnectTimeout      = 5 * time.Second
+	DefaultMaxPending          = 256
+	DefaultMaxPendingPerSource = 16
+	DefaultMaxFiltersPerClient = 100
+	DefaultMaxFilters          = 2000
+	DefaultMaxPasswordChecks   = 2
+	DefaultHomeAssistantPrefix = "homeassistant"
+	DefaultPoll                = 5 * time.Second
+	DefaultTimeout             = time.Second
+	DefaultBaud                = 9600
+	DefaultUnit                = 1
+	DefaultMaxInflight         = 1024
+	DefaultAckTimeout          = 30 * time.Second
+	DefaultDeadLetter          = 3
+	DefaultBufferBytes         = 512 << 20
+	DefaultCommitInterval      = 2 * time.Second
 )
 
 func (c *Config) ensureDefaults() {
@@ -392,6 +424,27 @@ func (c *Config) ensureDefaults() {
 	}
 	if lb.Limits.MaxClients == 0 {
 		lb.Limits.MaxClients = DefaultMaxClients
+	}
+	if lb.HomeAssistant != nil && lb.HomeAssistant.Prefix == "" {
+		lb.HomeAssistant.Prefix = DefaultHomeAssistantPrefix
+	}
+	lim := &lb.Limits
+	if lim.ConnectTimeout == 0 {
+		lim.ConnectTimeout = Duration(DefaultConnectTimeout)
+	}
+	for _, d := range []struct {
+		v   *int
+		def int
+	}{
+		{&lim.MaxPending, DefaultMaxPending},
+		{&lim.MaxPendingPerSource, DefaultMaxPendingPerSource},
+		{&lim.MaxFiltersPerClient, DefaultMaxFiltersPerClient},
+		{&lim.MaxFilters, DefaultMaxFilters},
+		{&lim.MaxPasswordChecks, DefaultMaxPasswordChecks},
+	} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
 	}
 	for i := range c.Buses {
 		b := &c.Buses[i]

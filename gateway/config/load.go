@@ -151,11 +151,30 @@ func (c *Config) locate(p *Problem) {
 // replaced by a default, so that a 0 is never silently read as something
 // else (as unit: 0 once was).
 func (c *Config) explicitZeros(lines map[string]int) Problems {
+	var ps Problems
+	lim := c.LocalBroker.Limits
+	if _, given := lines["local_broker.limits.connect_timeout"]; given && lim.ConnectTimeout == 0 {
+		ps = append(ps, Problem{Path: "local_broker.limits.connect_timeout", Msg: "0s; want 1s to 1m"})
+	}
+	for _, z := range []struct {
+		key  string
+		v    int
+		want string
+	}{
+		{"max_pending", lim.MaxPending, "1 to 10000"},
+		{"max_pending_per_source", lim.MaxPendingPerSource, "1 to max_pending"},
+		{"max_filters_per_client", lim.MaxFiltersPerClient, "1 to max_filters"},
+		{"max_filters", lim.MaxFilters, "1 to 10000"},
+		{"max_password_checks", lim.MaxPasswordChecks, "1 to 16"},
+	} {
+		if _, given := lines["local_broker.limits."+z.key]; given && z.v == 0 {
+			ps = append(ps, Problem{Path: "local_broker.limits." + z.key, Msg: "0; want " + z.want})
+		}
+	}
 	u := c.Uplink
 	if u == nil {
-		return nil
+		return ps
 	}
-	var ps Problems
 	if _, given := lines["uplink.ack_timeout"]; given && u.AckTimeout == 0 {
 		ps = append(ps, Problem{Path: "uplink.ack_timeout", Msg: "0s; want 1s to 10m"})
 	}

@@ -132,7 +132,7 @@ func (c *Config) SerialLine(name string, key *privacy.Key) (serialline.Config, e
 		for _, cmd := range d.Commands {
 			params := map[string]serialline.Param{}
 			for name, p := range cmd.Params {
-				params[name] = serialline.Param{Enum: p.Enum, Min: p.Min, Max: p.Max, Pattern: compile(p.Pattern)}
+				params[name] = serialline.Param{Enum: p.Enum, Min: p.Min, Max: p.Max, Pattern: compile(p.Pattern), Unicode: p.Unicode}
 			}
 			dev.Commands = append(dev.Commands, serialline.Command{
 				Name: cmd.Name, Send: cmd.Send, Params: params, Critical: cmd.Critical, UnsignedWrites: cmd.UnsignedWrites,
