@@ -142,8 +142,14 @@ func (cfg *Config) validate() Problems {
 			}
 		case "modbus-rtu":
 			c.serialPort(p, b)
+		case BACnetIP:
+			c.bacnetBus(p, b)
+			c.bacnetDevices(cfg, p, b)
 		default:
-			c.add(p+".type", "unknown bus type %q; want one of modbus-tcp, modbus-rtu, modbus-rtu-over-tcp, serial-line", b.Type)
+			c.add(p+".type", "unknown bus type %q; want one of modbus-tcp, modbus-rtu, modbus-rtu-over-tcp, serial-line, bacnet-ip", b.Type)
+		}
+		if b.Type != BACnetIP {
+			c.bacnetOnlyBus(p, b)
 		}
 		if b.Retries != nil && (*b.Retries < 0 || *b.Retries > 5) {
 			c.add(p+".retries", "%d; want 0 to 5", *b.Retries)
@@ -168,6 +174,10 @@ func (cfg *Config) validate() Problems {
 		if !ok {
 			c.add(p+".bus", "unknown bus %q; define it under buses", d.Bus)
 		}
+		if bus.Type == BACnetIP {
+			continue // checked with its bus (bacnetDevices)
+		}
+		c.bacnetOnly(p, d)
 		if bus.Type == "serial-line" {
 			c.serialDevice(p, d)
 			continue
