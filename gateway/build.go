@@ -14,11 +14,11 @@ import (
 
 	"github.com/lintel-gw/lintel/adapters"
 	"github.com/lintel-gw/lintel/adapters/modbus"
-	"github.com/lintel-gw/lintel/adapters/privacy"
 	"github.com/lintel-gw/lintel/adapters/serialline"
 	"github.com/lintel-gw/lintel/buffer"
 	"github.com/lintel-gw/lintel/gateway/command"
 	"github.com/lintel-gw/lintel/gateway/config"
+	"github.com/lintel-gw/lintel/gateway/privacy"
 	"github.com/lintel-gw/lintel/gateway/uplink"
 	"github.com/lintel-gw/lintel/localbroker"
 )
