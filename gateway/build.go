@@ -246,6 +246,8 @@ func (g *Gateway) newBuses(cfg *config.Config) (map[string]adapters.Adapter, err
 				}
 			}
 			bus, err = newSerialLine(b, cfg.Devices, g.key, g.log)
+		} else if b.Type == config.BACnetIP {
+			bus, err = newBACnet(cfg, b, g.log)
 		} else {
 			bus, err = newBus(b, cfg.Devices, g.log)
 		}

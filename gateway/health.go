@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/lintel-gw/lintel/adapters/bacnet"
 	"github.com/lintel-gw/lintel/adapters/modbus"
 	"github.com/lintel-gw/lintel/adapters/serialline"
 )
@@ -32,9 +33,10 @@ func newCollector(g *Gateway) *collector {
 	def := func(name, help string, labels ...string) {
 		c.descs[name] = prometheus.NewDesc("lintel_"+name, help, labels, nil)
 	}
-	def("bus_requests_total", "Modbus transactions.", "bus")
-	def("bus_timeouts_total", "Modbus requests that timed out.", "bus")
-	def("bus_exceptions_total", "Modbus exception responses.", "bus")
+	def("bus_requests_total", "Modbus transactions; BACnet confirmed requests.", "bus")
+	def("bus_timeouts_total", "Modbus and BACnet requests that timed out.", "bus")
+	def("bus_exceptions_total", "Modbus exception responses; BACnet Error, Reject and Abort answers.", "bus")
+	def("bacnet_foreign_registrations_total", "Successful BACnet foreign-device registrations with the BBMD.", "bus")
 	def("bus_link_errors_total", "CRC, framing and connection errors.", "bus")
 	def("bus_response_seconds", "Modbus response time.", "bus")
 	def("serial_frames_total", "Serial-line frames received.", "bus")
@@ -107,6 +109,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			}
 			ch <- prometheus.MustNewConstHistogram(c.descs["bus_response_seconds"], cum+s.Buckets[len(s.Buckets)-1], s.Sum, buckets, name)
 			online = s.Online
+		case *bacnet.Bus:
+			s := bus.Stats()
+			counter("bus_requests_total", s.Requests, name)
+			counter("bus_timeouts_total", s.Timeouts, name)
+			counter("bus_exceptions_total", s.Refusals, name)
+			counter("bacnet_foreign_registrations_total", s.ForeignRegistrations, name)
+			online = s.Online
 		case *serialline.Line:
 			s := bus.Stats()
 			counter("serial_frames_total", s.Frames, name)
@@ -171,6 +180,8 @@ func onlineDevices(a any) map[string]bool {
 	case *modbus.Bus:
 		return bus.Stats().Online
 	case *serialline.Line:
+		return bus.Stats().Online
+	case *bacnet.Bus:
 		return bus.Stats().Online
 	}
 	return nil
