@@ -1,5 +1,5 @@
 // Package demo runs `lintel demo`: the whole product on loopback. It starts
-// the simulated building, a cloud broker that requires client certificates,
+// the simulated building (with its BACnet/IP air handler), a cloud broker that requires client certificates,
 // generates a CA, certificates and a read-only local user, runs a Gateway
 // on configs/demo.yaml and prints what reaches the cloud as it arrives.
 package demo
@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lintel-gw/lintel/adapters/bacnet/bacnettest"
 	"github.com/lintel-gw/lintel/configs"
 	"github.com/lintel-gw/lintel/gateway"
 	"github.com/lintel-gw/lintel/gateway/command"
@@ -51,6 +52,7 @@ type Env struct {
 	Config   *config.Config
 	Sim      *building.Building
 	Doors    *building.DoorController // nil where pseudo-terminals are unavailable
+	AHU      *bacnettest.AHU          // the BACnet/IP controller (device ahu-2)
 	Cloud    *cloudtest.Broker
 	User     string // read-only local broker user
 	Password string
@@ -87,6 +89,9 @@ func Prepare(opts Options) (env *Env, err error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	if env.Sim, err = building.Start(logger); err != nil {
+		return nil, err
+	}
+	if env.AHU, err = bacnettest.StartAHU(AHUInstance, 2*time.Second); err != nil {
 		return nil, err
 	}
 	ca, err := pki.NewCA("Lintel demo CA", 24*time.Hour)
@@ -138,12 +143,17 @@ func Prepare(opts Options) (env *Env, err error) {
 		cfg.LocalBroker.Listeners[0].Address = opts.Listen
 	}
 	cfg.Buses[0].Address = env.Sim.Addr()
+	for i := range cfg.Devices {
+		if cfg.Devices[i].Bus == "bms" {
+			cfg.Devices[i].Address = env.AHU.Addr.String()
+		}
+	}
 	cfg.Privacy.KeyFile = filepath.Join(env.DataDir, "privacy.key")
 	if env.Doors, err = building.StartDoorController(env.DataDir); err == nil {
 		cfg.Buses[1].Port = env.Doors.Path
 	} else {
 		logger.Warn("no pseudo-terminal for the simulated door controller; running without it", "err", err)
-		cfg.Buses = cfg.Buses[:1]
+		cfg.Buses = slices.DeleteFunc(cfg.Buses, func(b config.Bus) bool { return b.Name == "doors" })
 		cfg.Devices = slices.DeleteFunc(cfg.Devices, func(d config.Device) bool { return d.Bus == "doors" })
 	}
 	cfg.Uplink.Broker = env.Cloud.URL()
@@ -152,6 +162,10 @@ func Prepare(opts Options) (env *Env, err error) {
 	env.Config = cfg
 	return env, nil
 }
+
+// AHUInstance is the device instance of the demo's BACnet controller
+// (ahu-2 in configs/demo.yaml).
+const AHUInstance = 2001
 
 // Close stops the simulator and the cloud and removes a temporary data dir.
 func (e *Env) Close() {
@@ -163,6 +177,9 @@ func (e *Env) Close() {
 	}
 	if e.Sim != nil {
 		e.Sim.Close()
+	}
+	if e.AHU != nil {
+		e.AHU.Close()
 	}
 	if e.temp {
 		os.RemoveAll(e.DataDir)
