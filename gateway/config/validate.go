@@ -146,7 +146,7 @@ func (cfg *Config) validate() Problems {
 			c.bacnetBus(p, b)
 			c.bacnetDevices(cfg, p, b)
 		default:
-			c.add(p+".type", "unknown bus type %q; want one of modbus-tcp, modbus-rtu, modbus-rtu-over-tcp, serial-line, bacnet-ip", b.Type)
+			c.add(p+".type", "unknown bus type %q; want one of %s", b.Type, strings.Join(BusTypes(), ", "))
 		}
 		if b.Type != BACnetIP {
 			c.bacnetOnlyBus(p, b)
