@@ -132,6 +132,9 @@ func (c *checker) bacnetBus(p string, b Bus) {
 			c.add(p+".bbmd", "invalid address %q; want host[:port], e.g. 10.0.9.1:47808", b.BBMD)
 		}
 	}
+	if b.Retries != nil && *b.Retries == 0 {
+		c.add(p+".retries", "0: a bacnet-ip bus sends every request again at least once after a timeout; want 1 to 5")
+	}
 	if b.TTL != 0 && (b.BBMD == "" || b.TTL.D() < 30*time.Second || b.TTL.D() > 18*time.Hour) {
 		c.add(p+".ttl", "%v; want 30s to 18h, with bbmd", b.TTL.D())
 	}

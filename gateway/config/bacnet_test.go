@@ -59,6 +59,7 @@ func TestBACnetMistakesAllReportedWithLines(t *testing.T) {
 	wantProblems(t, ps,
 		`3|buses[0].listen|invalid address "nonsense"`,
 		`3|buses[0].ttl|1s; want 30s to 18h, with bbmd`,
+		`3|buses[0].retries|0: a bacnet-ip bus sends every request again`,
 		`4|buses[1]|listen, bbmd and ttl are keys of bacnet-ip buses`,
 		`8|devices[0].instance|4194304; want 0 to 4194303`,
 		`10|devices[0].network|network without mac`,
