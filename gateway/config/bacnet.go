@@ -122,6 +122,10 @@ func (c *checker) bacnetBus(p string, b Bus) {
 	if b.Address != "" || b.Port != "" {
 		c.add(p+".address", "a bacnet-ip bus has no address or port; give listen (the local UDP address), and each device its address")
 	}
+	if b.Baud != 0 || b.Parity != "" || b.StopBits != 0 || b.Pause != 0 || b.Framing != "" || b.Delimiter != "" ||
+		b.FrameLength != 0 || b.LengthBytes != 0 || b.MaxFrame != 0 {
+		c.add(p, "baud, parity, stop_bits, pause, framing, delimiter, frame_length, length_bytes and max_frame are not keys of a bacnet-ip bus")
+	}
 	if b.Listen != "" {
 		if _, err := net.ResolveUDPAddr("udp4", b.Listen); err != nil {
 			c.add(p+".listen", "invalid address %q; want host:port, e.g. 0.0.0.0:47808", b.Listen)
@@ -156,6 +160,9 @@ func (c *checker) bacnetDevices(cfg *Config, p string, b Bus) {
 		}
 		if len(d.Events)+len(d.Requests)+len(d.Commands) > 0 {
 			c.add(dp, "events, requests and commands belong to serial-line devices; bus %q is %s", d.Bus, b.Type)
+		}
+		if _, given := cfg.lines[dp+".unit"]; given {
+			c.add(dp+".unit", "unit is the Modbus unit id; a bacnet-ip device has instance (and unit: goes on a point)")
 		}
 		if d.MaxRegisters != 0 || d.MaxGap != 0 {
 			c.add(dp+".max_registers", "max_registers and max_gap are Modbus keys; a bacnet-ip device has max_properties")
