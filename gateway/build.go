@@ -102,11 +102,10 @@ func (g *Gateway) openGate() (*command.Gate, error) {
 	cfg := g.cfg
 	cc := command.Config{
 		GatewayID: cfg.Gateway.ID,
-		Targets:   map[string]adapters.Writable{},
 		NonceFile: filepath.Join(cfg.Gateway.DataDir, "nonces.db"),
 		AuditFile: filepath.Join(cfg.Gateway.DataDir, "commands.log"),
 		Publish: func(ctx context.Context, topic string, payload []byte) error {
-			return g.broker.Publish(ctx, topic, payload, false, buffer.High)
+			return g.broker.Publish(ctx, topic, payload, false, localbroker.High)
 		},
 	}
 	cc.Targets = targets(cfg, g.buses)
@@ -266,10 +265,10 @@ func (g *Gateway) newBuses(cfg *config.Config) (map[string]adapters.Adapter, err
 }
 
 // targets maps each device to its bus's adapter, for the command gate.
-func targets(cfg *config.Config, buses map[string]adapters.Adapter) map[string]adapters.Writable {
-	t := map[string]adapters.Writable{}
+func targets(cfg *config.Config, buses map[string]adapters.Adapter) map[string]command.Target {
+	t := map[string]command.Target{}
 	for _, d := range cfg.Devices {
-		if w, ok := buses[d.Bus].(adapters.Writable); ok {
+		if w, ok := buses[d.Bus].(command.Target); ok {
 			t[d.Name] = w
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/lintel-gw/lintel/gateway/command"
 	"github.com/lintel-gw/lintel/gateway/demo/building"
 	"github.com/lintel-gw/lintel/gateway/uplink/cloudtest"
+	"github.com/lintel-gw/lintel/localbroker"
 	"log/slog"
 	"net"
 	"os"
@@ -279,7 +280,7 @@ func TestNoCommandRunsOnceShutdownBegan(t *testing.T) {
 	}
 	signedFanOff, _ := command.NewEnvelope(key, "demo-gw", "ahu-1", "fan_enable", json.RawMessage(`false`), time.Minute)
 	fanOff, _ := json.Marshal(signedFanOff)
-	if err := gw.Broker().Publish(context.Background(), "lintel/demo-gw/ahu-1/fan_enable/set", fanOff, false, buffer.High); err != nil {
+	if err := gw.Broker().Publish(context.Background(), "lintel/demo-gw/ahu-1/fan_enable/set", fanOff, false, localbroker.High); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, "the local command ignored", 10*time.Second, func() bool {

@@ -93,7 +93,7 @@ func newWorld(t *testing.T) *world {
 	_, w.evil, _ = ed25519.GenerateKey(rand.Reader)
 	w.cfg = Config{
 		GatewayID: "gw1",
-		Targets:   map[string]adapters.Writable{"ahu-1": bus, "doors-io": bus, "front-door": line},
+		Targets:   map[string]Target{"ahu-1": bus, "doors-io": bus, "front-door": line},
 		Signers:   []Signer{{Name: "ops", Key: w.key.Public().(ed25519.PublicKey)}},
 		NonceFile: filepath.Join(dir, "nonces.db"),
 		AuditFile: filepath.Join(dir, "commands.log"),
