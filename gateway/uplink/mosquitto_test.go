@@ -99,15 +99,13 @@ log_type error
 }
 
 func waitListening(addr string, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if c, err := net.Dial("tcp", addr); err == nil {
+	return testwait.Within(timeout, func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
 			c.Close()
-			return true
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return false
+		return err == nil
+	})
 }
 
 // observe subscribes to filter on the broker with its own client certificate
