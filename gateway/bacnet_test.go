@@ -13,6 +13,7 @@ import (
 	"github.com/lintel-gw/lintel/gateway/command"
 	"github.com/lintel-gw/lintel/gateway/config"
 	"github.com/lintel-gw/lintel/gateway/demo"
+	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
 // startBACnetGateway runs the demo config with the BACnet controller polled
@@ -49,7 +50,7 @@ func startBACnetGateway(t *testing.T) (*demo.Env, *gateway.Gateway) {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	waitUntil(t, "gateway running", 10*time.Second, gw.Running)
+	testwait.Until(t, "gateway running", 10*time.Second, gw.Running)
 	return env, gw
 }
 
@@ -84,7 +85,7 @@ func TestBACnetEndToEnd(t *testing.T) {
 	env, gw := startBACnetGateway(t)
 	const prefix = "lintel/demo-gw/ahu-2/"
 
-	waitUntil(t, "BACnet readings in the cloud", 10*time.Second, func() bool {
+	testwait.Until(t, "BACnet readings in the cloud", 10*time.Second, func() bool {
 		rs, _ := cloudReadings(env, prefix+"supply_temp")
 		fs, _ := cloudReadings(env, prefix+"fan_cmd")
 		return len(rs) > 0 && len(fs) > 0
@@ -109,11 +110,11 @@ func TestBACnetEndToEnd(t *testing.T) {
 
 	// COV: the setpoint and fan status are subscribed once the device
 	// answered; a change reaches the cloud within 1 s (polling is 30 s).
-	waitUntil(t, "COV subscriptions", 10*time.Second, func() bool { return env.AHU.Subscriptions() >= 2 })
+	testwait.Until(t, "COV subscriptions", 10*time.Second, func() bool { return env.AHU.Subscriptions() >= 2 })
 	before, _ := cloudReadings(env, prefix+"setpoint")
 	changed := time.Now()
 	env.AHU.Set(bacnettest.AHUSetpoint, float32(21.5))
-	waitUntil(t, "the setpoint change in the cloud", 5*time.Second, func() bool {
+	testwait.Until(t, "the setpoint change in the cloud", 5*time.Second, func() bool {
 		rs, _ := cloudReadings(env, prefix+"setpoint")
 		return len(rs) > len(before) && rs[len(rs)-1].V == 21.5
 	})
