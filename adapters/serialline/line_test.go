@@ -328,3 +328,16 @@ func FuzzEventTopicTemplate(f *testing.F) {
 		}
 	})
 }
+
+// The gateway passes the site key as the line's Minimiser, and the rule the
+// line checks for is the policy's own.
+var _ Minimiser = (*privacy.Key)(nil)
+
+func TestPseudonymizeIsThePolicysRule(t *testing.T) {
+	if Pseudonymize != privacy.Pseudonymize {
+		t.Fatalf("serialline.Pseudonymize = %q, privacy.Pseudonymize = %q", Pseudonymize, privacy.Pseudonymize)
+	}
+	if _, err := New(Config{Name: "x", Devices: []Device{frontDoor()}}, quiet()); err == nil || !strings.Contains(err.Error(), "pseudonymize needs the site key") {
+		t.Fatalf("a pseudonymize rule without a key: %v; want refused", err)
+	}
+}
