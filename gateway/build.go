@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lintel-gw/lintel/adapters"
+	"github.com/lintel-gw/lintel/adapters/bacnet"
 	"github.com/lintel-gw/lintel/adapters/modbus"
 	"github.com/lintel-gw/lintel/adapters/serialline"
 	"github.com/lintel-gw/lintel/buffer"
@@ -208,6 +209,7 @@ func busTypes() map[string]busBuilder {
 		config.ModbusRTU:        modbusBus,
 		config.ModbusRTUOverTCP: modbusBus,
 		config.SerialLine:       serialLineBus,
+		config.BACnetIP:         fromSection((*config.Config).BACnet, bacnet.New),
 	}
 }
 

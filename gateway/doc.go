@@ -15,7 +15,16 @@
 // local broker says online (offline just before the broker closes); it is
 // not forwarded, the uplink keeps the cloud's. With home_assistant on,
 // discovery configs are published after the broker starts and on every
-// reload (homeassistant). The subpackages are
-// config (lintel.yaml), uplink (the cloud connection), pki (certificates for
-// the demo and tests) and demo (`lintel demo`).
+// reload (homeassistant).
+//
+// Files: gateway.go (the Gateway, commands, publish), lifecycle.go (Run,
+// Reload, Shutdown), build.go (every part from the config; busTypes is the
+// one table of bus types), stats.go (snapshots), health.go (/metrics from
+// the adapters' reports, /healthz).
+//
+// The subpackages are config (lintel.yaml), uplink (the cloud connection),
+// command (the command gate), audit (`lintel audit`), privacy (the policy
+// for personal fields), homeassistant (discovery), pki (certificates for the
+// demo and tests) and demo (`lintel demo`, with the simulated building in
+// demo/building).
 package gateway

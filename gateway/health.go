@@ -31,9 +31,10 @@ func newCollector(g *Gateway) *collector {
 	def := func(name, help string, labels ...string) {
 		c.descs[name] = prometheus.NewDesc("lintel_"+name, help, labels, nil)
 	}
-	def("bus_requests_total", "Modbus transactions.", "bus")
-	def("bus_timeouts_total", "Modbus requests that timed out.", "bus")
-	def("bus_exceptions_total", "Modbus exception responses.", "bus")
+	def("bus_requests_total", "Modbus transactions; BACnet confirmed requests.", "bus")
+	def("bus_timeouts_total", "Modbus and BACnet requests that timed out.", "bus")
+	def("bus_exceptions_total", "Modbus exception responses; BACnet Error, Reject and Abort answers.", "bus")
+	def("bacnet_foreign_registrations_total", "Successful BACnet foreign-device registrations with the BBMD.", "bus")
 	def("bus_link_errors_total", "CRC, framing and connection errors.", "bus")
 	def("bus_response_seconds", "Modbus response time.", "bus")
 	def("serial_frames_total", "Serial-line frames received.", "bus")

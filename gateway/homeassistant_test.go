@@ -13,6 +13,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/lintel-gw/lintel/gateway"
+	"github.com/lintel-gw/lintel/gateway/testwait"
 	"github.com/lintel-gw/lintel/gateway/config"
 	"github.com/lintel-gw/lintel/gateway/demo"
 	"github.com/lintel-gw/lintel/gateway/demo/building"
@@ -62,7 +63,7 @@ func haEnv(t *testing.T) (*demo.Env, *gateway.Gateway, paho.Client, *haCapture) 
 			t.Errorf("Run: %v", err)
 		}
 	})
-	waitUntil(t, "gateway running", 10*time.Second, gw.Running)
+	testwait.Until(t, "gateway running", 10*time.Second, gw.Running)
 
 	// Home Assistant as it connects: birth/will on homeassistant/status.
 	c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://"+gw.LocalAddr("local")).SetClientID("home-assistant").
@@ -142,11 +143,11 @@ func render(t *testing.T, tmpl, value string) string {
 func TestHomeAssistantSeesTheBuildingAndSwitchesTheFan(t *testing.T) {
 	env, _, c, capt := haEnv(t)
 	const fanTopic = "homeassistant/switch/demo-gw/ahu-1_fan_enable/config"
-	waitUntil(t, "the fan's switch config", 10*time.Second, func() bool { _, ok := capt.get(fanTopic); return ok })
+	testwait.Until(t, "the fan's switch config", 10*time.Second, func() bool { _, ok := capt.get(fanTopic); return ok })
 	if _, ok := capt.get("homeassistant/switch/demo-gw/doors-io_door_1_release/config"); ok {
 		t.Fatal("the signed (critical) door release is announced as a switch")
 	}
-	waitUntil(t, "the door release as a binary_sensor", 10*time.Second, func() bool {
+	testwait.Until(t, "the door release as a binary_sensor", 10*time.Second, func() bool {
 		_, ok := capt.get("homeassistant/binary_sensor/demo-gw/doors-io_door_1_release/config")
 		return ok
 	})
@@ -156,7 +157,7 @@ func TestHomeAssistantSeesTheBuildingAndSwitchesTheFan(t *testing.T) {
 	}
 
 	// Availability: both status topics say online.
-	waitUntil(t, "gateway and device online", 10*time.Second, func() bool {
+	testwait.Until(t, "gateway and device online", 10*time.Second, func() bool {
 		gw, _ := capt.get("lintel/demo-gw/$status")
 		dev, _ := capt.get("lintel/demo-gw/ahu-1/$status")
 		return strings.Contains(gw, `"online":true`) && strings.Contains(dev, `"online":true`)
@@ -182,7 +183,7 @@ func TestHomeAssistantSeesTheBuildingAndSwitchesTheFan(t *testing.T) {
 		if tok := c.Publish(sw.CommandTopic, 1, false, cmd); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 			t.Fatalf("publish %s: %v", cmd, tok.Error())
 		}
-		waitUntil(t, "the command's result", 10*time.Second, func() bool {
+		testwait.Until(t, "the command's result", 10*time.Second, func() bool {
 			for _, m := range capt.messages()[before:] {
 				if strings.HasPrefix(m, "lintel/demo-gw/ahu-1/fan_enable/set/result ") {
 					return true
@@ -210,11 +211,11 @@ func TestHomeAssistantNeverSeesAccessIdentities(t *testing.T) {
 		t.Skip("no pseudo-terminals")
 	}
 	const lastTopic = "homeassistant/sensor/demo-gw/front-door_access_last/config"
-	waitUntil(t, "the last access config", 10*time.Second, func() bool { _, ok := capt.get(lastTopic); return ok })
+	testwait.Until(t, "the last access config", 10*time.Second, func() bool { _, ok := capt.get(lastTopic); return ok })
 	if err := env.Doors.Badge(1, "GRANTED", "0012345", "Alice Example"); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the access event", 10*time.Second, func() bool { _, ok := capt.get("lintel/demo-gw/front-door/access"); return ok })
+	testwait.Until(t, "the access event", 10*time.Second, func() bool { _, ok := capt.get("lintel/demo-gw/front-door/access"); return ok })
 	last, _ := capt.get(lastTopic)
 	var cfg map[string]any
 	if err := json.Unmarshal([]byte(last), &cfg); err != nil {
@@ -254,7 +255,7 @@ func TestHomeAssistantNeverSeesAccessIdentities(t *testing.T) {
 func TestReloadRemovesAStaleSwitch(t *testing.T) {
 	env, gw, _, capt := haEnv(t)
 	const fanSwitch = "homeassistant/switch/demo-gw/ahu-1_fan_enable/config"
-	waitUntil(t, "the fan's switch config", 10*time.Second, func() bool { p, _ := capt.get(fanSwitch); return p != "" })
+	testwait.Until(t, "the fan's switch config", 10*time.Second, func() bool { p, _ := capt.get(fanSwitch); return p != "" })
 	next := *env.Config
 	next.Devices = slices.Clone(next.Devices)
 	for i := range next.Devices {
@@ -264,8 +265,8 @@ func TestReloadRemovesAStaleSwitch(t *testing.T) {
 	if err := gw.Reload(&next); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the switch config emptied", 10*time.Second, func() bool { p, ok := capt.get(fanSwitch); return ok && p == "" })
-	waitUntil(t, "the fan as a binary_sensor", 10*time.Second, func() bool {
+	testwait.Until(t, "the switch config emptied", 10*time.Second, func() bool { p, ok := capt.get(fanSwitch); return ok && p == "" })
+	testwait.Until(t, "the fan as a binary_sensor", 10*time.Second, func() bool {
 		_, ok := capt.get("homeassistant/binary_sensor/demo-gw/ahu-1_fan_enable/config")
 		return ok
 	})
@@ -276,10 +277,10 @@ func TestReloadRemovesAStaleSwitch(t *testing.T) {
 // uplink's own status and Will hold that topic.
 func TestLocalGatewayStatusStaysLocal(t *testing.T) {
 	env, gw, _, capt := haEnv(t)
-	waitUntil(t, "the local gateway status", 10*time.Second, func() bool { p, _ := capt.get("lintel/demo-gw/$status"); return p != "" })
-	waitUntil(t, "uplink connected", 10*time.Second, func() bool { return gw.Stats().Uplink.Connected })
+	testwait.Until(t, "the local gateway status", 10*time.Second, func() bool { p, _ := capt.get("lintel/demo-gw/$status"); return p != "" })
+	testwait.Until(t, "uplink connected", 10*time.Second, func() bool { return gw.Stats().Uplink.Connected })
 	later := len(env.Cloud.Received()) + 5
-	waitUntil(t, "more readings in the cloud", 10*time.Second, func() bool { return len(env.Cloud.Received()) >= later })
+	testwait.Until(t, "more readings in the cloud", 10*time.Second, func() bool { return len(env.Cloud.Received()) >= later })
 	for _, m := range env.Cloud.Received() {
 		if m.Topic == "lintel/demo-gw/$status" && strings.Contains(string(m.Payload), `"since"`) {
 			t.Fatalf("the local gateway status reached the cloud: %s", m.Payload)

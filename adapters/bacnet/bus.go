@@ -31,19 +31,22 @@ type Bus struct {
 	client *Client // set while Run runs
 
 	counters Counters
+	foreign  atomic.Uint64 // successful foreign-device registrations
 }
 
 // BusStats are a bus's counters (see Counters) and each device's state
 // (false until it first answered).
 type BusStats struct {
 	Requests, Timeouts, Refusals uint64
-	Online                       map[string]bool
+	// ForeignRegistrations counts successful registrations with the BBMD.
+	ForeignRegistrations uint64
+	Online               map[string]bool
 }
 
 // Stats returns the bus's counters; safe to call while Run runs.
 func (b *Bus) Stats() BusStats {
 	return BusStats{Requests: b.counters.Requests.Load(), Timeouts: b.counters.Timeouts.Load(),
-		Refusals: b.counters.Refusals.Load(), Online: b.Online()}
+		Refusals: b.counters.Refusals.Load(), ForeignRegistrations: b.foreign.Load(), Online: b.Online()}
 }
 
 type deviceState struct {
@@ -94,6 +97,7 @@ func New(cfg Config, log *slog.Logger) (*Bus, error) {
 	cfg.Retries = cmp.Or(cfg.Retries, 1)
 	cfg.OfflineAfter = cmp.Or(cfg.OfflineAfter, 3)
 	cfg.Listen = cmp.Or(cfg.Listen, "0.0.0.0:0")
+	cfg.TTL = cmp.Or(cfg.TTL, 5*time.Minute)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -176,6 +180,13 @@ func (b *Bus) Run(ctx context.Context, pub adapters.Publisher) error {
 		b.mu.Unlock()
 		client.Close()
 	}()
+	if b.cfg.BBMD != "" {
+		covDone.Add(1)
+		go func() {
+			defer covDone.Done()
+			b.registerForeign(covCtx, client)
+		}()
+	}
 	if len(b.devices) == 0 {
 		<-ctx.Done()
 		return nil
@@ -216,6 +227,35 @@ func (b *Bus) Run(ctx context.Context, pub adapters.Publisher) error {
 		}
 		if late := time.Now(); d.next.Before(late) {
 			d.next = late // never catch up missed polls in a burst
+		}
+	}
+}
+
+// registerForeign keeps the bus registered with its BBMD as a foreign
+// device until ctx ends: at half the TTL, or every 10 s after a failure.
+func (b *Bus) registerForeign(ctx context.Context, c *Client) {
+	bbmd, _ := ResolveAddress(b.cfg.BBMD) // checked by Validate
+	ttl := max(b.cfg.TTL.Round(time.Second), time.Second)
+	registered := false
+	for {
+		wait := ttl / 2
+		if err := c.RegisterForeignDevice(ctx, bbmd, uint16(ttl/time.Second)); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			b.log.Warn("foreign-device registration failed", "bbmd", bbmd, "err", err)
+			wait, registered = min(wait, 10*time.Second), false
+		} else {
+			b.foreign.Add(1)
+			if !registered {
+				b.log.Info("registered as foreign device", "bbmd", bbmd, "ttl", ttl)
+			}
+			registered = true
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
 		}
 	}
 }

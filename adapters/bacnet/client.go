@@ -264,6 +264,9 @@ func (c *Client) unconfirmed(a APDU, from net.Addr) {
 // invoke id; Error, Reject and Abort answers are returned as *Error,
 // *RejectError and *AbortError.
 func (c *Client) Request(ctx context.Context, to net.Addr, service byte, data []byte) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err // send nothing: an answer must not race the cancellation
+	}
 	id, ch, err := c.reserve(to)
 	if err != nil {
 		return nil, err

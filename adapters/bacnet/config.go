@@ -15,6 +15,11 @@ type Config struct {
 	// Listen is the local UDP address (default 0.0.0.0:0: devices answer
 	// and send COV notifications to the port the requests came from).
 	Listen string
+	// BBMD, when set, is host[:port] of a BBMD the bus registers with as a
+	// foreign device for TTL (default 5 min), renewed at half of it, so
+	// that devices on other subnets can send it their COV notifications.
+	BBMD string
+	TTL  time.Duration
 	// Timeout is how long one try waits (default 2 s); Retries how often a
 	// request is repeated after a timeout (default 1).
 	Timeout time.Duration
@@ -94,6 +99,14 @@ func (c Config) Validate() error {
 	bus := fmt.Sprintf("bacnet bus %q", c.Name)
 	if c.Timeout < 0 || c.Retries < 0 || c.OfflineAfter < 0 {
 		fail("%s: timeout, retries and offline_after must not be negative", bus)
+	}
+	if c.BBMD != "" {
+		if _, err := ResolveAddress(c.BBMD); err != nil {
+			fail("%s: bbmd: %v", bus, err)
+		}
+	}
+	if c.TTL < 0 || c.TTL > time.Duration(math.MaxUint16)*time.Second {
+		fail("%s: ttl %v out of range", bus, c.TTL)
 	}
 	devices := map[string]bool{}
 	instances := map[uint32]string{}

@@ -45,7 +45,10 @@
 //
 // # Reading
 //
-// A Bus owns one UDP socket for all its devices. Each device is polled on
+// A Bus owns one UDP socket for all its devices. With Config.BBMD it
+// registers that socket with the BBMD as a foreign device while it runs,
+// again at half the TTL (every 10 s after a failure), so that devices on
+// other subnets reach it. Each device is polled on
 // its own period with ReadPropertyMultiple (present-value, status-flags,
 // reliability, and units once for analog objects), batched up to
 // MaxProperties per request. A device that refuses ReadPropertyMultiple is

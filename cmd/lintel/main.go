@@ -28,6 +28,10 @@ commands:
                                       and warns on published values that look like names
   modbus read|write|scan (--url U | --config F --bus B) [flags]
                                       commissioning: read or write one point, or find unit ids
+  bacnet discover [--bbmd H:P] [--listen A] [--timeout D] [--low N --high N]
+                                      commissioning: find BACnet/IP devices (Who-Is)
+  bacnet objects --address H:P --instance N [--network N --mac HEX]
+                                      list a device's objects, then a config snippet to paste
   ports                               serial ports with USB ids and /dev/serial/by-id names
   audit --config F [--json] [--user U]
                                       security audit (exit 1 on any FAIL); U is the service
@@ -95,6 +99,8 @@ func dispatch(ctx context.Context, cmd string, args []string, stdin io.Reader, s
 		return cmdAudit(args, stdout, stderr)
 	case "modbus":
 		return cmdModbus(ctx, args, stdout, stderr)
+	case "bacnet":
+		return cmdBACnet(ctx, args, stdout, stderr)
 	case "ports":
 		return cmdPorts(args, stdout, stderr)
 	case "keygen":

@@ -126,7 +126,7 @@ type Limits struct {
 // Bus is one field bus.
 type Bus struct {
 	Name     string   `yaml:"name"`
-	Type     string   `yaml:"type"`    // modbus-tcp, modbus-rtu, serial-line
+	Type     string   `yaml:"type"`    // modbus-tcp, modbus-rtu, serial-line, bacnet-ip
 	Address  string   `yaml:"address"` // modbus-tcp: host:port
 	Port     string   `yaml:"port"`    // modbus-rtu, serial-line: serial device
 	Baud     int      `yaml:"baud"`
@@ -142,6 +142,7 @@ type Bus struct {
 	FrameLength int    `yaml:"frame_length"` // fixed
 	LengthBytes int    `yaml:"length_bytes"` // length-prefix: 1 or 2
 	MaxFrame    int    `yaml:"max_frame"`    // default 512
+	BACnetBus   `yaml:",inline"`
 }
 
 // Device is one device on a bus: Modbus devices have points, serial-line
@@ -161,6 +162,7 @@ type Device struct {
 	Events       []Event   `yaml:"events"`
 	Requests     []Request `yaml:"requests"`
 	Commands     []Command `yaml:"commands"`
+	BACnetDevice `yaml:",inline"`
 
 	// The first fromProfile Points came from this profile file, whose
 	// lines messages about them name.
@@ -245,8 +247,9 @@ type Point struct {
 	UnsignedWrites bool     `yaml:"unsigned_writes"`
 	Min            *float64 `yaml:"min"` // bounds of a written value
 	Max            *float64 `yaml:"max"`
-	Priority       string   `yaml:"priority"` // normal (default) or high: delivered first, evicted last
+	Priority       string   `yaml:"priority"` // normal (default) or high: delivered first, evicted last; bacnet-ip: write priority 1-16
 	Report         Report   `yaml:"report"`
+	BACnetPoint    `yaml:",inline"`
 }
 
 // Profile is a device profile file: points shared by every device of a model.

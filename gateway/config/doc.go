@@ -12,6 +12,12 @@
 // by a default is either kept (unit: 0 is unit 0) or refused when written
 // as 0 (uplink.ack_timeout, uplink.dead_letter_after).
 //
+// A bacnet-ip bus, its devices and points take their own keys (BACnetBus,
+// BACnetDevice, BACnetPoint, inline in Bus, Device and Point); each key is
+// checked with its line, then the adapter's bacnet.Config.Validate runs on
+// what passed, its errors reported at the bus. On such a point, priority is
+// the write priority 1-16 (1 and 2 only with allow_life_safety).
+//
 // Writes need signed commands unless a point or serial command says
 // unsigned_writes: true; check warns when such a target looks like a door,
 // lock, alarm or relay (UnsignedTargets). A serial event's point template

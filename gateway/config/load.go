@@ -4,6 +4,7 @@ import (
 	"encoding"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -434,7 +435,11 @@ func yamlFields(t reflect.Type) map[string]reflect.StructField {
 	fields := map[string]reflect.StructField{}
 	for i := range t.NumField() {
 		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "" && opts == "inline" && f.Anonymous && f.Type.Kind() == reflect.Struct {
+			maps.Copy(fields, yamlFields(f.Type)) // keys of an embedded struct, e.g. BACnetBus
+			continue
+		}
 		if name == "" || name == "-" {
 			continue
 		}

@@ -152,8 +152,14 @@ func (cfg *Config) validate() Problems {
 			}
 		case "modbus-rtu":
 			c.serialPort(p, b)
+		case BACnetIP:
+			c.bacnetBus(p, b)
+			c.bacnetDevices(cfg, p, b)
 		default:
 			c.add(p+".type", "unknown bus type %q; want one of %s", b.Type, strings.Join(BusTypes(), ", "))
+		}
+		if b.Type != BACnetIP {
+			c.bacnetOnlyBus(p, b)
 		}
 		if b.Retries != nil && (*b.Retries < 0 || *b.Retries > 5) {
 			c.add(p+".retries", "%d; want 0 to 5", *b.Retries)
@@ -178,6 +184,10 @@ func (cfg *Config) validate() Problems {
 		if !ok {
 			c.add(p+".bus", "unknown bus %q; define it under buses", d.Bus)
 		}
+		if bus.Type == BACnetIP {
+			continue // checked with its bus (bacnetDevices)
+		}
+		c.bacnetOnly(p, d)
 		if bus.Type == "serial-line" {
 			c.serialDevice(p, d)
 			continue

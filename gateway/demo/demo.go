@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lintel-gw/lintel/adapters/bacnet/bacnettest"
 	"github.com/lintel-gw/lintel/configs"
 	"github.com/lintel-gw/lintel/gateway"
 	"github.com/lintel-gw/lintel/gateway/command"
@@ -47,6 +48,7 @@ type Env struct {
 	Config   *config.Config
 	Sim      *building.Building
 	Doors    *building.DoorController // nil where pseudo-terminals are unavailable
+	AHU      *bacnettest.AHU          // the BACnet/IP controller (device ahu-2)
 	Cloud    *cloudtest.Broker
 	User     string // read-only local broker user
 	Password string
@@ -83,6 +85,9 @@ func Prepare(opts Options) (env *Env, err error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	if env.Sim, err = building.Start(logger); err != nil {
+		return nil, err
+	}
+	if env.AHU, err = bacnettest.StartAHU(AHUInstance, 2*time.Second); err != nil {
 		return nil, err
 	}
 	ca, err := pki.NewCA("Lintel demo CA", 24*time.Hour)
@@ -134,12 +139,17 @@ func Prepare(opts Options) (env *Env, err error) {
 		cfg.LocalBroker.Listeners[0].Address = opts.Listen
 	}
 	cfg.Buses[0].Address = env.Sim.Addr()
+	for i := range cfg.Devices {
+		if cfg.Devices[i].Bus == "bms" {
+			cfg.Devices[i].Address = env.AHU.Addr.String()
+		}
+	}
 	cfg.Privacy.KeyFile = filepath.Join(env.DataDir, "privacy.key")
 	if env.Doors, err = building.StartDoorController(env.DataDir); err == nil {
 		cfg.Buses[1].Port = env.Doors.Path
 	} else {
 		logger.Warn("no pseudo-terminal for the simulated door controller; running without it", "err", err)
-		cfg.Buses = cfg.Buses[:1]
+		cfg.Buses = slices.DeleteFunc(cfg.Buses, func(b config.Bus) bool { return b.Name == "doors" })
 		cfg.Devices = slices.DeleteFunc(cfg.Devices, func(d config.Device) bool { return d.Bus == "doors" })
 	}
 	cfg.Uplink.Broker = env.Cloud.URL()
@@ -148,6 +158,10 @@ func Prepare(opts Options) (env *Env, err error) {
 	env.Config = cfg
 	return env, nil
 }
+
+// AHUInstance is the device instance of the demo's BACnet controller
+// (ahu-2 in configs/demo.yaml).
+const AHUInstance = 2001
 
 // Close stops the simulator and the cloud and removes a temporary data dir.
 func (e *Env) Close() {
@@ -159,6 +173,9 @@ func (e *Env) Close() {
 	}
 	if e.Sim != nil {
 		e.Sim.Close()
+	}
+	if e.AHU != nil {
+		e.AHU.Close()
 	}
 	if e.temp {
 		os.RemoveAll(e.DataDir)
@@ -220,12 +237,15 @@ func Run(ctx context.Context, opts Options) error {
   cloud broker  %s   (requires a client certificate from the demo CA)
   data dir      %s (%s)
   metrics       http://%s/metrics and /healthz
+  BACnet AHU    device %d at %s (ahu-2); list its objects:
+    go run ./cmd/lintel bacnet objects --address %s --instance %d
   unlock door 2 with a signed command through the cloud (in another terminal, while this runs):
     go run ./cmd/lintel sign --key %s --gateway %s --device front-door --point unlock --value '{"door":"2"}' \
       | mosquitto_pub -h 127.0.0.1 -p %s --cafile %s --cert %s --key %s -t lintel/%s/front-door/unlock/set -s
 Readings as the cloud receives them (Ctrl-C stops):
 
 `, local, env.User, env.Password, host, port, env.User, env.Password, env.Cloud.URL(), env.DataDir, where, gw.MetricsAddr(),
+		AHUInstance, env.AHU.Addr, env.AHU.Addr, AHUInstance,
 		env.SigningKey, env.Config.Gateway.ID, cloudPort(env.Cloud.Addr()), env.Operator.CA, env.Operator.Cert, env.Operator.Key, env.Config.Gateway.ID)
 
 	tick := time.NewTicker(opts.SummaryEvery)
