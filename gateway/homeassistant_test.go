@@ -13,10 +13,10 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/lintel-gw/lintel/gateway"
-	"github.com/lintel-gw/lintel/gateway/testwait"
 	"github.com/lintel-gw/lintel/gateway/config"
 	"github.com/lintel-gw/lintel/gateway/demo"
 	"github.com/lintel-gw/lintel/gateway/demo/building"
+	"github.com/lintel-gw/lintel/gateway/testwait"
 	"github.com/lintel-gw/lintel/localbroker"
 )
 
