@@ -754,6 +754,11 @@ func (s *delivery) drain(ctx, sctx context.Context) error {
 		u.log.Info("uplink stopped")
 		return nil
 	}
+	if sess := u.cfg.Session; sess != nil && !errors.Is(cause, errLinkLost) {
+		// Ending the session with DISCONNECT discards the Will: say
+		// goodbye explicitly, in case the connection still carries it.
+		sess.Closing(s.client).WaitTimeout(u.cfg.DrainTimeout)
+	}
 	s.client.Disconnect(0)
 	close(s.abort)
 	<-s.ackerDone

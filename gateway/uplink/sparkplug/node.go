@@ -233,7 +233,7 @@ func (n *Node) FenceTopic() string {
 // Fence publishes an empty QoS 1 message outside the Sparkplug namespace;
 // its PUBACK proves the broker took every QoS 0 message before it.
 func (n *Node) Fence(c paho.Client) paho.Token {
-	return c.Publish(n.FenceTopic(), 1, false, nil)
+	return c.Publish(n.FenceTopic(), 1, false, []byte{}) // paho refuses a nil payload
 }
 
 // Closing publishes the NDEATH itself: a clean DISCONNECT sends no Will.
