@@ -199,7 +199,9 @@ func (h *host) rebirth() {
 	h.c.Publish(Namespace+"/site/NCMD/gw1", 0, false, p.Marshal())
 }
 
-func (h *host) problem(format string, args ...any) { h.problems = append(h.problems, fmt.Sprintf(format, args...)) }
+func (h *host) problem(format string, args ...any) {
+	h.problems = append(h.problems, fmt.Sprintf(format, args...))
+}
 
 func (h *host) onMessage(_ paho.Client, m paho.Message) {
 	levels := strings.Split(m.Topic(), "/")
