@@ -152,7 +152,7 @@ type host struct {
 	problems   []string
 	rebirths   int // NCMD Rebirth sent
 	births     int
-	lastResult string
+	results    []string // MetricResult values
 }
 
 type sample struct {
@@ -276,7 +276,8 @@ func (h *host) onMessage(_ paho.Client, m paho.Message) {
 	case "NDATA":
 		for _, m := range p.Metrics {
 			if m.Name == MetricResult {
-				h.lastResult, _ = m.Value.(string)
+				s, _ := m.Value.(string)
+				h.results = append(h.results, s)
 			}
 		}
 	}
