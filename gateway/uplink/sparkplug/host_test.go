@@ -141,18 +141,18 @@ type host struct {
 	c      paho.Client
 	stateT int64
 
-	mu         sync.Mutex
-	kinds      []string // every message kind in arrival order
-	bdSeqs     []int64  // of each NBIRTH
-	deaths     []int64  // bdSeq of each NDEATH
-	synced     bool     // an NBIRTH was seen since the last NDEATH
-	next       uint64   // expected seq
-	declared   map[string]DataType
-	values     map[string][]sample
-	problems   []string
-	rebirths   int // NCMD Rebirth sent
-	births     int
-	results    []string // MetricResult values
+	mu       sync.Mutex
+	kinds    []string // every message kind in arrival order
+	bdSeqs   []int64  // of each NBIRTH
+	deaths   []int64  // bdSeq of each NDEATH
+	synced   bool     // an NBIRTH was seen since the last NDEATH
+	next     uint64   // expected seq
+	declared map[string]DataType
+	values   map[string][]sample
+	problems []string
+	rebirths int // NCMD Rebirth sent
+	births   int
+	results  []string // MetricResult values
 }
 
 type sample struct {
