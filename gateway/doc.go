@@ -11,7 +11,15 @@
 // commands (none admitted once the stop begins, from the cloud or a local
 // client; those in progress finish), adapters (finish the current
 // transaction), local broker, uplink (bounded drain of in-flight PUBACKs),
-// buffer. The subpackages are
-// config (lintel.yaml), uplink (the cloud connection), pki (certificates for
-// the demo and tests) and demo (`lintel demo`).
+// buffer.
+//
+// Files: gateway.go (the Gateway, commands, publish), lifecycle.go (Run,
+// Reload, Shutdown), build.go (every part from the config; busTypes is the
+// one table of bus types), stats.go (snapshots), health.go (/metrics from
+// the adapters' reports, /healthz).
+//
+// The subpackages are config (lintel.yaml), uplink (the cloud connection),
+// command (the command gate), audit (`lintel audit`), privacy (the policy
+// for personal fields), pki (certificates for the demo and tests) and demo
+// (`lintel demo`, with the simulated building in demo/building).
 package gateway

@@ -204,7 +204,7 @@ func TestACLMatrix(t *testing.T) {
 			mu.Unlock()
 		}).WaitTimeout(5 * time.Second)
 		for _, topic := range topics {
-			if err := b.Publish(context.Background(), topic, []byte("x"), false, buffer.Normal); err != nil {
+			if err := b.Publish(context.Background(), topic, []byte("x"), false, Normal); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -309,8 +309,8 @@ func TestInProcessPublishForwardsAndDelivers(t *testing.T) {
 	}
 	defer unsub()
 	ctx := context.Background()
-	b.Publish(ctx, "lintel/gw1/ahu/t", []byte("1"), false, buffer.Normal)
-	b.Publish(ctx, "lintel/gw2/ahu/t", []byte("2"), false, buffer.Normal)
+	b.Publish(ctx, "lintel/gw1/ahu/t", []byte("1"), false, Normal)
+	b.Publish(ctx, "lintel/gw2/ahu/t", []byte("2"), false, Normal)
 	for _, want := range []string{"lintel/gw1/ahu/t 1", "lintel/gw2/ahu/t 2"} {
 		select {
 		case g := <-got:

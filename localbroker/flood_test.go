@@ -195,7 +195,7 @@ func TestFloodAtCapsStaysUnderMemoryMax(t *testing.T) {
 		defer tick.Stop()
 		for end := time.Now().Add(d); time.Now().Before(end); {
 			<-tick.C
-			if err := b.Publish(ctx, "lintel/gw1/ahu-1/supply_temp", []byte(strconv.FormatInt(published, 10)), false, buffer.Normal); err != nil {
+			if err := b.Publish(ctx, "lintel/gw1/ahu-1/supply_temp", []byte(strconv.FormatInt(published, 10)), false, Normal); err != nil {
 				t.Fatalf("in-process publish during the flood: %v", err)
 			}
 			if published%5 == 0 {

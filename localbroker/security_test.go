@@ -291,7 +291,7 @@ func TestClientCertificateListener(t *testing.T) {
 	defer c.Disconnect(100)
 	got := make(chan string, 4)
 	c.Subscribe("lintel/#", 0, func(_ paho.Client, m paho.Message) { got <- m.Topic() }).WaitTimeout(5 * time.Second)
-	b.Publish(context.Background(), "lintel/gw1/a/b", []byte("1"), false, buffer.Normal)
+	b.Publish(context.Background(), "lintel/gw1/a/b", []byte("1"), false, Normal)
 	select {
 	case <-got: // the ACL applied to CN "bms"
 	case <-time.After(5 * time.Second):

@@ -22,7 +22,7 @@ import (
 	"go.bug.st/serial"
 
 	"github.com/lintel-gw/lintel/adapters"
-	"github.com/lintel-gw/lintel/adapters/privacy"
+	"github.com/lintel-gw/lintel/gateway/privacy"
 )
 
 // Event turns matching frames into a published event, or into a state point.
@@ -114,12 +114,12 @@ type Port interface {
 	SetReadTimeout(t time.Duration) error
 }
 
-// Sentinel errors of Write (the first two shared with the command gate).
+// Sentinel errors of Write besides adapters.ErrUnknownTarget and
+// adapters.ErrInvalidValue (unknown command, invalid parameters), which the
+// command gate reports by kind.
 var (
-	ErrUnknownCommand = adapters.ErrUnknownTarget
-	ErrBadParams      = adapters.ErrInvalidValue
-	ErrNotConnected   = errors.New("serial port not open")
-	ErrNoAck          = errors.New("no acknowledgement from the device")
+	ErrNotConnected = errors.New("serial port not open")
+	ErrNoAck        = errors.New("no acknowledgement from the device")
 )
 
 // Line is the serial-line adapter for one port.
@@ -247,7 +247,7 @@ func (l *Line) CheckWrite(w adapters.WriteRequest) (needsSignature bool, err err
 	}
 	needsSignature = c.Critical || !c.UnsignedWrites
 	if _, err := c.bind(w.Value); err != nil {
-		return needsSignature, fmt.Errorf("%s/%s: %w: %v", w.Device, w.Point, ErrBadParams, err)
+		return needsSignature, fmt.Errorf("%s/%s: %w: %v", w.Device, w.Point, adapters.ErrInvalidValue, err)
 	}
 	return needsSignature, nil
 }
@@ -510,7 +510,7 @@ func (l *Line) Write(ctx context.Context, w adapters.WriteRequest) error {
 	}
 	params, err := c.bind(w.Value)
 	if err != nil {
-		return fmt.Errorf("%s/%s: %w: %v", w.Device, w.Point, ErrBadParams, err)
+		return fmt.Errorf("%s/%s: %w: %v", w.Device, w.Point, adapters.ErrInvalidValue, err)
 	}
 	_, err = l.transact(ctx, []byte(expand(c.Send, params)), c.Expect, c.Timeout)
 	if err != nil {
@@ -530,7 +530,7 @@ func (l *Line) command(device, name string) (Device, Command, error) {
 			}
 		}
 	}
-	return Device{}, Command{}, fmt.Errorf("%s/%s: %w", device, name, ErrUnknownCommand)
+	return Device{}, Command{}, fmt.Errorf("%s/%s: %w", device, name, adapters.ErrUnknownTarget)
 }
 
 // bind checks a JSON object of parameters against the command and returns

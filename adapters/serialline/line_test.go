@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/lintel-gw/lintel/adapters"
-	"github.com/lintel-gw/lintel/adapters/privacy"
-	"github.com/lintel-gw/lintel/adapters/simulator"
+	"github.com/lintel-gw/lintel/gateway/demo/building"
+	"github.com/lintel-gw/lintel/gateway/privacy"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -83,9 +83,9 @@ func frontDoor() Device {
 	}
 }
 
-func startLine(t *testing.T) (*simulator.DoorController, *Line, *capture) {
+func startLine(t *testing.T) (*building.DoorController, *Line, *capture) {
 	t.Helper()
-	ctrl, err := simulator.StartDoorController(t.TempDir())
+	ctrl, err := building.StartDoorController(t.TempDir())
 	if err != nil {
 		t.Skipf("no pseudo-terminals here: %v", err)
 	}
@@ -179,11 +179,11 @@ func TestCommandsAreValidatedBeforeAnythingIsSent(t *testing.T) {
 		return line.Write(ctx, adapters.WriteRequest{Device: "front-door", Point: "unlock", Value: json.RawMessage(value)})
 	}
 	for _, bad := range []string{`{"door":"3"}`, `{"door":"2\r\nUNLOCK 1"}`, `{}`, `{"door":"2","extra":"x"}`, `"2"`, `{"door":{"x":1}}`} {
-		if err := write(bad); !errors.Is(err, ErrBadParams) {
-			t.Errorf("command %s: %v, want ErrBadParams", bad, err)
+		if err := write(bad); !errors.Is(err, adapters.ErrInvalidValue) {
+			t.Errorf("command %s: %v, want adapters.ErrInvalidValue", bad, err)
 		}
 	}
-	if err := line.Write(ctx, adapters.WriteRequest{Device: "front-door", Point: "open-all"}); !errors.Is(err, ErrUnknownCommand) {
+	if err := line.Write(ctx, adapters.WriteRequest{Device: "front-door", Point: "open-all"}); !errors.Is(err, adapters.ErrUnknownTarget) {
 		t.Errorf("unknown command: %v", err)
 	}
 	for _, l := range ctrl.Received() {

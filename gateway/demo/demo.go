@@ -1,7 +1,3 @@
-// Package demo runs `lintel demo`: the whole product on loopback. It starts
-// the simulated building, a cloud broker that requires client certificates,
-// generates a CA, certificates and a read-only local user, runs a Gateway
-// on configs/demo.yaml and prints what reaches the cloud as it arrives.
 package demo
 
 import (
@@ -22,11 +18,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lintel-gw/lintel/adapters/simulator"
 	"github.com/lintel-gw/lintel/configs"
 	"github.com/lintel-gw/lintel/gateway"
 	"github.com/lintel-gw/lintel/gateway/command"
 	"github.com/lintel-gw/lintel/gateway/config"
+	"github.com/lintel-gw/lintel/gateway/demo/building"
 	"github.com/lintel-gw/lintel/gateway/pki"
 	"github.com/lintel-gw/lintel/gateway/uplink/cloudtest"
 	"github.com/lintel-gw/lintel/localbroker"
@@ -49,8 +45,8 @@ type Options struct {
 // Env is the loopback world the demo (and the end-to-end tests) run in.
 type Env struct {
 	Config   *config.Config
-	Sim      *simulator.Building
-	Doors    *simulator.DoorController // nil where pseudo-terminals are unavailable
+	Sim      *building.Building
+	Doors    *building.DoorController // nil where pseudo-terminals are unavailable
 	Cloud    *cloudtest.Broker
 	User     string // read-only local broker user
 	Password string
@@ -86,7 +82,7 @@ func Prepare(opts Options) (env *Env, err error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	if env.Sim, err = simulator.Start(logger); err != nil {
+	if env.Sim, err = building.Start(logger); err != nil {
 		return nil, err
 	}
 	ca, err := pki.NewCA("Lintel demo CA", 24*time.Hour)
@@ -139,7 +135,7 @@ func Prepare(opts Options) (env *Env, err error) {
 	}
 	cfg.Buses[0].Address = env.Sim.Addr()
 	cfg.Privacy.KeyFile = filepath.Join(env.DataDir, "privacy.key")
-	if env.Doors, err = simulator.StartDoorController(env.DataDir); err == nil {
+	if env.Doors, err = building.StartDoorController(env.DataDir); err == nil {
 		cfg.Buses[1].Port = env.Doors.Path
 	} else {
 		logger.Warn("no pseudo-terminal for the simulated door controller; running without it", "err", err)
