@@ -33,7 +33,9 @@ func TestDemoSparkplug(t *testing.T) {
 	out := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, Options{DataDir: t.TempDir(), Out: out, Format: "sparkplug-b", SummaryEvery: time.Hour}) }()
+	go func() {
+		done <- Run(ctx, Options{DataDir: t.TempDir(), Out: out, Format: "sparkplug-b", SummaryEvery: time.Hour})
+	}()
 	deadline := time.Now().Add(20 * time.Second)
 	for !(strings.Contains(out.String(), "NBIRTH") && strings.Contains(out.String(), "DBIRTH") && strings.Contains(out.String(), "DDATA")) {
 		if time.Now().After(deadline) {

@@ -22,7 +22,6 @@ type ahu struct {
 	writes []string
 }
 
-func (a *ahu) Run(ctx context.Context, _ adapters.Publisher) error { <-ctx.Done(); return nil }
 
 func (a *ahu) Write(_ context.Context, w adapters.WriteRequest) error {
 	a.mu.Lock()
@@ -57,7 +56,7 @@ func TestDCMDThroughTheGate(t *testing.T) {
 	h := newHost(t, r, "")
 	pub, priv, _ := ed25519.GenerateKey(nil)
 	dev := &ahu{}
-	gate, err := command.Open(command.Config{GatewayID: "gw1", Targets: map[string]adapters.Writable{"ahu": dev},
+	gate, err := command.Open(command.Config{GatewayID: "gw1", Targets: map[string]command.Target{"ahu": dev},
 		Signers:   []command.Signer{{Name: "ops", Key: pub}},
 		NonceFile: filepath.Join(r.dir, "nonces.db"), AuditFile: filepath.Join(r.dir, "commands.log"),
 		Publish: func(ctx context.Context, topic string, payload []byte) error {
