@@ -22,7 +22,6 @@ type ahu struct {
 	writes []string
 }
 
-
 func (a *ahu) Write(_ context.Context, w adapters.WriteRequest) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
