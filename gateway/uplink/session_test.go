@@ -15,7 +15,9 @@ type qos0Session struct {
 	fences   atomic.Int32
 }
 
-func (s *qos0Session) Will() (string, []byte, byte, bool) { return "toy/will", []byte("dead"), 1, false }
+func (s *qos0Session) Will() (string, []byte, byte, bool) {
+	return "toy/will", []byte("dead"), 1, false
+}
 
 func (s *qos0Session) Connected(ctx context.Context, c paho.Client) error {
 	return waitToken(ctx, c.Publish("toy/birth", 1, false, []byte("born")))
