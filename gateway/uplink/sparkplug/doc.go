@@ -57,7 +57,8 @@
 // A connection lost (or the process killed) before a fence's PUBACK leaves
 // its records unacked: they are sent again, as historical, after the next
 // NBIRTH, so a host may see a value twice (same metric timestamp), never
-// lose one the buffer held.
+// lose one the buffer held. After kill -9, records whose ack the buffer had
+// not committed yet (acks are group-committed) are sent again too.
 //
 // # Commands
 //
