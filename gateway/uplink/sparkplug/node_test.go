@@ -1,9 +1,12 @@
 package sparkplug
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lintel-gw/lintel/buffer"
 )
 
 // TestBirthsDataSeqWrap: a consumer sees NBIRTH (seq 0, bdSeq), a DBIRTH per
@@ -180,5 +183,42 @@ func TestStateOfflineHoldsThenReplaysHistorical(t *testing.T) {
 	}
 	if h.count("NBIRTH") != 2 {
 		t.Fatalf("%d NBIRTHs, want a new one when the host came back", h.count("NBIRTH"))
+	}
+}
+
+// TestDeviceStatusBirthsAndDeaths: a device's $status offline becomes its
+// DDEATH, online a DBIRTH (declaring its metrics again), in seq order; a
+// rebirth while it is dead leaves it out.
+func TestDeviceStatusBirthsAndDeaths(t *testing.T) {
+	r := newRig(t)
+	h := newHost(t, r, "")
+	r.startEdge(t, Config{}, "")
+	waitUntil(t, "births", 5*time.Second, func() bool { return h.count("DBIRTH") == 2 })
+	status := func(online bool) {
+		p := `{"online":false,"since":"2026-12-01T04:00:00.000Z","error":"timeout"}`
+		if online {
+			p = `{"online":true,"since":"2026-12-01T04:00:00.000Z"}`
+		}
+		if err := r.queue.Append(context.Background(), buffer.Record{Topic: "lintel/gw1/meter/$status", Payload: []byte(p), Retain: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status(false)
+	waitUntil(t, "DDEATH", 5*time.Second, func() bool { return h.count("DDEATH") == 1 })
+	h.rebirth()
+	waitUntil(t, "rebirth", 5*time.Second, func() bool { return h.count("NBIRTH") == 2 })
+	r.appendReadings(t, 0, 1) // a marker: the rebirth's DBIRTHs came before it
+	waitUntil(t, "marker", 5*time.Second, func() bool { c, _ := h.seen("ahu/t"); return len(c) == 1 })
+	if got := h.count("DBIRTH"); got != 3 {
+		t.Fatalf("%d DBIRTHs, want 3: the rebirth must leave the dead meter out", got)
+	}
+	status(true)
+	waitUntil(t, "DBIRTH", 5*time.Second, func() bool { return h.count("DBIRTH") == 4 })
+	h.noProblems(t)
+	h.mu.Lock()
+	_, declared := h.declared["meter/kwh"]
+	h.mu.Unlock()
+	if !declared {
+		t.Fatal("the meter's DBIRTH did not declare kwh")
 	}
 }
