@@ -111,8 +111,10 @@ type Session interface {
 	Publish(c paho.Client, topic string, retain bool, payload []byte) (t paho.Token, fenced bool)
 	// Fence publishes a QoS 1 message after fenced records.
 	Fence(c paho.Client) paho.Token
-	// Closing runs at a clean shutdown, before DISCONNECT (a death
-	// message: the broker sends no Will after a DISCONNECT).
+	// Closing runs before the uplink DISCONNECTs: at a clean shutdown and
+	// when it ends a session itself (an ack timeout, a buffer error), not
+	// after the connection was lost. The broker sends no Will after a
+	// DISCONNECT, so this is where a death message goes.
 	Closing(c paho.Client) paho.Token
 }
 
@@ -737,10 +739,9 @@ func (s *delivery) drain(ctx, sctx context.Context) error {
 		case <-s.ackerDone:
 		case <-u.clock.After(u.cfg.DrainTimeout):
 		}
-		t := u.cfg.Session
 		var tok paho.Token
-		if t != nil {
-			tok = t.Closing(s.client)
+		if sess := u.cfg.Session; sess != nil {
+			tok = sess.Closing(s.client)
 		} else {
 			tok = s.client.Publish(u.StatusTopic(), 1, true, []byte(`{"online":false}`))
 		}
