@@ -15,7 +15,8 @@
 // each protocol's fake device sits beside it (modbus/modbustest,
 // bacnet/bacnettest) and the whole simulated building of `lintel demo` is
 // gateway/demo/building. The privacy policy the serial line applies is
-// gateway/privacy.
+// gateway/privacy, reached through serialline's own Minimiser interface: no
+// adapter imports anything of gateway/.
 //
 // # Which way the imports go
 //

@@ -290,7 +290,7 @@ func TestSilentDeviceGoesOfflineAndBack(t *testing.T) {
 	}
 	// The healthy device keeps being polled while the meter is dead.
 	before := countPoint(c, "fan_speed")
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // a measurement window, not synchronisation
 	if after := countPoint(c, "fan_speed"); after-before < 5 {
 		t.Fatalf("ahu-1 polled %d times in 300ms while the meter was silent", after-before)
 	}

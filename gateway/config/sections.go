@@ -108,8 +108,11 @@ func (c *Config) SerialLine(name string, key *privacy.Key) (serialline.Config, e
 		return regexp.MustCompile(expr)
 	}
 	cfg := serialline.Config{
-		Name: b.Name, Port: b.Port, Baud: b.Baud, Parity: b.Parity, StopBits: b.StopBits, Key: key,
+		Name: b.Name, Port: b.Port, Baud: b.Baud, Parity: b.Parity, StopBits: b.StopBits,
 		Framing: serialline.Framing{Kind: b.Framing, Delimiter: []byte(b.Delimiter), Length: b.FrameLength, LengthBytes: b.LengthBytes, MaxFrame: b.MaxFrame},
+	}
+	if key != nil { // a nil *Key in the interface would pass the adapter's nil check
+		cfg.Key = key
 	}
 	for _, d := range c.Devices {
 		if d.Bus != b.Name {
