@@ -7,6 +7,8 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
 // qos0Session is a toy Session: records go at QoS 0, behind QoS 1 fences.
@@ -48,18 +50,16 @@ func TestSessionQoS0AckedOnlyBehindFence(t *testing.T) {
 	sess := &qos0Session{}
 	u := e.runUplink(t, Config{Broker: "mqtts://" + proxy.l.Addr().String(), Session: sess,
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, AckTimeout: 10 * time.Second}, nil)
-	waitUntil(t, "connected", 10*time.Second, func() bool { return u.Stats().Connected })
+	testwait.Until(t, "connected", 10*time.Second, func() bool { return u.Stats().Connected })
 	proxy.stall()
 	e.appendN(t, 0, 50)
-	waitUntil(t, "records written", 10*time.Second, func() bool { return u.Stats().Published == 50 && sess.fences.Load() > 0 })
+	testwait.Until(t, "records written", 10*time.Second, func() bool { return u.Stats().Published == 50 && sess.fences.Load() > 0 })
 	// A record acked on its QoS 0 write would be gone at once.
-	for deadline := time.Now().Add(300 * time.Millisecond); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if n := e.queue.Stats().Records; n != 50 {
-			t.Fatalf("%d records acked while the fence's PUBACK could not arrive", 50-n)
-		}
+	if testwait.Within(300*time.Millisecond, func() bool { return e.queue.Stats().Records != 50 }) {
+		t.Fatalf("%d records acked while the fence's PUBACK could not arrive", 50-e.queue.Stats().Records)
 	}
 	proxy.resume()
-	waitUntil(t, "acked behind the fence", 10*time.Second, func() bool { return e.queue.Stats().Records == 0 })
+	testwait.Until(t, "acked behind the fence", 10*time.Second, func() bool { return e.queue.Stats().Records == 0 })
 	got := seqsReceived(e.cloud)
 	for seq := uint64(1); seq <= 50; seq++ {
 		if got[seq] != 1 {
@@ -90,13 +90,13 @@ func TestSessionEndedByUplinkSaysGoodbye(t *testing.T) {
 	u := e.runUplink(t, Config{Broker: "mqtts://" + proxy.l.Addr().String(), Session: sess,
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
 		ConnectTimeout: 200 * time.Millisecond, AckTimeout: 200 * time.Millisecond, DrainTimeout: 100 * time.Millisecond}, nil)
-	waitUntil(t, "connected", 10*time.Second, func() bool { return u.Stats().Connected })
+	testwait.Until(t, "connected", 10*time.Second, func() bool { return u.Stats().Connected })
 	proxy.stall()
 	e.appendN(t, 0, 5)
-	waitUntil(t, "an ack timeout", 10*time.Second, func() bool { return u.Stats().Reconnects >= 1 })
+	testwait.Until(t, "an ack timeout", 10*time.Second, func() bool { return u.Stats().Reconnects >= 1 })
 	if sess.closings.Load() == 0 {
 		t.Fatal("the session ended by an ack timeout without Closing")
 	}
 	proxy.resume()
-	waitUntil(t, "delivered", 20*time.Second, func() bool { return e.queue.Stats().Records == 0 })
+	testwait.Until(t, "delivered", 20*time.Second, func() bool { return e.queue.Stats().Records == 0 })
 }

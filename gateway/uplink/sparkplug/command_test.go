@@ -13,6 +13,7 @@ import (
 	"github.com/lintel-gw/lintel/adapters"
 	"github.com/lintel-gw/lintel/buffer"
 	"github.com/lintel-gw/lintel/gateway/command"
+	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
 // ahu is a writable device: "on" allows unsigned writes, "sp" needs a
@@ -68,7 +69,7 @@ func TestDCMDThroughTheGate(t *testing.T) {
 	r.startEdge(t, Config{OnCommand: func(topic string, payload []byte) {
 		gate.Handle(context.Background(), "cloud", topic, payload)
 	}}, "")
-	waitUntil(t, "births", 5*time.Second, func() bool { return h.count("DBIRTH") == 2 })
+	testwait.Until(t, "births", 5*time.Second, func() bool { return h.count("DBIRTH") == 2 })
 
 	dcmd := func(m Metric) {
 		p := Payload{Timestamp: uint64(time.Now().UnixNano()), Metrics: []Metric{m}}
@@ -80,9 +81,9 @@ func TestDCMDThroughTheGate(t *testing.T) {
 		return append([]string(nil), h.results...)
 	}
 	dcmd(Metric{Name: "on", Datatype: Boolean, Value: true})
-	waitUntil(t, "unsigned write", 5*time.Second, func() bool { return len(dev.done()) == 1 && len(results()) == 1 })
+	testwait.Until(t, "unsigned write", 5*time.Second, func() bool { return len(dev.done()) == 1 && len(results()) == 1 })
 	dcmd(Metric{Name: "sp", Datatype: Double, Value: 21.5})
-	waitUntil(t, "refusal", 5*time.Second, func() bool { return len(results()) == 2 })
+	testwait.Until(t, "refusal", 5*time.Second, func() bool { return len(results()) == 2 })
 
 	env, err := command.NewEnvelope(priv, "gw1", "ahu", "sp", json.RawMessage(`21.5`), time.Minute)
 	if err != nil {
@@ -92,9 +93,9 @@ func TestDCMDThroughTheGate(t *testing.T) {
 	signed := Metric{Name: "sp", Datatype: Double, Value: 21.5,
 		Properties: &PropertySet{Keys: []string{PropEnvelope}, Values: []PropertyValue{{Type: String, Value: string(envJSON)}}}}
 	dcmd(signed)
-	waitUntil(t, "signed write", 5*time.Second, func() bool { return len(dev.done()) == 2 && len(results()) == 3 })
+	testwait.Until(t, "signed write", 5*time.Second, func() bool { return len(dev.done()) == 2 && len(results()) == 3 })
 	dcmd(signed)
-	waitUntil(t, "replay refused", 5*time.Second, func() bool { return len(results()) == 4 })
+	testwait.Until(t, "replay refused", 5*time.Second, func() bool { return len(results()) == 4 })
 	h.noProblems(t)
 
 	if got := strings.Join(dev.done(), " "); got != "on=true sp=21.5" {

@@ -120,17 +120,6 @@ func (r *rig) appendReadings(t *testing.T, from, n int) {
 	}
 }
 
-func waitUntil(t *testing.T, what string, timeout time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // host is a Sparkplug host application on the cloud broker, written from
 // the specification with this package's decoder: it tracks births, checks
 // seq continuity (mod 256) and that each NDEATH's bdSeq is that of the

@@ -10,6 +10,7 @@ import (
 
 	"github.com/lintel-gw/lintel/buffer"
 	"github.com/lintel-gw/lintel/gateway/pki"
+	"github.com/lintel-gw/lintel/gateway/testwait"
 	"github.com/lintel-gw/lintel/gateway/uplink"
 	"github.com/lintel-gw/lintel/gateway/uplink/cloudtest"
 )
@@ -89,13 +90,13 @@ func TestKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { child.Process.Kill(); child.Wait() })
-	waitUntil(t, "the child delivering", 20*time.Second, func() bool { c, _ := h.seen("ahu/t"); return len(c) >= 300 })
+	testwait.Until(t, "the child delivering", 20*time.Second, func() bool { c, _ := h.seen("ahu/t"); return len(c) >= 300 })
 	if err := child.Process.Kill(); err != nil { // SIGKILL
 		t.Fatal(err)
 	}
 	child.Wait()
 	before, _ := h.seen("ahu/t")
-	waitUntil(t, "the Will NDEATH", 10*time.Second, func() bool { return h.count("NDEATH") == 1 })
+	testwait.Until(t, "the Will NDEATH", 10*time.Second, func() bool { return h.count("NDEATH") == 1 })
 
 	if r.queue, err = buffer.Open(filepath.Join(dir, "buffer.db"), buffer.Options{CommitInterval: 5 * time.Millisecond}); err != nil {
 		t.Fatal(err)
@@ -103,8 +104,8 @@ func TestKill9(t *testing.T) {
 	t.Cleanup(func() { r.queue.Close() })
 	left := r.queue.Stats().Records
 	r.startEdge(t, Config{}, "")
-	waitUntil(t, "every reading", 20*time.Second, func() bool { c, _ := h.seen("ahu/t"); return len(c) == total })
-	waitUntil(t, "buffer empty", 10*time.Second, func() bool { return r.queue.Stats().Records == 0 })
+	testwait.Until(t, "every reading", 20*time.Second, func() bool { c, _ := h.seen("ahu/t"); return len(c) == total })
+	testwait.Until(t, "buffer empty", 10*time.Second, func() bool { return r.queue.Stats().Records == 0 })
 	h.noProblems(t)
 	count, _ := h.seen("ahu/t")
 	dups := 0

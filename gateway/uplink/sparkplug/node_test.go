@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lintel-gw/lintel/buffer"
+	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
 // TestBirthsDataSeqWrap: a consumer sees NBIRTH (seq 0, bdSeq), a DBIRTH per
@@ -17,11 +18,11 @@ func TestBirthsDataSeqWrap(t *testing.T) {
 	r := newRig(t)
 	h := newHost(t, r, "")
 	r.startEdge(t, Config{}, "")
-	waitUntil(t, "births", 5*time.Second, func() bool { return h.count("DBIRTH") == 2 })
+	testwait.Until(t, "births", 5*time.Second, func() bool { return h.count("DBIRTH") == 2 })
 	const n = 600
 	r.appendReadings(t, 0, n)
-	waitUntil(t, "all readings", 10*time.Second, func() bool { c, _ := h.seen("ahu/t"); return len(c) == n })
-	waitUntil(t, "buffer empty", 5*time.Second, func() bool { return r.queue.Stats().Records == 0 })
+	testwait.Until(t, "all readings", 10*time.Second, func() bool { c, _ := h.seen("ahu/t"); return len(c) == n })
+	testwait.Until(t, "buffer empty", 5*time.Second, func() bool { return r.queue.Stats().Records == 0 })
 	h.noProblems(t)
 	count, hist := h.seen("ahu/t")
 	for v := range n {
@@ -65,13 +66,13 @@ func TestRebirth(t *testing.T) {
 	r := newRig(t)
 	h := newHost(t, r, "")
 	r.startEdge(t, Config{}, "")
-	waitUntil(t, "births", 5*time.Second, func() bool { return h.count("DBIRTH") == 2 })
+	testwait.Until(t, "births", 5*time.Second, func() bool { return h.count("DBIRTH") == 2 })
 	r.appendReadings(t, 0, 10)
-	waitUntil(t, "readings", 5*time.Second, func() bool { c, _ := h.seen("ahu/t"); return len(c) == 10 })
+	testwait.Until(t, "readings", 5*time.Second, func() bool { c, _ := h.seen("ahu/t"); return len(c) == 10 })
 	h.rebirth()
-	waitUntil(t, "rebirth", 5*time.Second, func() bool { return h.count("NBIRTH") == 2 && h.count("DBIRTH") == 4 })
+	testwait.Until(t, "rebirth", 5*time.Second, func() bool { return h.count("NBIRTH") == 2 && h.count("DBIRTH") == 4 })
 	r.appendReadings(t, 10, 10)
-	waitUntil(t, "readings after rebirth", 5*time.Second, func() bool { c, _ := h.seen("ahu/t"); return len(c) == 20 })
+	testwait.Until(t, "readings after rebirth", 5*time.Second, func() bool { c, _ := h.seen("ahu/t"); return len(c) == 20 })
 	h.noProblems(t)
 	if h.bdSeqs[0] != h.bdSeqs[1] {
 		t.Fatalf("rebirth changed bdSeq: %v", h.bdSeqs)
@@ -98,9 +99,9 @@ func TestOutageAndKill(t *testing.T) {
 	h := newHost(t, r, "scada")
 	cut := newCutter(t, r.cloud.Addr())
 	e := r.startEdge(t, Config{PrimaryHostID: "scada"}, cut.url())
-	waitUntil(t, "births", 5*time.Second, func() bool { return h.count("DBIRTH") == 2 })
+	testwait.Until(t, "births", 5*time.Second, func() bool { return h.count("DBIRTH") == 2 })
 	r.appendReadings(t, 0, 100)
-	waitUntil(t, "first readings", 10*time.Second, func() bool { c, _ := h.seen("ahu/t"); return len(c) == 100 })
+	testwait.Until(t, "first readings", 10*time.Second, func() bool { c, _ := h.seen("ahu/t"); return len(c) == 100 })
 
 	// Cloud outage: the broker dies (no Will), readings pile up.
 	r.cloud.Stop()
@@ -108,7 +109,7 @@ func TestOutageAndKill(t *testing.T) {
 	if err := r.cloud.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "backlog after the outage", 15*time.Second, func() bool { c, _ := h.seen("ahu/t"); return len(c) == 200 })
+	testwait.Until(t, "backlog after the outage", 15*time.Second, func() bool { c, _ := h.seen("ahu/t"); return len(c) == 200 })
 	_, hist := h.seen("ahu/t")
 	if hist < 100 {
 		t.Fatalf("%d historical readings after the outage, want the 100 buffered during it", hist)
@@ -120,13 +121,13 @@ func TestOutageAndKill(t *testing.T) {
 	cut.l.Close()
 	cut.cut()
 	e.stop()
-	waitUntil(t, "Will NDEATH", 5*time.Second, func() bool { return h.count("NDEATH") > deaths })
+	testwait.Until(t, "Will NDEATH", 5*time.Second, func() bool { return h.count("NDEATH") > deaths })
 
 	// Restart from the same data dir.
 	cut2 := newCutter(t, r.cloud.Addr())
 	r.startEdge(t, Config{PrimaryHostID: "scada"}, cut2.url())
-	waitUntil(t, "everything after the restart", 15*time.Second, func() bool { c, _ := h.seen("ahu/t"); return len(c) == 300 })
-	waitUntil(t, "buffer empty", 5*time.Second, func() bool { return r.queue.Stats().Records == 0 })
+	testwait.Until(t, "everything after the restart", 15*time.Second, func() bool { c, _ := h.seen("ahu/t"); return len(c) == 300 })
+	testwait.Until(t, "buffer empty", 5*time.Second, func() bool { return r.queue.Stats().Records == 0 })
 	h.noProblems(t)
 	count, _ := h.seen("ahu/t")
 	dups := 0
@@ -154,29 +155,28 @@ func TestStateOfflineHoldsThenReplaysHistorical(t *testing.T) {
 	r := newRig(t)
 	h := newHost(t, r, "scada")
 	e := r.startEdge(t, Config{PrimaryHostID: "scada"}, "")
-	waitUntil(t, "births", 5*time.Second, func() bool { return h.count("DBIRTH") == 2 })
+	testwait.Until(t, "births", 5*time.Second, func() bool { return h.count("DBIRTH") == 2 })
 	r.appendReadings(t, 0, 10)
-	waitUntil(t, "live readings", 5*time.Second, func() bool { c, _ := h.seen("ahu/t"); return len(c) == 10 })
+	testwait.Until(t, "live readings", 5*time.Second, func() bool { c, _ := h.seen("ahu/t"); return len(c) == 10 })
 
 	h.setState(false)
-	waitUntil(t, "node holds", 5*time.Second, func() bool {
+	testwait.Until(t, "node holds", 5*time.Second, func() bool {
 		e.node.mu.Lock()
 		defer e.node.mu.Unlock()
 		return !e.node.hostOnline
 	})
 	r.appendReadings(t, 10, 20)
 	// Observe for a while that nothing leaves the buffer.
-	for deadline := time.Now().Add(300 * time.Millisecond); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if c, _ := h.seen("ahu/t"); len(c) != 10 {
-			t.Fatalf("%d readings reached the cloud while the primary host was offline", len(c)-10)
-		}
+	if testwait.Within(300*time.Millisecond, func() bool { c, _ := h.seen("ahu/t"); return len(c) != 10 }) {
+		c, _ := h.seen("ahu/t")
+		t.Fatalf("%d readings reached the cloud while the primary host was offline", len(c)-10)
 	}
 	if got := r.queue.Stats().Records; got != 20 {
 		t.Fatalf("buffer holds %d records while the host is offline, want 20", got)
 	}
 
 	h.setState(true)
-	waitUntil(t, "replay", 5*time.Second, func() bool { c, _ := h.seen("ahu/t"); return len(c) == 30 })
+	testwait.Until(t, "replay", 5*time.Second, func() bool { c, _ := h.seen("ahu/t"); return len(c) == 30 })
 	h.noProblems(t)
 	if _, hist := h.seen("ahu/t"); hist != 20 {
 		t.Fatalf("%d readings flagged historical, want the 20 held", hist)
@@ -193,7 +193,7 @@ func TestDeviceStatusBirthsAndDeaths(t *testing.T) {
 	r := newRig(t)
 	h := newHost(t, r, "")
 	r.startEdge(t, Config{}, "")
-	waitUntil(t, "births", 5*time.Second, func() bool { return h.count("DBIRTH") == 2 })
+	testwait.Until(t, "births", 5*time.Second, func() bool { return h.count("DBIRTH") == 2 })
 	status := func(online bool) {
 		p := `{"online":false,"since":"2026-12-01T04:00:00.000Z","error":"timeout"}`
 		if online {
@@ -204,16 +204,16 @@ func TestDeviceStatusBirthsAndDeaths(t *testing.T) {
 		}
 	}
 	status(false)
-	waitUntil(t, "DDEATH", 5*time.Second, func() bool { return h.count("DDEATH") == 1 })
+	testwait.Until(t, "DDEATH", 5*time.Second, func() bool { return h.count("DDEATH") == 1 })
 	h.rebirth()
-	waitUntil(t, "rebirth", 5*time.Second, func() bool { return h.count("NBIRTH") == 2 })
+	testwait.Until(t, "rebirth", 5*time.Second, func() bool { return h.count("NBIRTH") == 2 })
 	r.appendReadings(t, 0, 1) // a marker: the rebirth's DBIRTHs came before it
-	waitUntil(t, "marker", 5*time.Second, func() bool { c, _ := h.seen("ahu/t"); return len(c) == 1 })
+	testwait.Until(t, "marker", 5*time.Second, func() bool { c, _ := h.seen("ahu/t"); return len(c) == 1 })
 	if got := h.count("DBIRTH"); got != 3 {
 		t.Fatalf("%d DBIRTHs, want 3: the rebirth must leave the dead meter out", got)
 	}
 	status(true)
-	waitUntil(t, "DBIRTH", 5*time.Second, func() bool { return h.count("DBIRTH") == 4 })
+	testwait.Until(t, "DBIRTH", 5*time.Second, func() bool { return h.count("DBIRTH") == 4 })
 	h.noProblems(t)
 	h.mu.Lock()
 	_, declared := h.declared["meter/kwh"]
