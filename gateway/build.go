@@ -75,7 +75,14 @@ func (g *Gateway) open(cfg *config.Config, opts Options) (err error) {
 		if err != nil {
 			return fmt.Errorf("uplink.tls: %w", err)
 		}
-		g.uplink, err = uplink.New(uplink.Config{
+		onCommand := func(topic string, payload []byte) {
+			if !g.admitCommand("cloud", topic) {
+				return
+			}
+			defer g.cmdWG.Done()
+			g.gate.Handle(g.cmdCtx, "cloud", topic, payload)
+		}
+		uc := uplink.Config{
 			Broker:          u.Broker,
 			TLS:             tlsCfg,
 			GatewayID:       cfg.Gateway.ID,
@@ -85,14 +92,15 @@ func (g *Gateway) open(cfg *config.Config, opts Options) (err error) {
 			DeadLetterAfter: u.DeadLetterAfter,
 			Version:         opts.Version,
 			Buffered:        func() uint64 { return g.queue.Stats().Records },
-			OnCommand: func(topic string, payload []byte) {
-				if !g.admitCommand("cloud", topic) {
-					return
-				}
-				defer g.cmdWG.Done()
-				g.gate.Handle(g.cmdCtx, "cloud", topic, payload)
-			},
-		}, g.queue, log)
+			OnCommand:       onCommand,
+		}
+		if u.Format == config.FormatSparkplugB {
+			if g.sparkplug, err = g.sparkplugNode(cfg, onCommand); err != nil {
+				return fmt.Errorf("uplink.sparkplug: %w", err)
+			}
+			uc.Encoder, uc.Session = g.sparkplug, g.sparkplug
+		}
+		g.uplink, err = uplink.New(uc, g.queue, log)
 		if err != nil {
 			return fmt.Errorf("uplink: %w", err)
 		}

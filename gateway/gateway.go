@@ -17,6 +17,7 @@ import (
 	"github.com/lintel-gw/lintel/gateway/homeassistant"
 	"github.com/lintel-gw/lintel/gateway/privacy"
 	"github.com/lintel-gw/lintel/gateway/uplink"
+	"github.com/lintel-gw/lintel/gateway/uplink/sparkplug"
 	"github.com/lintel-gw/lintel/localbroker"
 )
 
@@ -36,8 +37,10 @@ type Gateway struct {
 	broker  *localbroker.Broker
 	buses   map[string]adapters.Adapter
 	uplink  *uplink.Uplink // nil: buffer only
-	gate    *command.Gate
-	pubErrs atomic.Uint64
+	// sparkplug is the uplink's edge node with format sparkplug-b, else nil.
+	sparkplug *sparkplug.Node
+	gate      *command.Gate
+	pubErrs   atomic.Uint64
 
 	brokerOnce sync.Once // the broker is closed once: in Run's stop order, or by close
 

@@ -263,6 +263,11 @@ func (g *Gateway) close() {
 	if g.broker != nil {
 		g.closeBroker()
 	}
+	if g.sparkplug != nil {
+		if err := g.sparkplug.Close(); err != nil {
+			g.log.Error("closing sparkplug state", "err", err)
+		}
+	}
 	if g.queue != nil {
 		if err := g.queue.Close(); err != nil {
 			g.log.Error("closing buffer", "err", err)

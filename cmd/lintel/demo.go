@@ -12,6 +12,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	dataDir := fs.String("data-dir", "", "keep the buffer and generated files here (default: a temporary directory)")
 	listen := fs.String("listen", "127.0.0.1:0", "local broker address (loopback)")
 	verbose := fs.Bool("v", false, "log gateway activity at info level")
+	format := fs.String("format", "json", "cloud format: json or sparkplug-b")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
@@ -21,6 +22,6 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	return demo.Run(ctx, demo.Options{
 		DataDir: *dataDir, Listen: *listen, Out: stdout,
-		Logger: newLogger(stderr, level, "text"), Version: version(),
+		Logger: newLogger(stderr, level, "text"), Version: version(), Format: *format,
 	})
 }

@@ -282,6 +282,27 @@ type Uplink struct {
 	// session, this many times in a row is moved aside so that delivery
 	// goes on (default 3).
 	DeadLetterAfter int `yaml:"dead_letter_after"`
+	// Format is what the cloud receives: json (default, Lintel's topics
+	// and payloads) or sparkplug-b.
+	Format    string     `yaml:"format"`
+	Sparkplug *Sparkplug `yaml:"sparkplug"`
+}
+
+// Uplink formats.
+const (
+	FormatJSON       = "json"
+	FormatSparkplugB = "sparkplug-b"
+)
+
+// Sparkplug configures format sparkplug-b (see gateway/uplink/sparkplug).
+type Sparkplug struct {
+	GroupID    string `yaml:"group_id"`
+	EdgeNodeID string `yaml:"edge_node_id"` // default: gateway.id
+	// PrimaryHostID, if set, names the host application whose STATE
+	// gates delivery.
+	PrimaryHostID string `yaml:"primary_host_id"`
+	// QoS1Data sends data at QoS 1 instead of the specification's QoS 0.
+	QoS1Data bool `yaml:"qos1_data"`
 }
 
 // Commands configures the command gate.
@@ -497,6 +518,15 @@ func (c *Config) ensureDefaults() {
 		}
 		if u.DeadLetterAfter == 0 {
 			u.DeadLetterAfter = DefaultDeadLetter
+		}
+		if u.Format == "" {
+			u.Format = FormatJSON
+		}
+		if u.Format == FormatSparkplugB && u.Sparkplug == nil {
+			u.Sparkplug = &Sparkplug{}
+		}
+		if sp := u.Sparkplug; sp != nil && sp.EdgeNodeID == "" {
+			sp.EdgeNodeID = c.Gateway.ID
 		}
 	}
 	if c.Privacy.KeyFile == "" {

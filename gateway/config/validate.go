@@ -243,6 +243,21 @@ func (cfg *Config) validate() Problems {
 		if n := u.DeadLetterAfter; n < 1 || n > 100 {
 			c.add("uplink.dead_letter_after", "%d; want 1 to 100", n)
 		}
+		switch u.Format {
+		case FormatJSON:
+		case FormatSparkplugB:
+			sp := u.Sparkplug
+			if sp.GroupID == "" {
+				c.add("uplink.sparkplug.group_id", "required with format sparkplug-b")
+			}
+			for key, id := range map[string]string{"group_id": sp.GroupID, "edge_node_id": sp.EdgeNodeID, "primary_host_id": sp.PrimaryHostID} {
+				if strings.ContainsAny(id, "/+#\x00") {
+					c.add("uplink.sparkplug."+key, "%q must not contain / + # or NUL (it is a topic level)", id)
+				}
+			}
+		default:
+			c.add("uplink.format", "%q; want json or sparkplug-b", u.Format)
+		}
 	}
 
 	if cfg.Buffer.MaxBytes < 1<<20 {

@@ -26,6 +26,7 @@ import (
 	"github.com/lintel-gw/lintel/gateway/demo/building"
 	"github.com/lintel-gw/lintel/gateway/pki"
 	"github.com/lintel-gw/lintel/gateway/uplink/cloudtest"
+	"github.com/lintel-gw/lintel/gateway/uplink/sparkplug"
 	"github.com/lintel-gw/lintel/localbroker"
 )
 
@@ -41,6 +42,8 @@ type Options struct {
 	Version string
 	// SummaryEvery is the period of the status line (default 5s).
 	SummaryEvery time.Duration
+	// Format is the uplink's cloud format: json (default) or sparkplug-b.
+	Format string
 }
 
 // Env is the loopback world the demo (and the end-to-end tests) run in.
@@ -155,6 +158,14 @@ func Prepare(opts Options) (env *Env, err error) {
 	cfg.Uplink.Broker = env.Cloud.URL()
 	cfg.Uplink.TLS = config.ClientTLS{CAFile: files.CA, CertFile: files.Cert, KeyFile: files.Key}
 	cfg.Uplink.Commands.Signers = []string{strings.TrimSuffix(env.SigningKey, ".key") + ".pub"}
+	switch opts.Format {
+	case "", config.FormatJSON:
+	case config.FormatSparkplugB:
+		cfg.Uplink.Format = config.FormatSparkplugB
+		cfg.Uplink.Sparkplug = &config.Sparkplug{GroupID: "demo", EdgeNodeID: cfg.Gateway.ID}
+	default:
+		return nil, fmt.Errorf("format %q: want json or sparkplug-b", opts.Format)
+	}
 	env.Config = cfg
 	return env, nil
 }
@@ -284,6 +295,10 @@ func newLiveView(out io.Writer, prefix string) *liveView {
 }
 
 func (v *liveView) add(m cloudtest.Message) {
+	if strings.HasPrefix(m.Topic, sparkplug.Namespace+"/") || strings.HasSuffix(m.Topic, "/$fence") {
+		v.addSparkplug(m)
+		return
+	}
 	var p struct {
 		Fields map[string]string `json:"fields"`
 		V      any               `json:"v"`
@@ -337,6 +352,50 @@ func (v *liveView) add(m cloudtest.Message) {
 		seq = fmt.Sprintf("#%-5d", p.Seq)
 	}
 	fmt.Fprintf(v.out, "%s  %s  %-28s %s\n", m.At.Format("15:04:05.000"), seq, name, value)
+}
+
+// addSparkplug prints a Sparkplug B message: its type, seq, device and
+// metrics (a birth's metrics with their datatypes). Fences are not shown.
+func (v *liveView) addSparkplug(m cloudtest.Message) {
+	levels := strings.Split(m.Topic, "/")
+	if len(levels) < 4 {
+		return // the QoS 1 fence: proof of delivery, nothing to read
+	}
+	kind, device := levels[2], ""
+	if len(levels) > 4 {
+		device = levels[4]
+	}
+	p, err := sparkplug.Unmarshal(m.Payload)
+	seq := "      "
+	var parts []string
+	if err != nil {
+		parts = append(parts, "undecodable: "+err.Error())
+	} else {
+		if p.Seq != nil {
+			seq = fmt.Sprintf("#%-5d", *p.Seq)
+		}
+		birth := strings.HasSuffix(kind, "BIRTH")
+		for _, mt := range p.Metrics {
+			val := "null"
+			if !mt.IsNull {
+				val = fmt.Sprint(mt.Value)
+			}
+			if u, ok := mt.Properties.Get("unit").(string); ok {
+				val += " " + u
+			}
+			if mt.IsHistorical {
+				val += " (historical)"
+			}
+			if birth {
+				val += fmt.Sprintf(" [type %d]", mt.Datatype)
+			}
+			parts = append(parts, mt.Name+"="+val)
+		}
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.received++
+	fmt.Fprintf(v.out, "%s  %s  %-7s %-20s %s\n", m.At.Format("15:04:05.000"), seq, kind, device, strings.Join(parts, ", "))
 }
 
 func (v *liveView) summary(s gateway.Stats) {

@@ -37,6 +37,13 @@
 // Implement Encoder (topic and payload from a buffer.Record) and set
 // Config.Encoder; nothing else changes. encoder_test.go has a toy one.
 //
+// A format with session state also implements Session (Config.Session;
+// package sparkplug is one): it gives each connection's Will, publishes
+// after each connect and before a clean disconnect (instead of the $status
+// messages), may hold delivery, and may publish records at QoS 0. A QoS 0
+// record is acked only after the PUBACK of a later QoS 1 Fence on the same
+// connection, so the buffer stays the source of truth.
+//
 // # Throughput
 //
 // One session is connect, deliver (reads a window ahead, publishes), one

@@ -83,6 +83,39 @@ type Config struct {
 	// Clock, if set, replaces the system clock for backoff, the ack timeout
 	// and in-flight ages (tests).
 	Clock Clock
+	// Session, if set, takes part in every connection of a cloud format
+	// with session state (Sparkplug B). It replaces the lintel $status
+	// messages and their Will; OnCommand is unaffected.
+	Session Session
+}
+
+// Session is what a cloud format with session state adds to the Encoder:
+// a Will per connection, messages after each connect and before a clean
+// disconnect, a hold on delivery, and messages sent at QoS 0.
+//
+// A record published at QoS 0 (fenced) is acked in the buffer only when the
+// PUBACK of a later Fence on the same connection arrived: MQTT keeps the
+// order of one connection's PUBLISHes, so the broker then had the record.
+type Session interface {
+	// Will is the Last Will of the next connection; called before each
+	// connect attempt.
+	Will() (topic string, payload []byte, qos byte, retain bool)
+	// Connected runs after each CONNACK, before any record is sent
+	// (births, subscriptions). An error ends the session.
+	Connected(ctx context.Context, c paho.Client) error
+	// Hold blocks until records may be sent, or ctx ends (its error).
+	// It is called before each record is encoded.
+	Hold(ctx context.Context) error
+	// Publish sends one encoded record on c and reports whether it went at
+	// QoS 0 and so needs a Fence before it may be acked.
+	Publish(c paho.Client, topic string, retain bool, payload []byte) (t paho.Token, fenced bool)
+	// Fence publishes a QoS 1 message after fenced records.
+	Fence(c paho.Client) paho.Token
+	// Closing runs before the uplink DISCONNECTs: at a clean shutdown and
+	// when it ends a session itself (an ack timeout, a buffer error), not
+	// after the connection was lost. The broker sends no Will after a
+	// DISCONNECT, so this is where a death message goes.
+	Closing(c paho.Client) paho.Token
 }
 
 // Encoder turns a buffered record into what the cloud receives. It is
@@ -423,11 +456,20 @@ func (u *Uplink) connect(ctx context.Context) (paho.Client, <-chan error, error)
 			default:
 			}
 		})
+	if u.cfg.Session != nil {
+		topic, payload, qos, retain := u.cfg.Session.Will()
+		opts.SetBinaryWill(topic, payload, qos, retain)
+	}
 	client := paho.NewClient(opts)
 	if err := waitToken(ctx, client.Connect()); err != nil {
 		return nil, nil, fmt.Errorf("connect: %w", err)
 	}
-	if err := waitToken(ctx, client.Publish(u.StatusTopic(), 1, true, u.onlineStatus())); err != nil {
+	if u.cfg.Session != nil {
+		if err := u.cfg.Session.Connected(ctx, client); err != nil {
+			client.Disconnect(0)
+			return nil, nil, fmt.Errorf("session start: %w", err)
+		}
+	} else if err := waitToken(ctx, client.Publish(u.StatusTopic(), 1, true, u.onlineStatus())); err != nil {
 		client.Disconnect(0)
 		return nil, nil, fmt.Errorf("publish online status: %w", err)
 	}
@@ -479,6 +521,11 @@ func (s *delivery) deliver(sctx context.Context) {
 	// transaction per batch instead of one per freed slot. Only these hold
 	// payloads; a flight holds a token, so a large window stays small.
 	var ahead []buffer.Record
+	sess := u.cfg.Session
+	// Fenced records published and not yet behind a Fence; each holds a
+	// slot. Left over when the session ends, they stay unacked.
+	var fenced []flight
+	defer func() { u.inflight.Add(-int64(len(fenced))) }()
 	for sctx.Err() == nil {
 		if len(ahead) == 0 {
 			n := min(u.cfg.MaxInflight, maxReadAhead)
@@ -494,6 +541,11 @@ func (s *delivery) deliver(sctx context.Context) {
 			}
 		}
 		r := ahead[0]
+		if sess != nil {
+			if sess.Hold(sctx) != nil {
+				return
+			}
+		}
 		ahead = ahead[1:]
 		topic, payload, err := u.cfg.Encoder.Encode(r)
 		if err == nil {
@@ -515,10 +567,36 @@ func (s *delivery) deliver(sctx context.Context) {
 		case <-sctx.Done():
 			return
 		}
-		tok := s.client.Publish(topic, 1, r.Retain, payload)
+		if sess == nil {
+			tok := s.client.Publish(topic, 1, r.Retain, payload)
+			u.published.Add(1)
+			u.inflight.Add(1)
+			s.flights <- flight{seq: r.Seq, tok: tok, sent: u.clock.Now()}
+			if u.probing {
+				s.probe(sctx, r.Seq, tok)
+			}
+			continue
+		}
+		tok, isFenced := sess.Publish(s.client, topic, r.Retain, payload)
 		u.published.Add(1)
 		u.inflight.Add(1)
-		s.flights <- flight{seq: r.Seq, tok: tok, sent: u.clock.Now()}
+		f := flight{seq: r.Seq, tok: tok, sent: u.clock.Now()}
+		if !isFenced {
+			s.flights <- f
+		} else {
+			fenced = append(fenced, f)
+			// Fence before Read may block, before the window is full of
+			// fenced records, and after each record while probing.
+			if len(ahead) > 0 && len(fenced) < cap(s.slots) && !u.probing {
+				continue
+			}
+			tok = sess.Fence(s.client)
+			for _, f := range fenced {
+				f.tok = tok
+				s.flights <- f
+			}
+			fenced = fenced[:0]
+		}
 		if u.probing {
 			s.probe(sctx, r.Seq, tok)
 		}
@@ -661,7 +739,13 @@ func (s *delivery) drain(ctx, sctx context.Context) error {
 		case <-s.ackerDone:
 		case <-u.clock.After(u.cfg.DrainTimeout):
 		}
-		if t := s.client.Publish(u.StatusTopic(), 1, true, []byte(`{"online":false}`)); !t.WaitTimeout(u.cfg.DrainTimeout) {
+		var tok paho.Token
+		if sess := u.cfg.Session; sess != nil {
+			tok = sess.Closing(s.client)
+		} else {
+			tok = s.client.Publish(u.StatusTopic(), 1, true, []byte(`{"online":false}`))
+		}
+		if !tok.WaitTimeout(u.cfg.DrainTimeout) {
 			u.log.Warn("offline status not acknowledged before shutdown")
 		}
 		s.client.Disconnect(250)
@@ -670,6 +754,11 @@ func (s *delivery) drain(ctx, sctx context.Context) error {
 		s.forget()
 		u.log.Info("uplink stopped")
 		return nil
+	}
+	if sess := u.cfg.Session; sess != nil && !errors.Is(cause, errLinkLost) {
+		// Ending the session with DISCONNECT discards the Will: say
+		// goodbye explicitly, in case the connection still carries it.
+		sess.Closing(s.client).WaitTimeout(u.cfg.DrainTimeout)
 	}
 	s.client.Disconnect(0)
 	close(s.abort)
