@@ -9,6 +9,10 @@
 // template filled from a frame) must pass ValidTopicLevel, so a device can
 // never add levels or wildcards to a topic; what fails is dropped and counted.
 //
-// The subpackages are the adapters: modbus (RTU and TCP), simulator (the
-// simulated building used by `lintel demo` and by tests).
+// The subpackages are the adapters: modbus (RTU and TCP), serialline (door
+// controllers, alarm panels), bacnet (BACnet/IP). Fake hardware is not here:
+// each protocol's fake device sits beside it (modbus/modbustest,
+// bacnet/bacnettest) and the whole simulated building of `lintel demo` is
+// gateway/demo/building. The privacy policy the serial line applies is
+// gateway/privacy.
 package adapters

@@ -514,7 +514,9 @@ func (q *Queue) drain(batch []op) []op {
 
 // commit applies a batch in one transaction and reports to waiters. On failure
 // (disk full, I/O error) nothing of the batch is applied, and the records
-// already stored are untouched.
+// already stored are untouched. The steps inside the transaction, in order:
+// the ops' own changes and acks, TTL expiry, eviction to fit, the new
+// records, the counters (see commitTx).
 func (q *Queue) commit(batch []op) {
 	if len(batch) == 0 {
 		return
@@ -533,115 +535,20 @@ func (q *Queue) commit(batch []op) {
 		q.diskCap = 0 // try the whole of MaxBytes again
 	}
 	apply := func(tx *bolt.Tx) error {
-		buckets := [2]*bolt.Bucket{tx.Bucket(bucketNormal), tx.Bucket(bucketHigh)}
-		for _, b := range buckets {
-			b.FillPercent = 1 // keys only ever grow: pack pages full
-		}
-		remove := func(prio Priority, k, v []byte) error {
-			st.Bytes -= int64(len(v))
-			st.Records--
-			if prio == High {
-				st.High--
-			}
-			return buckets[prio.index()].Delete(k)
-		}
-		for _, o := range batch {
-			if o.apply != nil {
-				if err := o.apply(tx, &st); err != nil {
-					return err
-				}
-			}
-			for _, seq := range o.acks {
-				for prio, b := range buckets {
-					if v := b.Get(seqKey(seq)); v != nil {
-						if err := remove(Priority(prio), seqKey(seq), v); err != nil {
-							return err
-						}
-						break
-					}
-				}
-			}
+		c := newCommitTx(tx, &st)
+		if err := c.applyOps(tx, batch); err != nil {
+			return err
 		}
 		if q.opts.TTL > 0 {
-			cutoff := now.Add(-q.opts.TTL)
-			for prio, b := range buckets {
-				c := b.Cursor()
-				for k, v := c.First(); k != nil; k, v = c.First() {
-					if t, ok := recordTime(v); ok && !t.Before(cutoff) {
-						break
-					}
-					if err := remove(Priority(prio), k, v); err != nil {
-						return err
-					}
-					st.Drops.Expired++
-				}
-			}
-		}
-		limit, diskLimited := q.opts.MaxBytes, false
-		if q.diskCap > 0 && q.diskCap < limit {
-			limit, diskLimited = q.diskCap, true
-		}
-		for i, o := range batch {
-			if len(o.recs) == 0 {
-				continue
-			}
-			if refuse {
-				results[i] = ErrFull
-				st.Drops.DiskFull += uint64(len(o.recs))
-				continue
-			}
-			encoded := make([][]byte, len(o.recs))
-			var size int64
-			for j := range o.recs {
-				encoded[j] = o.recs[j].encode()
-				size += int64(len(encoded[j]))
-			}
-			if st.Bytes+size > limit {
-				if q.opts.FullPolicy == RejectNew || size > limit {
-					results[i] = ErrFull
-					st.Drops.Rejected += uint64(len(o.recs))
-					continue
-				}
-				// Evict Normal records first; High ones only if needed.
-				for _, prio := range []Priority{Normal, High} {
-					c := buckets[prio.index()].Cursor()
-					for k, v := c.First(); k != nil && st.Bytes+size > limit; k, v = c.First() {
-						if err := remove(prio, k, v); err != nil {
-							return err
-						}
-						if diskLimited {
-							st.Drops.DiskFull++
-						} else {
-							st.Drops.Full++
-						}
-					}
-				}
-			}
-			for j := range o.recs {
-				r := &o.recs[j]
-				r.Seq = st.NextSeq
-				if err := buckets[r.Priority.index()].Put(seqKey(r.Seq), encoded[j]); err != nil {
-					return err
-				}
-				st.NextSeq++
-				if r.Priority == High {
-					st.High++
-				}
-			}
-			st.Records += uint64(len(o.recs))
-			st.Bytes += size
-		}
-		st.Oldest = oldest(tx)
-		meta := tx.Bucket(bucketMeta)
-		for _, kv := range []struct {
-			k []byte
-			v uint64
-		}{{keyNextSeq, st.NextSeq}, {keyCount, st.Records}, {keyHigh, st.High}, {keyBytes, uint64(st.Bytes)}} {
-			if err := meta.Put(kv.k, binary.BigEndian.AppendUint64(nil, kv.v)); err != nil {
+			if err := c.expire(now.Add(-q.opts.TTL)); err != nil {
 				return err
 			}
 		}
-		return nil
+		if err := q.storeBatch(c, batch, results, refuse); err != nil {
+			return err
+		}
+		st.Oldest = oldest(tx)
+		return c.writeMeta(tx)
 	}
 	var err error
 	for attempt := 0; ; attempt++ {
@@ -668,30 +575,203 @@ func (q *Queue) commit(batch []op) {
 			refuse = true
 			continue
 		}
-		// Evict a reserve of at least twice what the batch adds, more on
-		// each attempt, and keep the buffer that much below where the disk
-		// filled up for a while, evicting within each commit as at
-		// MaxBytes: pages freed by one commit are reused by the next, so
-		// the file stops growing and an eviction still finds free pages.
-		var need int64
-		for _, o := range batch {
-			for j := range o.recs {
-				need += int64(headerSize + len(o.recs[j].Topic) + len(o.recs[j].Payload))
-			}
-		}
-		need = max(2*need, diskReserve) << attempt
-		q.diskCap, q.diskCapUntil = max(base.Bytes-need, 1), now.Add(CommitFailureWindow)
-		if n, eerr := q.evictForDisk(need); eerr != nil || n == 0 {
-			if eerr != nil {
-				q.failed(eerr)
-			}
+		if !q.makeDiskRoom(batch, base.Bytes, attempt, now) {
 			break
 		}
 		q.mu.Lock()
 		base = q.stats
 		q.mu.Unlock()
 	}
+	q.finishCommit(batch, st, results, err)
+}
 
+// commitTx is one attempt of a group commit inside a bbolt transaction. Its
+// steps change st, a copy of the queue's stats that commit publishes only
+// if the transaction commits.
+type commitTx struct {
+	buckets [2]*bolt.Bucket // indexed by Priority.index()
+	st      *Stats
+}
+
+func newCommitTx(tx *bolt.Tx, st *Stats) *commitTx {
+	c := &commitTx{buckets: [2]*bolt.Bucket{tx.Bucket(bucketNormal), tx.Bucket(bucketHigh)}, st: st}
+	for _, b := range c.buckets {
+		b.FillPercent = 1 // keys only ever grow: pack pages full
+	}
+	return c
+}
+
+// remove deletes one stored record and takes it off the counters.
+func (c *commitTx) remove(prio Priority, k, v []byte) error {
+	c.st.Bytes -= int64(len(v))
+	c.st.Records--
+	if prio == High {
+		c.st.High--
+	}
+	return c.buckets[prio.index()].Delete(k)
+}
+
+// applyOps runs each op's own change and deletes the records it acks.
+func (c *commitTx) applyOps(tx *bolt.Tx, batch []op) error {
+	for _, o := range batch {
+		if o.apply != nil {
+			if err := o.apply(tx, c.st); err != nil {
+				return err
+			}
+		}
+		for _, seq := range o.acks {
+			for prio, b := range c.buckets {
+				if v := b.Get(seqKey(seq)); v != nil {
+					if err := c.remove(Priority(prio), seqKey(seq), v); err != nil {
+						return err
+					}
+					break
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// expire deletes, in each priority, the oldest records stamped before
+// cutoff, stopping at the first one that is not.
+func (c *commitTx) expire(cutoff time.Time) error {
+	for prio, b := range c.buckets {
+		cur := b.Cursor()
+		for k, v := cur.First(); k != nil; k, v = cur.First() {
+			if t, ok := recordTime(v); ok && !t.Before(cutoff) {
+				break
+			}
+			if err := c.remove(Priority(prio), k, v); err != nil {
+				return err
+			}
+			c.st.Drops.Expired++
+		}
+	}
+	return nil
+}
+
+// evict deletes the oldest records, Normal first and High only if needed,
+// until size more bytes fit under limit. Each is counted as a disk-full drop
+// when the limit is the disk's, else as a full drop.
+func (c *commitTx) evict(size, limit int64, diskLimited bool) error {
+	for _, prio := range []Priority{Normal, High} {
+		cur := c.buckets[prio.index()].Cursor()
+		for k, v := cur.First(); k != nil && c.st.Bytes+size > limit; k, v = cur.First() {
+			if err := c.remove(prio, k, v); err != nil {
+				return err
+			}
+			if diskLimited {
+				c.st.Drops.DiskFull++
+			} else {
+				c.st.Drops.Full++
+			}
+		}
+	}
+	return nil
+}
+
+// put stores records (already encoded, size bytes in all) under the next
+// sequence numbers, which it writes back into the records.
+func (c *commitTx) put(recs []Record, encoded [][]byte, size int64) error {
+	for j := range recs {
+		r := &recs[j]
+		r.Seq = c.st.NextSeq
+		if err := c.buckets[r.Priority.index()].Put(seqKey(r.Seq), encoded[j]); err != nil {
+			return err
+		}
+		c.st.NextSeq++
+		if r.Priority == High {
+			c.st.High++
+		}
+	}
+	c.st.Records += uint64(len(recs))
+	c.st.Bytes += size
+	return nil
+}
+
+// writeMeta persists the counters the next Open starts from.
+func (c *commitTx) writeMeta(tx *bolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	for _, kv := range []struct {
+		k []byte
+		v uint64
+	}{{keyNextSeq, c.st.NextSeq}, {keyCount, c.st.Records}, {keyHigh, c.st.High}, {keyBytes, uint64(c.st.Bytes)}} {
+		if err := meta.Put(kv.k, binary.BigEndian.AppendUint64(nil, kv.v)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// storeBatch stores each op's records, all or none per op, under the byte
+// limit (MaxBytes, or the lower cap after the disk filled up): an op that
+// does not fit is refused with ErrFull under reject-new (or when it alone
+// exceeds the limit), else older records are evicted to make room. With
+// refuse set (the disk is full under reject-new) every op is refused.
+func (q *Queue) storeBatch(c *commitTx, batch []op, results []error, refuse bool) error {
+	limit, diskLimited := q.opts.MaxBytes, false
+	if q.diskCap > 0 && q.diskCap < limit {
+		limit, diskLimited = q.diskCap, true
+	}
+	for i, o := range batch {
+		if len(o.recs) == 0 {
+			continue
+		}
+		if refuse {
+			results[i] = ErrFull
+			c.st.Drops.DiskFull += uint64(len(o.recs))
+			continue
+		}
+		encoded := make([][]byte, len(o.recs))
+		var size int64
+		for j := range o.recs {
+			encoded[j] = o.recs[j].encode()
+			size += int64(len(encoded[j]))
+		}
+		if c.st.Bytes+size > limit {
+			if q.opts.FullPolicy == RejectNew || size > limit {
+				results[i] = ErrFull
+				c.st.Drops.Rejected += uint64(len(o.recs))
+				continue
+			}
+			if err := c.evict(size, limit, diskLimited); err != nil {
+				return err
+			}
+		}
+		if err := c.put(o.recs, encoded, size); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// makeDiskRoom is drop-oldest's answer to a full disk: it evicts a reserve
+// of at least twice what the batch adds, more on each attempt, and keeps the
+// buffer that much below where the disk filled up (stored bytes) for a
+// while, evicting within each commit as at MaxBytes: pages freed by one
+// commit are reused by the next, so the file stops growing and an eviction
+// still finds free pages. It reports whether anything was evicted, that is
+// whether another attempt can succeed.
+func (q *Queue) makeDiskRoom(batch []op, stored int64, attempt int, now time.Time) bool {
+	var need int64
+	for _, o := range batch {
+		for j := range o.recs {
+			need += int64(headerSize + len(o.recs[j].Topic) + len(o.recs[j].Payload))
+		}
+	}
+	need = max(2*need, diskReserve) << attempt
+	q.diskCap, q.diskCapUntil = max(stored-need, 1), now.Add(CommitFailureWindow)
+	n, err := q.evictForDisk(need)
+	if err != nil {
+		q.failed(err)
+	}
+	return err == nil && n > 0
+}
+
+// finishCommit publishes the committed stats (or records the failure), logs
+// drops, and answers every op of the batch.
+func (q *Queue) finishCommit(batch []op, st Stats, results []error, err error) {
 	q.mu.Lock()
 	prev := q.stats
 	if err != nil {

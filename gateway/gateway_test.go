@@ -20,11 +20,11 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/lintel-gw/lintel/adapters/simulator"
 	"github.com/lintel-gw/lintel/gateway"
 	"github.com/lintel-gw/lintel/gateway/command"
 	"github.com/lintel-gw/lintel/gateway/config"
 	"github.com/lintel-gw/lintel/gateway/demo"
+	"github.com/lintel-gw/lintel/gateway/demo/building"
 	"github.com/lintel-gw/lintel/gateway/uplink/cloudtest"
 	"github.com/lintel-gw/lintel/localbroker"
 )
@@ -428,14 +428,14 @@ func TestCommandsThroughTheCloud(t *testing.T) {
 	if r := send("ahu-1/fan_enable", command.Envelope{ID: "fan-off", Value: json.RawMessage(`false`)}); !strings.Contains(r, "signature missing") {
 		t.Fatalf("unsigned fan command: %s", r)
 	}
-	if !env.Sim.Coil(simulator.UnitAHU, 10) {
+	if !env.Sim.Coil(building.UnitAHU, 10) {
 		t.Fatal("an unsigned command moved the fan coil")
 	}
 	fan, _ := command.NewEnvelope(key, "demo-gw", "ahu-1", "fan_enable", json.RawMessage(`false`), time.Minute)
 	if r := send("ahu-1/fan_enable", fan); !strings.Contains(r, `"ok":true`) {
 		t.Fatalf("fan command: %s", r)
 	}
-	if env.Sim.Coil(simulator.UnitAHU, 10) {
+	if env.Sim.Coil(building.UnitAHU, 10) {
 		t.Fatal("fan coil still on")
 	}
 }
@@ -519,7 +519,7 @@ func TestMetricsFollowADeviceDying(t *testing.T) {
 		t.Fatalf("metrics do not move: %v requests, %v commits", requests, commits)
 	}
 
-	env.Sim.SetSilent(simulator.UnitMeter, true)
+	env.Sim.SetSilent(building.UnitMeter, true)
 	waitUntil(t, "meter offline in /metrics", 10*time.Second, func() bool { return metric(scrape(t, base+"/metrics"), online) == 0 })
 	body = scrape(t, base+"/metrics")
 	if after := metric(body, `lintel_bus_exceptions_total{bus="plant"}`) + metric(body, `lintel_bus_timeouts_total{bus="plant"}`); after <= errorsBefore {

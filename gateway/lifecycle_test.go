@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"github.com/lintel-gw/lintel/adapters"
-	"github.com/lintel-gw/lintel/adapters/simulator"
 	"github.com/lintel-gw/lintel/gateway/command"
+	"github.com/lintel-gw/lintel/gateway/demo/building"
 	"github.com/lintel-gw/lintel/gateway/uplink/cloudtest"
 	"log/slog"
 	"net"
@@ -274,7 +274,7 @@ func TestNoCommandRunsOnceShutdownBegan(t *testing.T) {
 		t.Fatal("a command that arrived after shutdown began reached the door controller")
 	}
 
-	if !env.Sim.Coil(simulator.UnitAHU, 10) {
+	if !env.Sim.Coil(building.UnitAHU, 10) {
 		t.Fatal("fan coil off before the test; the check below would prove nothing")
 	}
 	signedFanOff, _ := command.NewEnvelope(key, "demo-gw", "ahu-1", "fan_enable", json.RawMessage(`false`), time.Minute)
@@ -283,9 +283,9 @@ func TestNoCommandRunsOnceShutdownBegan(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitUntil(t, "the local command ignored", 10*time.Second, func() bool {
-		return gateway.IgnoredCommands(gw) >= 2 || !env.Sim.Coil(simulator.UnitAHU, 10)
+		return gateway.IgnoredCommands(gw) >= 2 || !env.Sim.Coil(building.UnitAHU, 10)
 	})
-	if !env.Sim.Coil(simulator.UnitAHU, 10) {
+	if !env.Sim.Coil(building.UnitAHU, 10) {
 		t.Fatal("a local command that arrived after shutdown began moved the fan coil")
 	}
 }

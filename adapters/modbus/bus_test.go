@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/lintel-gw/lintel/adapters"
-	"github.com/lintel-gw/lintel/adapters/simulator"
+	"github.com/lintel-gw/lintel/gateway/demo/building"
 )
 
 // 0x41AC0000 is 21.5 as float32; each order puts its bytes elsewhere.
@@ -211,9 +211,9 @@ func (c *capture) waitFor(t *testing.T, ok func(adapters.Message) bool) adapters
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func startBuilding(t *testing.T) *simulator.Building {
+func startBuilding(t *testing.T) *building.Building {
 	t.Helper()
-	b, err := simulator.Start(quiet())
+	b, err := building.Start(quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +239,7 @@ func runBus(t *testing.T, b *Bus) *capture {
 func TestPollsSimulatedBuilding(t *testing.T) {
 	sim := startBuilding(t)
 	bus, err := NewBus(BusConfig{Name: "plant", URL: sim.URL(), Timeout: time.Second}, []Device{
-		{Name: "ahu-1", Unit: simulator.UnitAHU, Poll: 50 * time.Millisecond, Points: []Point{
+		{Name: "ahu-1", Unit: building.UnitAHU, Poll: 50 * time.Millisecond, Points: []Point{
 			{Name: "supply_temp", Table: Holding, Address: 100, Type: Float32, Unit: "°C"},
 			{Name: "fan_enable", Table: Coil, Address: 10, Type: Bool},
 			{Name: "outdoor_temp", Table: Input, Address: 200, Type: Int16, Scale: 0.1},
@@ -275,14 +275,14 @@ func TestPollsSimulatedBuilding(t *testing.T) {
 func TestSilentDeviceGoesOfflineAndBack(t *testing.T) {
 	sim := startBuilding(t)
 	bus, _ := NewBus(BusConfig{Name: "plant", URL: sim.URL(), Timeout: 200 * time.Millisecond, OfflineAfter: 2}, []Device{
-		{Name: "meter", Unit: simulator.UnitMeter, Poll: 20 * time.Millisecond, Points: []Point{
+		{Name: "meter", Unit: building.UnitMeter, Poll: 20 * time.Millisecond, Points: []Point{
 			{Name: "voltage", Table: Input, Address: 4, Type: Uint16, Scale: 0.1},
 		}},
-		{Name: "ahu-1", Unit: simulator.UnitAHU, Poll: 20 * time.Millisecond, Points: []Point{
+		{Name: "ahu-1", Unit: building.UnitAHU, Poll: 20 * time.Millisecond, Points: []Point{
 			{Name: "fan_speed", Table: Holding, Address: 110, Type: Uint16, MaxInterval: time.Millisecond},
 		}},
 	}, quiet())
-	sim.SetSilent(simulator.UnitMeter, true)
+	sim.SetSilent(building.UnitMeter, true)
 	c := runBus(t, bus)
 	off := c.waitFor(t, func(m adapters.Message) bool { return m.Device == "meter" && m.Point == adapters.StatusPoint })
 	if string(off.Payload[:15]) != `{"online":false` {
@@ -294,7 +294,7 @@ func TestSilentDeviceGoesOfflineAndBack(t *testing.T) {
 	if after := countPoint(c, "fan_speed"); after-before < 5 {
 		t.Fatalf("ahu-1 polled %d times in 300ms while the meter was silent", after-before)
 	}
-	sim.SetSilent(simulator.UnitMeter, false)
+	sim.SetSilent(building.UnitMeter, false)
 	c.waitFor(t, func(m adapters.Message) bool { return m.Device == "meter" && m.Point == "voltage" })
 	c.waitFor(t, func(m adapters.Message) bool {
 		return m.Device == "meter" && m.Point == adapters.StatusPoint && string(m.Payload[:14]) == `{"online":true`
@@ -316,7 +316,7 @@ func countPoint(c *capture, point string) int {
 func TestWrite(t *testing.T) {
 	sim := startBuilding(t)
 	bus, _ := NewBus(BusConfig{Name: "plant", URL: sim.URL()}, []Device{
-		{Name: "ahu-1", Unit: simulator.UnitAHU, Points: []Point{
+		{Name: "ahu-1", Unit: building.UnitAHU, Points: []Point{
 			{Name: "fan_enable", Table: Coil, Address: 10, Type: Bool, Writable: true},
 			{Name: "setpoint", Table: Holding, Address: 120, Type: Int16, Scale: 0.1, Writable: true},
 			{Name: "supply_temp", Table: Holding, Address: 100, Type: Float32},
@@ -329,13 +329,13 @@ func TestWrite(t *testing.T) {
 	if err := write("fan_enable", "false"); err != nil {
 		t.Fatal(err)
 	}
-	if sim.Coil(simulator.UnitAHU, 10) {
+	if sim.Coil(building.UnitAHU, 10) {
 		t.Fatal("coil still on after writing false")
 	}
 	if err := write("setpoint", "21.5"); err != nil {
 		t.Fatal(err)
 	}
-	if got := sim.Holding(simulator.UnitAHU, 120); got != 215 {
+	if got := sim.Holding(building.UnitAHU, 120); got != 215 {
 		t.Fatalf("setpoint register = %d, want 215", got)
 	}
 	for _, c := range []struct {

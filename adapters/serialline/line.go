@@ -22,7 +22,7 @@ import (
 	"go.bug.st/serial"
 
 	"github.com/lintel-gw/lintel/adapters"
-	"github.com/lintel-gw/lintel/adapters/privacy"
+	"github.com/lintel-gw/lintel/gateway/privacy"
 )
 
 // Event turns matching frames into a published event, or into a state point.

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/lintel-gw/lintel/adapters"
-	"github.com/lintel-gw/lintel/adapters/privacy"
-	"github.com/lintel-gw/lintel/adapters/simulator"
+	"github.com/lintel-gw/lintel/gateway/demo/building"
+	"github.com/lintel-gw/lintel/gateway/privacy"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -83,9 +83,9 @@ func frontDoor() Device {
 	}
 }
 
-func startLine(t *testing.T) (*simulator.DoorController, *Line, *capture) {
+func startLine(t *testing.T) (*building.DoorController, *Line, *capture) {
 	t.Helper()
-	ctrl, err := simulator.StartDoorController(t.TempDir())
+	ctrl, err := building.StartDoorController(t.TempDir())
 	if err != nil {
 		t.Skipf("no pseudo-terminals here: %v", err)
 	}

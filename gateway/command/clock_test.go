@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lintel-gw/lintel/adapters/simulator"
+	"github.com/lintel-gw/lintel/gateway/demo/building"
 )
 
 type fakeClock struct {
@@ -66,7 +66,7 @@ func TestCommandExpiryUnderClockJumps(t *testing.T) {
 	// Back at t0 it is valid (it was never used).
 	clock.Set(t0)
 	handle(late, "")
-	if !w.sim.Coil(simulator.UnitDoorIO, 0) {
+	if !w.sim.Coil(building.UnitDoorIO, 0) {
 		t.Fatal("valid command did not write")
 	}
 	relock := signed(`false`, t0.Add(time.Minute))
@@ -79,7 +79,7 @@ func TestCommandExpiryUnderClockJumps(t *testing.T) {
 	w.open(t)
 	clock.Set(t0)
 	handle(late, ReasonExpired) // its nonce may be gone: refused by the store's horizon
-	if w.sim.Coil(simulator.UnitDoorIO, 0) {
+	if w.sim.Coil(building.UnitDoorIO, 0) {
 		t.Fatal("a used command ran again after the clock went back")
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lintel-gw/lintel/adapters/simulator"
+	"github.com/lintel-gw/lintel/gateway/demo/building"
 )
 
 // records counts log records by level and message.
@@ -109,7 +109,7 @@ func TestRefusalFloodKeepsTheAuditAndDoesNotAmplify(t *testing.T) {
 	if err := g.Close(); err != nil { // flushes the last summaries
 		t.Fatal(err)
 	}
-	if !w.sim.Coil(simulator.UnitDoorIO, 0) {
+	if !w.sim.Coil(building.UnitDoorIO, 0) {
 		t.Fatal("coil changed")
 	}
 

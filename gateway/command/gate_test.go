@@ -18,7 +18,7 @@ import (
 	"github.com/lintel-gw/lintel/adapters"
 	"github.com/lintel-gw/lintel/adapters/modbus"
 	"github.com/lintel-gw/lintel/adapters/serialline"
-	"github.com/lintel-gw/lintel/adapters/simulator"
+	"github.com/lintel-gw/lintel/gateway/demo/building"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -26,8 +26,8 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 type world struct {
 	gate      *Gate
 	cfg       Config
-	sim       *simulator.Building
-	doors     *simulator.DoorController
+	sim       *building.Building
+	doors     *building.DoorController
 	key, evil ed25519.PrivateKey
 	mu        sync.Mutex
 	published map[string][]string
@@ -41,21 +41,21 @@ func newWorld(t *testing.T) *world {
 	t.Helper()
 	w := &world{published: map[string][]string{}}
 	var err error
-	if w.sim, err = simulator.Start(quiet()); err != nil {
+	if w.sim, err = building.Start(quiet()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.sim.Close() })
-	bus, _ := modbus.NewBus(modbus.BusConfig{Name: "plant", URL: w.sim.URL()}, []modbus.Device{{Name: "ahu-1", Unit: simulator.UnitAHU, Points: []modbus.Point{
+	bus, _ := modbus.NewBus(modbus.BusConfig{Name: "plant", URL: w.sim.URL()}, []modbus.Device{{Name: "ahu-1", Unit: building.UnitAHU, Points: []modbus.Point{
 		{Name: "fan_enable", Table: modbus.Coil, Address: 10, Type: modbus.Bool, Writable: true, Critical: true},
 		{Name: "setpoint", Table: modbus.Holding, Address: 120, Type: modbus.Int16, Scale: 0.1, Writable: true, UnsignedWrites: true, Min: ptr(15), Max: ptr(30)},
 		{Name: "supply_temp", Table: modbus.Holding, Address: 100, Type: modbus.Float32},
-	}}, {Name: "doors-io", Unit: simulator.UnitDoorIO, Points: []modbus.Point{
+	}}, {Name: "doors-io", Unit: building.UnitDoorIO, Points: []modbus.Point{
 		// Writable, not critical: demo.yaml's door release.
 		{Name: "door_1_release", Table: modbus.Coil, Address: 0, Type: modbus.Bool, Writable: true},
 	}}}, quiet())
 
 	dir := t.TempDir()
-	if w.doors, err = simulator.StartDoorController(dir); err != nil {
+	if w.doors, err = building.StartDoorController(dir); err != nil {
 		t.Skipf("no pseudo-terminals: %v", err)
 	}
 	t.Cleanup(w.doors.Close)
@@ -129,7 +129,7 @@ func (w *world) signed(t *testing.T, key ed25519.PrivateKey, device, point, valu
 	return b
 }
 
-func unlocks(d *simulator.DoorController) int {
+func unlocks(d *building.DoorController) int {
 	n := 0
 	for _, l := range d.Received() {
 		if strings.HasPrefix(l, "UNLOCK") {
@@ -195,7 +195,7 @@ func TestHostileCommandsAreRefusedAndDevicesUntouched(t *testing.T) {
 	if n := unlocks(w.doors); n != 0 {
 		t.Fatalf("the door controller saw %d UNLOCK commands from refused attempts", n)
 	}
-	if !w.sim.Coil(simulator.UnitAHU, 10) {
+	if !w.sim.Coil(building.UnitAHU, 10) {
 		t.Fatal("the fan coil changed after refused commands")
 	}
 
@@ -243,7 +243,7 @@ func TestHostileCommandsAreRefusedAndDevicesUntouched(t *testing.T) {
 	}
 }
 
-func received(d *simulator.DoorController, prefix string) int {
+func received(d *building.DoorController, prefix string) int {
 	n := 0
 	for _, l := range d.Received() {
 		if strings.HasPrefix(l, prefix) {
@@ -284,7 +284,7 @@ func TestEveryWriteNeedsASignature(t *testing.T) {
 			}
 		}
 	}
-	if w.sim.Coil(simulator.UnitDoorIO, 0) {
+	if w.sim.Coil(building.UnitDoorIO, 0) {
 		t.Fatal("the door release coil moved on an unauthenticated command")
 	}
 	if n := received(w.doors, "HOLD"); n != 0 {
@@ -295,7 +295,7 @@ func TestEveryWriteNeedsASignature(t *testing.T) {
 	if r := w.gate.Handle(ctx, "cloud", release, on); !r.OK {
 		t.Fatalf("signed release refused: %+v", r)
 	}
-	if !w.sim.Coil(simulator.UnitDoorIO, 0) {
+	if !w.sim.Coil(building.UnitDoorIO, 0) {
 		t.Fatal("signed release did not move the coil")
 	}
 	if r := w.gate.Handle(ctx, "local", release, w.signed(t, w.key, "doors-io", "door_1_release", `false`, time.Minute)); !r.OK {
@@ -304,7 +304,7 @@ func TestEveryWriteNeedsASignature(t *testing.T) {
 	if r := w.gate.Handle(ctx, "cloud", release, on); r.OK || r.Error != ReasonReplayed {
 		t.Fatalf("replayed release: %+v", r)
 	}
-	if w.sim.Coil(simulator.UnitDoorIO, 0) {
+	if w.sim.Coil(building.UnitDoorIO, 0) {
 		t.Fatal("a replayed release moved the coil")
 	}
 	h := w.signed(t, w.key, "front-door", "hold", `{"door":"1"}`, time.Minute)
@@ -345,20 +345,20 @@ func TestNonCriticalWriteAndRateLimit(t *testing.T) {
 			t.Fatalf("write %d: %+v", i, r)
 		}
 	}
-	if got := w.sim.Holding(simulator.UnitAHU, 120); got != 215 {
+	if got := w.sim.Holding(building.UnitAHU, 120); got != 215 {
 		t.Fatalf("setpoint register %d, want 215", got)
 	}
 	if r := w.gate.Handle(ctx, "local", "lintel/gw1/ahu-1/setpoint/set", []byte(`{"id":"s6","value":22}`)); r.Error != ReasonRateLimited {
 		t.Fatalf("6th write in a minute: %+v", r)
 	}
-	if got := w.sim.Holding(simulator.UnitAHU, 120); got != 215 {
+	if got := w.sim.Holding(building.UnitAHU, 120); got != 215 {
 		t.Fatalf("rate-limited write changed the register to %d", got)
 	}
 	// A signed critical write moves the coil.
 	if r := w.gate.Handle(ctx, "cloud", "lintel/gw1/ahu-1/fan_enable/set", w.signed(t, w.key, "ahu-1", "fan_enable", `false`, time.Minute)); !r.OK {
 		t.Fatalf("signed fan write: %+v", r)
 	}
-	if w.sim.Coil(simulator.UnitAHU, 10) {
+	if w.sim.Coil(building.UnitAHU, 10) {
 		t.Fatal("coil still on after a valid signed write")
 	}
 }

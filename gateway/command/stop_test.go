@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lintel-gw/lintel/adapters/simulator"
+	"github.com/lintel-gw/lintel/gateway/demo/building"
 )
 
 func (w *world) results(topic string) []string {
@@ -72,7 +72,7 @@ func TestNoCommandRunsOnceStopping(t *testing.T) {
 	if r := w.gate.Handle(ctx, "cloud", topic, w.signed(t, w.key, "doors-io", "door_1_release", `true`, time.Minute)); r.OK || r.Error != ReasonStopping {
 		t.Fatalf("command with the run's context ended: %+v", r)
 	}
-	if w.sim.Coil(simulator.UnitDoorIO, 0) {
+	if w.sim.Coil(building.UnitDoorIO, 0) {
 		t.Fatal("a command ran while the gateway was stopping")
 	}
 }

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/lintel-gw/lintel/adapters/modbus"
-	"github.com/lintel-gw/lintel/adapters/privacy"
 	"github.com/lintel-gw/lintel/adapters/serialline"
+	"github.com/lintel-gw/lintel/gateway/privacy"
 	"github.com/lintel-gw/lintel/gateway/uplink"
 )
 

@@ -22,11 +22,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lintel-gw/lintel/adapters/simulator"
 	"github.com/lintel-gw/lintel/configs"
 	"github.com/lintel-gw/lintel/gateway"
 	"github.com/lintel-gw/lintel/gateway/command"
 	"github.com/lintel-gw/lintel/gateway/config"
+	"github.com/lintel-gw/lintel/gateway/demo/building"
 	"github.com/lintel-gw/lintel/gateway/pki"
 	"github.com/lintel-gw/lintel/gateway/uplink/cloudtest"
 	"github.com/lintel-gw/lintel/localbroker"
@@ -49,8 +49,8 @@ type Options struct {
 // Env is the loopback world the demo (and the end-to-end tests) run in.
 type Env struct {
 	Config   *config.Config
-	Sim      *simulator.Building
-	Doors    *simulator.DoorController // nil where pseudo-terminals are unavailable
+	Sim      *building.Building
+	Doors    *building.DoorController // nil where pseudo-terminals are unavailable
 	Cloud    *cloudtest.Broker
 	User     string // read-only local broker user
 	Password string
@@ -86,7 +86,7 @@ func Prepare(opts Options) (env *Env, err error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	if env.Sim, err = simulator.Start(logger); err != nil {
+	if env.Sim, err = building.Start(logger); err != nil {
 		return nil, err
 	}
 	ca, err := pki.NewCA("Lintel demo CA", 24*time.Hour)
@@ -139,7 +139,7 @@ func Prepare(opts Options) (env *Env, err error) {
 	}
 	cfg.Buses[0].Address = env.Sim.Addr()
 	cfg.Privacy.KeyFile = filepath.Join(env.DataDir, "privacy.key")
-	if env.Doors, err = simulator.StartDoorController(env.DataDir); err == nil {
+	if env.Doors, err = building.StartDoorController(env.DataDir); err == nil {
 		cfg.Buses[1].Port = env.Doors.Path
 	} else {
 		logger.Warn("no pseudo-terminal for the simulated door controller; running without it", "err", err)

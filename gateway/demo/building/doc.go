@@ -1,4 +1,4 @@
-// Package simulator is a simulated building: a Modbus TCP server on a
+// Package building is a simulated building: a Modbus TCP server on a
 // loopback port whose registers move like a small plant. `lintel demo` polls
 // it, and tests use it as a real device.
 //
@@ -16,4 +16,4 @@
 //
 // Any other unit id answers with exception 0x0B (gateway target failed to
 // respond), as a Modbus TCP gateway does for an absent RTU device.
-package simulator
+package building
