@@ -141,6 +141,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if g.metrics != nil {
 		metricsDone.Go(func() { g.serveMetrics(metricsCtx, g.metrics) })
 	}
+	if g.status != nil {
+		metricsDone.Go(func() {
+			if err := g.status.Serve(metricsCtx, g.statusL); err != nil {
+				g.log.Error("status page", "err", err)
+			}
+		})
+	}
 	defer func() { stopMetrics(); metricsDone.Wait() }()
 	if p := ClockProblem(); p != "" {
 		g.log.Warn("time stamps cannot be trusted until the clock is set: "+p, "ts_example", time.Now().UTC().Format(time.RFC3339))
@@ -253,6 +260,9 @@ func (g *Gateway) close() {
 	}
 	if g.metrics != nil {
 		g.metrics.Close()
+	}
+	if g.statusL != nil {
+		g.statusL.Close() // Serve closes it too; this covers a gateway never run
 	}
 	if g.broker != nil {
 		g.closeBroker()

@@ -78,9 +78,9 @@ func sampleSnapshot() Snapshot {
 	now := time.Now()
 	return Snapshot{
 		GatewayID: "plant-7", Version: "test",
-		Uplink: &Uplink{Connected: true, LastAck: now.Add(-2 * time.Second), InFlight: 4, CertNotAfter: now.Add(10 * 24 * time.Hour)},
-		Buffer: Buffer{Records: 42, Bytes: 4096, Oldest: now.Add(-time.Minute), Drops: map[string]uint64{"full": 0, "expired": 2}, DiskFree: 1 << 30, DeadLetters: 3},
-		Buses:  []Bus{{Name: "rtu1", Kind: "modbus", Devices: []Device{{Name: "ahu1", Online: true}, {Name: "meter", Online: false}}, Poll: "every 5s"}},
+		Uplink:   &Uplink{Connected: true, LastAck: now.Add(-2 * time.Second), InFlight: 4, CertNotAfter: now.Add(10 * 24 * time.Hour)},
+		Buffer:   Buffer{Records: 42, Bytes: 4096, Oldest: now.Add(-time.Minute), Drops: map[string]uint64{"full": 0, "expired": 2}, DiskFree: 1 << 30, DeadLetters: 3},
+		Buses:    []Bus{{Name: "rtu1", Kind: "modbus", Devices: []Device{{Name: "ahu1", Online: true}, {Name: "meter", Online: false}}, Poll: "every 5s"}},
 		Commands: []Command{{Time: now, Source: "cloud", ID: "c1", Device: "ahu1", Point: "setpoint", OK: true}},
 	}
 }
