@@ -46,8 +46,8 @@ func (r *ring) list() []sample {
 
 // Chart geometry.
 const (
-	chartW, chartH = 600, 160
-	padL, padB     = 8, 18
+	chartW, chartH = 320, 130
+	padL, padB     = 6, 16
 )
 
 // chartSVG draws buffer depth (records) and drain rate (records
@@ -84,9 +84,9 @@ func chartSVG(ss []sample, every time.Duration) []byte {
 	}
 	line("#2a6fdb", func(i int) float64 { return 10 + plotH*(1-float64(ss[i].depth)/maxDepth) })
 	line("#d9822b", func(i int) float64 { return 10 + plotH*(1-rates[i]/maxRate) })
-	fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="11" fill="#2a6fdb">depth (peak %.0f records)</text>`, padL, chartH-4, maxDepth)
-	fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="11" fill="#d9822b">drain (peak %.1f/s)</text>`, chartW/2-20, chartH-4, maxRate)
-	fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="11" fill="#667" text-anchor="end">last hour</text>`, chartW-padL, chartH-4)
+	fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="9" fill="#2a6fdb">depth (peak %.0f records)</text>`, padL, chartH-4, maxDepth)
+	fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="9" fill="#d9822b">drain (peak %.1f/s)</text>`, chartW/2-10, chartH-4, maxRate)
+	fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="9" fill="#667" text-anchor="end">last hour</text>`, chartW-padL, chartH-4)
 	b.WriteString(`</svg>`)
 	return b.Bytes()
 }

@@ -24,5 +24,5 @@
 //     header when the browser sends one.
 //   - Every answer carries a strict Content-Security-Policy (default-src
 //     'self', no inline script or style), X-Frame-Options DENY, nosniff,
-//     no-referrer and Cache-Control no-store; assets are embedded.
+//     same-origin referrers and Cache-Control no-store; assets are embedded.
 package statuspage

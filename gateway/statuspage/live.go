@@ -6,6 +6,8 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -14,6 +16,7 @@ import (
 // value is the latest message on one topic.
 type value struct {
 	Topic string `json:"topic"`
+	Name  string `json:"name"` // device/point: the topic without lintel/<gateway>/
 	Value string `json:"value"`
 	TS    string `json:"ts,omitempty"`
 	ver   uint64
@@ -44,20 +47,43 @@ func newHub() *hub {
 
 // update is the broker callback; it must not block.
 func (h *hub) update(topic string, payload []byte) {
-	v := value{Topic: topic}
-	var reading struct {
-		TS    string          `json:"ts"`
-		Value json.RawMessage `json:"value"`
-	}
-	if json.Unmarshal(payload, &reading) == nil && reading.Value != nil {
-		v.TS = reading.TS
-		v.Value = string(reading.Value)
-		var str string
-		if json.Unmarshal(reading.Value, &str) == nil {
-			v.Value = str
+	v := value{Topic: topic, Name: topic, Value: string(payload)}
+	if rest, ok := strings.CutPrefix(topic, "lintel/"); ok {
+		if _, name, ok := strings.Cut(rest, "/"); ok {
+			v.Name = name
 		}
-	} else {
-		v.Value = string(payload)
+	}
+	// Readings are {"v": ..., "unit": ..., "ts": ..., "q": ...}; anything
+	// else is shown as it came.
+	var reading struct {
+		V      json.RawMessage `json:"v"`
+		Online *bool           `json:"online"`
+		Unit   string          `json:"unit"`
+		TS     string          `json:"ts"`
+		Q      string          `json:"q"`
+	}
+	err := json.Unmarshal(payload, &reading)
+	if err == nil && reading.V != nil {
+		v.Value = string(reading.V)
+		var str string
+		var f float64
+		switch {
+		case json.Unmarshal(reading.V, &str) == nil:
+			v.Value = str
+		case json.Unmarshal(reading.V, &f) == nil:
+			v.Value = strconv.FormatFloat(f, 'g', 6, 64) // a float32 register's noise digits say nothing
+		}
+		if reading.Unit != "" {
+			v.Value += " " + reading.Unit
+		}
+		if reading.Q != "" && reading.Q != "good" {
+			v.Value += " (" + reading.Q + ")"
+		}
+		if ts, err := time.Parse(time.RFC3339Nano, reading.TS); err == nil {
+			v.TS = ts.UTC().Format("15:04:05")
+		}
+	} else if err == nil && reading.Online != nil { // a device's $status
+		v.Value = map[bool]string{true: "online", false: "offline"}[*reading.Online]
 	}
 	if !utf8.ValidString(v.Value) {
 		v.Value = fmt.Sprintf("(%d bytes)", len(payload))

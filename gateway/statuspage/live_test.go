@@ -121,7 +121,7 @@ func TestEventsStreamLiveValuesFromTheBroker(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	publish("lintel/plant-7/ahu1/supply_temp", `{"ts":"2026-12-01T04:00:00Z","value":21.5}`)
+	publish("lintel/plant-7/ahu1/supply_temp", `{"ts":"2026-12-01T04:00:00Z","v":21.5,"unit":"°C","q":"good"}`)
 	// The value published before the browser connected comes with the first batch.
 	reqCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -137,13 +137,13 @@ func TestEventsStreamLiveValuesFromTheBroker(t *testing.T) {
 	ch := make(chan sseEvent, 64)
 	go readEvents(resp.Body, ch)
 	shown := seen{}
-	shown.waitValue(t, ch, "lintel/plant-7/ahu1/supply_temp", "21.5")
+	shown.waitValue(t, ch, "lintel/plant-7/ahu1/supply_temp", "21.5 °C")
 	// A change arrives live; a topic outside the filter never does.
-	publish("lintel/other/ahu1/supply_temp", `{"value":99}`)
-	publish("lintel/plant-7/ahu1/supply_temp", `{"ts":"2026-12-01T04:00:05Z","value":22}`)
-	publish("lintel/plant-7/door/state", `{"value":"closed"}`)
-	shown.waitValue(t, ch, "lintel/plant-7/ahu1/supply_temp", "22")
-	shown.waitValue(t, ch, "lintel/plant-7/door/state", "closed")
+	publish("lintel/other/ahu1/supply_temp", `{"v":99}`)
+	publish("lintel/plant-7/ahu1/supply_temp", `{"ts":"2026-12-01T04:00:05Z","v":22,"unit":"°C"}`)
+	publish("lintel/plant-7/door/state", `{"v":"closed","q":"stale"}`)
+	shown.waitValue(t, ch, "lintel/plant-7/ahu1/supply_temp", "22 °C")
+	shown.waitValue(t, ch, "lintel/plant-7/door/state", "closed (stale)")
 	if _, ok := shown["lintel/other/ahu1/supply_temp"]; ok {
 		t.Error("a value outside the filter was streamed")
 	}
@@ -154,7 +154,7 @@ func TestEventsStreamLiveValuesFromTheBroker(t *testing.T) {
 	}
 	// The page itself shows the latest values on load.
 	_, body := get(t, c, base+"/")
-	if !strings.Contains(body, `<td class="v">22</td>`) {
+	if !strings.Contains(body, `<td class="v">22 °C</td><td class="t">04:00:05</td>`) {
 		t.Error("page does not show the latest value")
 	}
 }
@@ -164,7 +164,7 @@ func TestEventsBatchChangesPerStream(t *testing.T) {
 	// one message per change.
 	h := newHub()
 	for i := range 1000 {
-		h.update("lintel/g/d/p", []byte(`{"value":`+strings.Repeat("1", 1+i%3)+`}`))
+		h.update("lintel/g/d/p", []byte(`{"v":`+strings.Repeat("1", 1+i%3)+`}`))
 	}
 	vals, ver, _ := h.since(0)
 	if len(vals) != 1 || ver != 1000 {
@@ -183,8 +183,14 @@ func TestHubBoundsTopicsAndValues(t *testing.T) {
 	if n := len(h.all()); n != maxPoints {
 		t.Errorf("hub keeps %d topics, want the bound %d", n, maxPoints)
 	}
+	h3 := newHub()
+	h3.update("lintel/g/ahu/$status", []byte(`{"online":false,"since":"2026-12-01T04:00:00Z"}`))
+	h3.update("lintel/g/ahu/temp", []byte(`{"v":21.56299591064453,"unit":"°C","ts":"2026-12-01T04:00:00Z","q":"good"}`))
+	if got := h3.all(); got[0].Value != "offline" || got[1].Value != "21.563 °C" || got[1].Name != "ahu/temp" {
+		t.Errorf("status and float reading shown as %+v", got)
+	}
 	h2 := newHub()
-	h2.update("a/b", []byte(`{"value":"`+strings.Repeat("y", 500)+`"}`))
+	h2.update("a/b", []byte(`{"v":"`+strings.Repeat("y", 500)+`"}`))
 	if v := h2.all()[0].Value; len(v) > maxValueLen+4 {
 		t.Errorf("value of %d bytes kept, want at most %d", len(v), maxValueLen)
 	}

@@ -75,7 +75,7 @@ func TestSecurityHeadersOnEveryAnswer(t *testing.T) {
 		if strings.Contains(csp, "unsafe") {
 			t.Errorf("%s: CSP allows unsafe sources: %q", path, csp)
 		}
-		for k, want := range map[string]string{"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"} {
+		for k, want := range map[string]string{"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store", "Referrer-Policy": "same-origin"} {
 			if got := h.Get(k); got != want {
 				t.Errorf("%s: %s = %q, want %q", path, k, got, want)
 			}

@@ -26,13 +26,17 @@
           if (c) { td.className = c; }
           tr.appendChild(td);
         });
-        tr.firstChild.textContent = v.topic;
+        tr.firstChild.textContent = v.name;
+        tr.firstChild.title = v.topic;
         rows.appendChild(tr);
       }
-      cell(tr, "v", v.value);
+      var td = tr.querySelector("td.v");
+      if (td && td.textContent !== v.value) {
+        td.textContent = v.value;
+        tr.className = "changed";
+        setTimeout(function () { tr.className = ""; }, 800);
+      }
       cell(tr, "t", v.ts || "");
-      tr.className = "changed";
-      setTimeout(function () { tr.className = ""; }, 800);
     });
     state.textContent = "Live: updated " + new Date().toLocaleTimeString() + ".";
   });
