@@ -68,6 +68,7 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 		{"uplink", reflect.DeepEqual(old.Uplink, cfg.Uplink)},
 		{"buffer", reflect.DeepEqual(old.Buffer, cfg.Buffer)},
 		{"metrics", reflect.DeepEqual(old.Metrics, cfg.Metrics)},
+		{"status_page", reflect.DeepEqual(old.StatusPage, cfg.StatusPage)},
 		{"privacy", reflect.DeepEqual(old.Privacy, cfg.Privacy)},
 		{"log", reflect.DeepEqual(old.Log, cfg.Log)},
 	} {

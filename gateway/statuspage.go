@@ -26,16 +26,14 @@ func (g *Gateway) openStatusPage(cfg *config.Config, version string) error {
 	if sp == nil {
 		return nil
 	}
-	users := localbroker.NewUsers()
 	if cfg.LocalBroker.UsersFile != "" {
-		var err error
-		if users, err = localbroker.LoadUsers(cfg.LocalBroker.UsersFile); err != nil {
+		if _, err := localbroker.LoadUsers(cfg.LocalBroker.UsersFile); err != nil {
 			return fmt.Errorf("status_page: %w", err)
 		}
 	}
 	pc := statuspage.Config{
 		Address: sp.Address,
-		Users:   users,
+		Users:   usersFile(cfg.LocalBroker.UsersFile),
 		Guard:   localbroker.NewGuard(0),
 		RoleOf:  g.statusRole,
 		Source:  statusSource{g: g, version: version},
@@ -63,6 +61,18 @@ func (g *Gateway) openStatusPage(cfg *config.Config, version string) error {
 		return fmt.Errorf("status_page.address: %w", err)
 	}
 	return nil
+}
+
+// usersFile checks passwords against the local broker's users file as it
+// is now: `lintel passwd` takes effect on the page without a restart.
+type usersFile string
+
+func (f usersFile) Check(name string, password []byte) bool {
+	if f == "" {
+		return false // no users file: client certificates only
+	}
+	u, err := localbroker.LoadUsers(string(f))
+	return err == nil && u.Check(name, password)
 }
 
 // StatusPageAddr is where the status page is served ("" when off).
