@@ -98,6 +98,19 @@ func (ss *sessions) get(id string) (session, bool) {
 	return *s, true
 }
 
+// alive reports whether session id still exists, without touching it: an
+// open event stream does not keep a session from going idle.
+func (ss *sessions) alive(id string) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	s, ok := ss.m[id]
+	if !ok {
+		return false
+	}
+	now := ss.now()
+	return now.Sub(s.seen) <= sessionIdle && now.Sub(s.created) <= sessionMax
+}
+
 func (ss *sessions) setFlash(id, msg string) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()

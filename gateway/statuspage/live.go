@@ -148,7 +148,9 @@ func (s *Server) liveStats() liveStats {
 }
 
 // handleEvents streams value changes and stats as server-sent events.
-func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ string, _ session) {
+// A stream ends within statsEvery once its session has ended (logout,
+// idle or age limit).
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, id string, _ session) {
 	select {
 	case s.sse <- struct{}{}:
 		defer func() { <-s.sse }()
@@ -185,6 +187,9 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ string, 
 		case <-r.Context().Done():
 			return
 		case <-stats.C:
+			if !s.sessions.alive(id) {
+				return
+			}
 			if err := send("stats", s.liveStats()); err != nil {
 				return
 			}

@@ -152,6 +152,44 @@ func TestEventsStreamLiveValuesFromTheBroker(t *testing.T) {
 			t.Errorf("value outside the filter kept: %v", v)
 		}
 	}
+	// Logging out ends the stream (checked with each stats tick).
+	_, body := get(t, c, base+"/")
+	resp2, _ := post(t, c, base+"/logout", url.Values{"csrf": {csrfOf(t, body)}})
+	if resp2.StatusCode != http.StatusSeeOther {
+		t.Fatalf("logout: %s", resp2.Status)
+	}
+	deadline := time.After(2 * statsEvery)
+	for ended := false; !ended; {
+		select {
+		case _, ok := <-ch:
+			ended = !ok
+		case <-deadline:
+			t.Fatal("event stream still open after logout")
+		}
+	}
+}
+
+func TestPageShowsLatestValuesOnLoad(t *testing.T) {
+	b := startLocalBroker(t)
+	gw := &fakeGateway{snap: sampleSnapshot()}
+	s, err := New(Config{Address: "127.0.0.1:0", Users: testUsers(t), RoleOf: testRoles, Source: gw, Broker: b, Filter: "lintel/plant-7/+/+"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := servePage(t, s)
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	(&testServer{url: base}).login(t, c, "viewer")
+	if err := b.Publish(context.Background(), "lintel/plant-7/ahu1/supply_temp", []byte(`{"ts":"2026-12-01T04:00:05Z","v":22,"unit":"°C"}`), false, buffer.Normal); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(s.live.all()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("published value never reached the hub")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	// The page itself shows the latest values on load.
 	_, body := get(t, c, base+"/")
 	if !strings.Contains(body, `<td class="v">22 °C</td><td class="t">04:00:05</td>`) {
