@@ -8,10 +8,13 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/lintel-gw/lintel/localbroker"
 )
@@ -53,13 +56,21 @@ func (c *countingUsers) Check(name string, pw []byte) bool {
 
 const testPassword = "correct horse battery"
 
+// testUsers hashes at bcrypt's minimum cost: the default cost under the
+// race detector would make these tests take minutes.
 func testUsers(t *testing.T) *countingUsers {
 	t.Helper()
-	u := localbroker.NewUsers()
+	var file strings.Builder
 	for _, n := range []string{"viewer", "operator", "nobody"} {
-		if err := u.Set(n, []byte(testPassword)); err != nil {
+		h, err := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
+		if err != nil {
 			t.Fatal(err)
 		}
+		file.WriteString(n + ":" + string(h) + "\n")
+	}
+	u, err := localbroker.ParseUsers(strings.NewReader(file.String()))
+	if err != nil {
+		t.Fatal(err)
 	}
 	return &countingUsers{Users: u}
 }
