@@ -13,5 +13,7 @@
 // transaction), local broker, uplink (bounded drain of in-flight PUBACKs),
 // buffer. The subpackages are
 // config (lintel.yaml), uplink (the cloud connection), pki (certificates for
-// the demo and tests) and demo (`lintel demo`).
+// the demo and tests), demo (`lintel demo`) and statuspage (the
+// technician's web page, served beside /metrics while Run runs when
+// status_page is configured).
 package gateway
