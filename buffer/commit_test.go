@@ -8,6 +8,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
 // onDisk counts the records in a copy of the file as it is on disk now: what
@@ -97,21 +99,10 @@ func TestEnqueueKeepsTheInterval(t *testing.T) {
 		}
 	}
 	elapsed := time.Since(start)
-	waitUntil(t, "the last reading committed", func() bool { return q.Stats().NextSeq == 301 })
+	testwait.Until(t, "the last reading committed", 10*time.Second, func() bool { return q.Stats().NextSeq == 301 })
 	// One commit per interval, plus one for the last partial interval.
 	limit := uint64((time.Since(start))/interval) + 2
 	if c := q.Stats().Commits; c > limit {
 		t.Fatalf("%d commits for 300 enqueued readings over %v; want at most %d (one per %v)", c, elapsed, limit, interval)
-	}
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -8,18 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+	"github.com/lintel-gw/lintel/gateway/testwait"
+)
 
 // TestDataDirDeletedWhileRunning: the directory vanishes under a running
 // queue. New records are refused with ErrFileGone (so a local QoS1
@@ -50,7 +41,7 @@ func TestDataDirDeletedWhileRunning(t *testing.T) {
 	if err := os.WriteFile(dir, []byte("in the way"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the problem to be reported", func() bool { return q.Stats().Problem != "" })
+	testwait.Until(t, "the problem to be reported", 5*time.Second, func() bool { return q.Stats().Problem != "" })
 	if p := q.Stats().Problem; !strings.Contains(p, "vanished") {
 		t.Fatalf("problem %q", p)
 	}
@@ -76,7 +67,7 @@ func TestDataDirDeletedWhileRunning(t *testing.T) {
 	}
 
 	os.Remove(dir)
-	waitFor(t, "the file to be recreated", func() bool { return q.Stats().Problem == "" })
+	testwait.Until(t, "the file to be recreated", 5*time.Second, func() bool { return q.Stats().Problem == "" })
 	fi, err := os.Stat(dir)
 	if err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("recreated data dir: %v %v, want mode 0700", fi, err)
@@ -128,7 +119,7 @@ func TestReplacedFileIsNeverOverwritten(t *testing.T) {
 	if err := os.WriteFile(path, []byte("theirs"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the problem to be reported", func() bool { return q.Stats().Problem != "" })
+	testwait.Until(t, "the problem to be reported", 5*time.Second, func() bool { return q.Stats().Problem != "" })
 	if err := q.Append(context.Background(), rec(2)); !errors.Is(err, ErrFileGone) {
 		t.Fatalf("Append: %v, want ErrFileGone", err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/lintel-gw/lintel/gateway"
 	"github.com/lintel-gw/lintel/gateway/config"
 	"github.com/lintel-gw/lintel/gateway/demo"
+	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
 // BenchmarkExampleBuilding runs the gateway on a simulated building of 50
@@ -82,7 +83,7 @@ func BenchmarkExampleBuilding(b *testing.B) {
 		})
 
 		// Warm up: every point read and acknowledged by the cloud once.
-		waitUntil(b, "first reading of every point acknowledged", time.Minute, func() bool {
+		testwait.Until(b, "first reading of every point acknowledged", time.Minute, func() bool {
 			return gw.Stats().Uplink.Acked >= buses*perBus*points
 		})
 		cpu0, wall0, acked0 := cpuTime(), time.Now(), gw.Stats().Uplink.Acked

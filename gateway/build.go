@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"time"
 
 	"github.com/lintel-gw/lintel/adapters"
@@ -106,11 +105,10 @@ func (g *Gateway) openGate() (*command.Gate, error) {
 	cfg := g.cfg
 	cc := command.Config{
 		GatewayID: cfg.Gateway.ID,
-		Targets:   map[string]adapters.Writable{},
 		NonceFile: filepath.Join(cfg.Gateway.DataDir, "nonces.db"),
 		AuditFile: filepath.Join(cfg.Gateway.DataDir, commandLog),
 		Publish: func(ctx context.Context, topic string, payload []byte) error {
-			return g.broker.Publish(ctx, topic, payload, false, buffer.High)
+			return g.broker.Publish(ctx, topic, payload, false, localbroker.High)
 		},
 	}
 	cc.Targets = targets(cfg, g.buses)
@@ -183,76 +181,68 @@ func serverTLS(c *config.ServerTLS) (*tls.Config, error) {
 	return t, nil
 }
 
-// modbusTarget is the simonvetter/modbus URL and serial settings of a bus.
-func modbusTarget(b config.Bus) (string, modbus.Serial, error) {
-	switch b.Type {
-	case "modbus-tcp":
-		return "tcp://" + b.Address, modbus.Serial{}, nil
-	case "modbus-rtu-over-tcp":
-		return "rtuovertcp://" + b.Address, modbus.Serial{}, nil
-	case "modbus-rtu":
-		return "rtu://" + b.Port, modbus.Serial{Baud: b.Baud, Parity: b.Parity, StopBits: b.StopBits}, nil
-	}
-	return "", modbus.Serial{}, fmt.Errorf("bus %q is %s, not Modbus", b.Name, b.Type)
+// busBuilder turns one configured bus into its adapter; nothing is opened
+// or started until the adapter's Run.
+type busBuilder func(cfg *config.Config, b config.Bus, env busEnv) (adapters.Adapter, error)
+
+// busEnv is what the gateway lends the buses it builds.
+type busEnv struct {
+	log *slog.Logger
+	// key is the site's privacy key, loaded (or created) the first time a
+	// bus asks for it.
+	key func() (*privacy.Key, error)
 }
 
-func newBus(b config.Bus, all []config.Device, log *slog.Logger) (*modbus.Bus, error) {
-	url, serial, err := modbusTarget(b)
+// busTypes is every bus type the gateway runs: adding a bus type is its
+// adapter package, its section in gateway/config, and one line here. A
+// type missing here is refused when the gateway is built, never run as
+// another type.
+func busTypes() map[string]busBuilder {
+	modbusBus := fromSection((*config.Config).Modbus, modbus.New)
+	return map[string]busBuilder{
+		config.ModbusTCP:        modbusBus,
+		config.ModbusRTU:        modbusBus,
+		config.ModbusRTUOverTCP: modbusBus,
+		config.SerialLine:       serialLineBus,
+	}
+}
+
+// fromSection is the builder of a bus type whose adapter needs nothing
+// from the gateway but a logger: section reads the bus's section out of the
+// config, newAdapter builds the adapter from it.
+func fromSection[S any, A adapters.Adapter](section func(*config.Config, string) (S, error), newAdapter func(S, *slog.Logger) (A, error)) busBuilder {
+	return func(cfg *config.Config, b config.Bus, env busEnv) (adapters.Adapter, error) {
+		s, err := section(cfg, b.Name)
+		if err != nil {
+			return nil, err
+		}
+		return newAdapter(s, env.log)
+	}
+}
+
+// serialLineBus builds a serial-line adapter, which pseudonymizes with the
+// site key.
+func serialLineBus(cfg *config.Config, b config.Bus, env busEnv) (adapters.Adapter, error) {
+	key, err := env.key()
 	if err != nil {
 		return nil, err
 	}
-	var devices []modbus.Device
-	for _, d := range all {
-		if d.Bus != b.Name {
-			continue
-		}
-		md := modbus.Device{Name: d.Name, Unit: d.UnitID(), Poll: d.Poll.D(), MaxRegisters: uint16(d.MaxRegisters), MaxGap: uint16(d.MaxGap)}
-		for _, p := range d.Points {
-			table, _ := modbus.ParseTable(p.Table) // validated by config
-			typ, _ := modbus.ParseType(p.Type)
-			order, _ := modbus.ParseOrder(p.Order)
-			scale := 1.0
-			if p.Scale != nil {
-				scale = *p.Scale
-			}
-			var bit *uint8
-			if p.Bit != nil {
-				b := uint8(*p.Bit)
-				bit = &b
-			}
-			md.Points = append(md.Points, modbus.Point{
-				Bit: bit, Length: uint16(p.Length), Labels: p.Labels,
-				Name: p.Name, Table: table, Address: uint16(p.Address), Type: typ, Order: order,
-				Scale: scale, Offset: p.Offset, Unit: p.Unit, Writable: p.Writable, High: p.Priority == "high",
-				Critical: p.Critical, UnsignedWrites: p.UnsignedWrites, Min: p.Min, Max: p.Max, Poll: p.Poll.D(),
-				Deadband: p.Report.Deadband, MaxInterval: p.Report.MaxInterval.D(),
-			})
-		}
-		devices = append(devices, md)
+	s, err := cfg.SerialLine(b.Name, key)
+	if err != nil {
+		return nil, err
 	}
-	return modbus.NewBus(modbus.BusConfig{
-		Name: b.Name, URL: url, Timeout: b.Timeout.D(), Pause: b.Pause.D(), Retries: *b.Retries,
-		Serial: serial,
-	}, devices, log)
+	return serialline.New(s, env.log)
 }
 
-// newBuses builds one adapter per bus; the privacy key is loaded (or
-// created) the first time a serial-line bus needs it.
-func (g *Gateway) newBuses(cfg *config.Config) (map[string]adapters.Adapter, error) {
+// buildBuses builds one adapter per bus of cfg with the builder of its type.
+func buildBuses(cfg *config.Config, types map[string]busBuilder, env busEnv) (map[string]adapters.Adapter, error) {
 	buses := map[string]adapters.Adapter{}
 	for _, b := range cfg.Buses {
-		var bus adapters.Adapter
-		var err error
-		if b.Type == "serial-line" {
-			if g.key == nil {
-				if g.key, err = privacy.LoadOrCreateKey(cfg.Privacy.KeyFile); err != nil {
-					return nil, fmt.Errorf("privacy.key_file: %w", err)
-				}
-			}
-			bus, err = newSerialLine(b, cfg.Devices, g.key, g.log)
-		} else {
-			bus, err = newBus(b, cfg.Devices, g.log)
+		build, ok := types[b.Type]
+		if !ok {
+			return nil, fmt.Errorf("bus %q: unknown bus type %q", b.Name, b.Type)
 		}
+		bus, err := build(cfg, b, env)
 		if err != nil {
 			return nil, fmt.Errorf("bus %q: %w", b.Name, err)
 		}
@@ -261,60 +251,30 @@ func (g *Gateway) newBuses(cfg *config.Config) (map[string]adapters.Adapter, err
 	return buses, nil
 }
 
+// newBuses builds the adapters of cfg; the privacy key is loaded (or
+// created) the first time a bus needs it, and kept for reloads.
+func (g *Gateway) newBuses(cfg *config.Config) (map[string]adapters.Adapter, error) {
+	return buildBuses(cfg, busTypes(), busEnv{log: g.log, key: func() (*privacy.Key, error) {
+		if g.key == nil {
+			key, err := privacy.LoadOrCreateKey(cfg.Privacy.KeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("privacy.key_file: %w", err)
+			}
+			g.key = key
+		}
+		return g.key, nil
+	}})
+}
+
 // targets maps each device to its bus's adapter, for the command gate.
-func targets(cfg *config.Config, buses map[string]adapters.Adapter) map[string]adapters.Writable {
-	t := map[string]adapters.Writable{}
+func targets(cfg *config.Config, buses map[string]adapters.Adapter) map[string]command.Target {
+	t := map[string]command.Target{}
 	for _, d := range cfg.Devices {
-		if w, ok := buses[d.Bus].(adapters.Writable); ok {
+		if w, ok := buses[d.Bus].(command.Target); ok {
 			t[d.Name] = w
 		}
 	}
 	return t
-}
-
-// newSerialLine builds a serial-line adapter; patterns were checked by config.
-func newSerialLine(b config.Bus, all []config.Device, key *privacy.Key, log *slog.Logger) (*serialline.Line, error) {
-	compile := func(expr string) *regexp.Regexp {
-		if expr == "" {
-			return nil
-		}
-		return regexp.MustCompile(expr)
-	}
-	cfg := serialline.Config{
-		Name: b.Name, Port: b.Port, Baud: b.Baud, Parity: b.Parity, StopBits: b.StopBits, Key: key,
-		Framing: serialline.Framing{Kind: b.Framing, Delimiter: []byte(b.Delimiter), Length: b.FrameLength, LengthBytes: b.LengthBytes, MaxFrame: b.MaxFrame},
-	}
-	for _, d := range all {
-		if d.Bus != b.Name {
-			continue
-		}
-		dev := serialline.Device{Name: d.Name}
-		for _, e := range d.Events {
-			rules := map[string]privacy.Rule{}
-			for field, r := range e.Privacy {
-				rules[field] = privacy.Rule(r)
-			}
-			dev.Events = append(dev.Events, serialline.Event{
-				Name: e.Name, Match: compile(e.Match), Privacy: rules,
-				Point: e.Point, Value: e.Value, Values: e.Values, Normal: e.Priority == "normal",
-			})
-		}
-		for _, r := range d.Requests {
-			dev.Requests = append(dev.Requests, serialline.Request{Send: []byte(r.Send), Every: r.Every.D(), Expect: compile(r.Expect), Timeout: r.Timeout.D()})
-		}
-		for _, c := range d.Commands {
-			params := map[string]serialline.Param{}
-			for name, p := range c.Params {
-				params[name] = serialline.Param{Enum: p.Enum, Min: p.Min, Max: p.Max, Pattern: compile(p.Pattern)}
-			}
-			dev.Commands = append(dev.Commands, serialline.Command{
-				Name: c.Name, Send: c.Send, Params: params, Critical: c.Critical, UnsignedWrites: c.UnsignedWrites,
-				Expect: compile(c.Expect), Timeout: c.Timeout.D(),
-			})
-		}
-		cfg.Devices = append(cfg.Devices, dev)
-	}
-	return serialline.New(cfg, log)
 }
 
 // Plans returns the Modbus request plan of every Modbus bus in cfg, for
@@ -322,10 +282,14 @@ func newSerialLine(b config.Bus, all []config.Device, key *privacy.Key, log *slo
 func Plans(cfg *config.Config) (map[string][]string, error) {
 	plans := map[string][]string{}
 	for _, b := range cfg.Buses {
-		if b.Type == "serial-line" {
-			continue
+		if _, _, err := config.ModbusTarget(b); err != nil {
+			continue // not Modbus
 		}
-		bus, err := newBus(b, cfg.Devices, slog.New(slog.DiscardHandler))
+		s, err := cfg.Modbus(b.Name)
+		if err != nil {
+			return nil, fmt.Errorf("bus %q: %w", b.Name, err)
+		}
+		bus, err := modbus.New(s, slog.New(slog.DiscardHandler))
 		if err != nil {
 			return nil, fmt.Errorf("bus %q: %w", b.Name, err)
 		}
@@ -341,7 +305,7 @@ func ModbusTarget(cfg *config.Config, name string) (string, modbus.Serial, time.
 		if b.Name != name {
 			continue
 		}
-		url, serial, err := modbusTarget(b)
+		url, serial, err := config.ModbusTarget(b)
 		return url, serial, b.Timeout.D(), err
 	}
 	return "", modbus.Serial{}, 0, fmt.Errorf("no bus %q in %s", name, cfg.File)

@@ -15,6 +15,7 @@ import (
 	"github.com/lintel-gw/lintel/gateway"
 	"github.com/lintel-gw/lintel/gateway/config"
 	"github.com/lintel-gw/lintel/gateway/demo"
+	"github.com/lintel-gw/lintel/gateway/testwait"
 	"github.com/lintel-gw/lintel/gateway/uplink/cloudtest"
 )
 
@@ -84,7 +85,7 @@ func (c cloudWatch) status(device string) *struct {
 // (and, when offline, carries an error containing errPart).
 func (c cloudWatch) waitStatus(device string, online bool, errPart string) {
 	c.t.Helper()
-	waitUntil(c.t, fmt.Sprintf("%s online=%v in the cloud", device, online), 20*time.Second, func() bool {
+	testwait.Until(c.t, fmt.Sprintf("%s online=%v in the cloud", device, online), 20*time.Second, func() bool {
 		s := c.status(device)
 		return s != nil && s.Online == online && strings.Contains(s.Error, errPart)
 	})
@@ -96,7 +97,7 @@ func (c cloudWatch) keepsFlowing(during string, n int) {
 	c.t.Helper()
 	const topic = "lintel/demo-gw/ahu-1/supply_temp"
 	before := c.count(topic)
-	waitUntil(c.t, "AHU readings in the cloud during "+during, 20*time.Second, func() bool { return c.count(topic) >= before+n })
+	testwait.Until(c.t, "AHU readings in the cloud during "+during, 20*time.Second, func() bool { return c.count(topic) >= before+n })
 }
 
 // TestDeviceFaultsEndToEnd breaks one device at a time — a Modbus RTU slave
@@ -159,14 +160,14 @@ func TestDeviceFaultsEndToEnd(t *testing.T) {
 	const flow = "lintel/demo-gw/rtu-meter/flow"
 	cw.waitStatus("rtu-meter", true, "")
 	cw.waitStatus("front-door", true, "")
-	waitUntil(t, "RTU readings in the cloud", 10*time.Second, func() bool { return cw.count(flow) > 0 })
+	testwait.Until(t, "RTU readings in the cloud", 10*time.Second, func() bool { return cw.count(flow) > 0 })
 	cw.keepsFlowing("normal operation", 3)
 
 	recovers := func(fault string) {
 		t.Helper()
 		cw.waitStatus("rtu-meter", true, "")
 		n := cw.count(flow)
-		waitUntil(t, "RTU readings again after "+fault, 20*time.Second, func() bool { return cw.count(flow) > n })
+		testwait.Until(t, "RTU readings again after "+fault, 20*time.Second, func() bool { return cw.count(flow) > n })
 	}
 
 	t.Run("slave times out", func(t *testing.T) {
@@ -190,7 +191,7 @@ func TestDeviceFaultsEndToEnd(t *testing.T) {
 		base := metric(scrape(t, "http://"+gw.MetricsAddr()+"/metrics"), `lintel_bus_link_errors_total{bus="rtu"}`)
 		slave.CorruptNext(1 << 30) // every answer until told otherwise
 		cw.waitStatus("rtu-meter", false, "")
-		waitUntil(t, "link errors counted", 10*time.Second, func() bool {
+		testwait.Until(t, "link errors counted", 10*time.Second, func() bool {
 			return metric(scrape(t, "http://"+gw.MetricsAddr()+"/metrics"), `lintel_bus_link_errors_total{bus="rtu"}`) > base
 		})
 		cw.keepsFlowing("the garbage", 5)
@@ -236,12 +237,12 @@ func TestDeviceFaultsEndToEnd(t *testing.T) {
 			}
 		}
 		env.Doors.Emit("") // end whatever partial frame the noise left
-		waitUntil(t, "garbage counted as dropped", 20*time.Second, func() bool {
+		testwait.Until(t, "garbage counted as dropped", 20*time.Second, func() bool {
 			return metric(scrape(t, "http://"+gw.MetricsAddr()+"/metrics"), `lintel_serial_dropped_total{bus="doors"}`) > base
 		})
 		// The line still works: a badge after the garbage reaches the cloud.
 		events := len(accessEvents(env.Cloud))
-		waitUntil(t, "a badge after the garbage in the cloud", 20*time.Second, func() bool {
+		testwait.Until(t, "a badge after the garbage in the cloud", 20*time.Second, func() bool {
 			env.Doors.Badge(2, "GRANTED", "0012345", "Alice Example")
 			return len(accessEvents(env.Cloud)) > events
 		})

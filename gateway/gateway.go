@@ -172,9 +172,9 @@ func (g *Gateway) publish(ctx context.Context, m adapters.Message) error {
 		return nil
 	}
 	topic := "lintel/" + g.id + "/" + m.Device + "/" + m.Point
-	prio := buffer.Normal
+	prio := localbroker.Normal
 	if m.High {
-		prio = buffer.High
+		prio = localbroker.High
 	}
 	err := g.broker.Publish(ctx, topic, m.Payload, m.Retain, prio)
 	if err != nil && ctx.Err() == nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/lintel-gw/lintel/gateway/config"
 	"github.com/lintel-gw/lintel/gateway/demo"
 	"github.com/lintel-gw/lintel/gateway/demo/building"
+	"github.com/lintel-gw/lintel/gateway/testwait"
 	"github.com/lintel-gw/lintel/gateway/uplink/cloudtest"
 	"github.com/lintel-gw/lintel/localbroker"
 )
@@ -62,24 +63,8 @@ func startGateway(t *testing.T) (*demo.Env, *gateway.Gateway) {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	waitUntil(t, "gateway running", 10*time.Second, gw.Running)
+	testwait.Until(t, "gateway running", 10*time.Second, gw.Running)
 	return env, gw
-}
-
-// waitUntil polls ok every 20 ms until it holds, failing t after timeout.
-func waitUntil(t testing.TB, what string, timeout time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !ok() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		case <-tick.C:
-		}
-	}
 }
 
 func seqCounts(c *cloudtest.Broker) (map[uint64]int, uint64) {
@@ -99,15 +84,15 @@ func seqCounts(c *cloudtest.Broker) (map[uint64]int, uint64) {
 // checks that every seq arrived: no gaps, duplicates counted.
 func TestEndToEndThroughCloudOutage(t *testing.T) {
 	env, gw := startGateway(t)
-	waitUntil(t, "first readings in the cloud", 10*time.Second, func() bool {
+	testwait.Until(t, "first readings in the cloud", 10*time.Second, func() bool {
 		_, top := seqCounts(env.Cloud)
 		return top >= 10
 	})
 
 	env.Cloud.Stop()
-	waitUntil(t, "uplink to notice the outage", 10*time.Second, func() bool { return !gw.Stats().Uplink.Connected })
+	testwait.Until(t, "uplink to notice the outage", 10*time.Second, func() bool { return !gw.Stats().Uplink.Connected })
 	before := gw.Stats().Buffer.Records
-	waitUntil(t, "readings to pile up in the buffer", 15*time.Second, func() bool {
+	testwait.Until(t, "readings to pile up in the buffer", 15*time.Second, func() bool {
 		return gw.Stats().Buffer.Records >= before+200
 	})
 	if err := env.Cloud.Restart(); err != nil {
@@ -117,7 +102,7 @@ func TestEndToEndThroughCloudOutage(t *testing.T) {
 	// arrive. (Under load the buffer is never empty: acks are deleted with
 	// the next group commit.)
 	target := gw.Stats().Buffer.NextSeq - 1
-	waitUntil(t, "backlog delivered", 60*time.Second, func() bool {
+	testwait.Until(t, "backlog delivered", 60*time.Second, func() bool {
 		counts, _ := seqCounts(env.Cloud)
 		for seq := uint64(1); seq <= target; seq++ {
 			if counts[seq] == 0 {
@@ -200,7 +185,7 @@ func TestLocalViewerReadsButCannotWrite(t *testing.T) {
 	// Readings keep flowing; by the time a later one is in the cloud, the
 	// forged one would have been too.
 	later := len(env.Cloud.Received()) + 5
-	waitUntil(t, "more readings in the cloud", 10*time.Second, func() bool { return len(env.Cloud.Received()) >= later })
+	testwait.Until(t, "more readings in the cloud", 10*time.Second, func() bool { return len(env.Cloud.Received()) >= later })
 	for _, m := range env.Cloud.Received() {
 		if strings.Contains(string(m.Payload), "by-viewer") {
 			t.Fatalf("a read-only user's publish reached the cloud: %s %s", m.Topic, m.Payload)
@@ -232,7 +217,7 @@ func TestBufferStatsWhileRunningAndAfterStop(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- gw.Run(ctx) }()
-	waitUntil(t, "readings buffered", 10*time.Second, func() bool { return gw.Stats().Buffer.Records >= 5 })
+	testwait.Until(t, "readings buffered", 10*time.Second, func() bool { return gw.Stats().Buffer.Records >= 5 })
 
 	s, at, live, err := gateway.BufferStats(env.Config)
 	if err != nil || !live || time.Since(at) > 10*time.Second {
@@ -268,7 +253,7 @@ func TestPersonalDataNeverLeavesTheAdapter(t *testing.T) {
 	}
 	secrets := []string{"Alice", "Example", "0012345", "Bob Sample", "0023456"}
 
-	var logs syncBuffer // every log line, at debug level
+	var logs testwait.Buffer // every log line, at debug level
 	run := func(badges func()) string {
 		gw, err := gateway.New(env.Config, gateway.Options{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 		if err != nil {
@@ -285,7 +270,7 @@ func TestPersonalDataNeverLeavesTheAdapter(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- gw.Run(ctx) }()
-		waitUntil(t, "door controller online", 10*time.Second, func() bool {
+		testwait.Until(t, "door controller online", 10*time.Second, func() bool {
 			for _, m := range env.Cloud.Received() {
 				if m.Topic == "lintel/demo-gw/front-door/$status" {
 					return true
@@ -295,7 +280,7 @@ func TestPersonalDataNeverLeavesTheAdapter(t *testing.T) {
 		})
 		before := len(accessEvents(env.Cloud))
 		badges()
-		waitUntil(t, "access events in the cloud", 10*time.Second, func() bool { return len(accessEvents(env.Cloud)) >= before+2 })
+		testwait.Until(t, "access events in the cloud", 10*time.Second, func() bool { return len(accessEvents(env.Cloud)) >= before+2 })
 		cancel()
 		if err := <-done; err != nil {
 			t.Fatal(err)
@@ -355,24 +340,6 @@ func TestPersonalDataNeverLeavesTheAdapter(t *testing.T) {
 	}
 }
 
-// syncBuffer collects log output from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func accessEvents(c *cloudtest.Broker) []string {
 	var out []string
 	for _, m := range c.Received() {
@@ -398,7 +365,7 @@ func TestCommandsThroughTheCloud(t *testing.T) {
 	if env.Doors == nil {
 		t.Skip("no pseudo-terminals")
 	}
-	waitUntil(t, "uplink connected", 10*time.Second, func() bool { return gw.Stats().Uplink.Connected })
+	testwait.Until(t, "uplink connected", 10*time.Second, func() bool { return gw.Stats().Uplink.Connected })
 	send, _ := operator(t, env)
 	key, err := command.LoadPrivateKey(env.SigningKey)
 	if err != nil {
@@ -508,7 +475,7 @@ func TestMetricsFollowADeviceDying(t *testing.T) {
 	env, gw := startGateway(t)
 	base := "http://" + gw.MetricsAddr()
 	online := `lintel_device_online{bus="plant",device="energy-meter"}`
-	waitUntil(t, "meter online and uplink connected in /metrics", 10*time.Second, func() bool {
+	testwait.Until(t, "meter online and uplink connected in /metrics", 10*time.Second, func() bool {
 		body := scrape(t, base+"/metrics")
 		return metric(body, online) == 1 && metric(body, "lintel_uplink_connected") == 1 && metric(body, "lintel_buffer_commits_total") > 0
 	})
@@ -520,7 +487,7 @@ func TestMetricsFollowADeviceDying(t *testing.T) {
 	}
 
 	env.Sim.SetSilent(building.UnitMeter, true)
-	waitUntil(t, "meter offline in /metrics", 10*time.Second, func() bool { return metric(scrape(t, base+"/metrics"), online) == 0 })
+	testwait.Until(t, "meter offline in /metrics", 10*time.Second, func() bool { return metric(scrape(t, base+"/metrics"), online) == 0 })
 	body = scrape(t, base+"/metrics")
 	if after := metric(body, `lintel_bus_exceptions_total{bus="plant"}`) + metric(body, `lintel_bus_timeouts_total{bus="plant"}`); after <= errorsBefore {
 		t.Fatalf("bus errors did not rise (%v → %v)", errorsBefore, after)
@@ -542,7 +509,7 @@ func TestMetricsFollowADeviceDying(t *testing.T) {
 // carry on. A configuration that changes the uplink is refused.
 func TestReload(t *testing.T) {
 	env, gw := startGateway(t)
-	waitUntil(t, "uplink connected", 10*time.Second, func() bool { return gw.Stats().Uplink.Connected })
+	testwait.Until(t, "uplink connected", 10*time.Second, func() bool { return gw.Stats().Uplink.Connected })
 	before := gw.Stats()
 
 	next := *env.Config
@@ -562,7 +529,7 @@ func TestReload(t *testing.T) {
 	if err := gw.Reload(&next); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the new point in the cloud", 10*time.Second, func() bool {
+	testwait.Until(t, "the new point in the cloud", 10*time.Second, func() bool {
 		for _, m := range env.Cloud.Received() {
 			if m.Topic == "lintel/demo-gw/ahu-1/reloaded_point" {
 				return true

@@ -16,8 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/lintel-gw/lintel/adapters/modbus"
-	"github.com/lintel-gw/lintel/adapters/serialline"
+	"github.com/lintel-gw/lintel/adapters"
 )
 
 // collector turns the components' counters into Prometheus metrics at
@@ -92,29 +91,19 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		return 0
 	}
 	for name, a := range g.currentBuses() {
-		var online map[string]bool
-		switch bus := a.(type) {
-		case *modbus.Bus:
-			s := bus.Stats()
-			counter("bus_requests_total", s.Requests, name)
-			counter("bus_timeouts_total", s.Timeouts, name)
-			counter("bus_exceptions_total", s.Exceptions, name)
-			counter("bus_link_errors_total", s.LinkErrors, name)
+		r := reportOf(a)
+		for _, m := range r.counters {
+			counter(m.name, m.v, name)
+		}
+		for _, h := range r.histograms {
 			buckets, cum := map[float64]uint64{}, uint64(0)
-			for i, bound := range modbus.ResponseBuckets {
-				cum += s.Buckets[i]
+			for i, bound := range h.bounds {
+				cum += h.counts[i]
 				buckets[bound] = cum
 			}
-			ch <- prometheus.MustNewConstHistogram(c.descs["bus_response_seconds"], cum+s.Buckets[len(s.Buckets)-1], s.Sum, buckets, name)
-			online = s.Online
-		case *serialline.Line:
-			s := bus.Stats()
-			counter("serial_frames_total", s.Frames, name)
-			counter("serial_unmatched_total", s.Unmatched, name)
-			counter("serial_dropped_total", s.Dropped, name)
-			online = s.Online
+			ch <- prometheus.MustNewConstHistogram(c.descs[h.name], cum+h.counts[len(h.counts)-1], h.sum, buckets, name)
 		}
-		for device, on := range online {
+		for device, on := range r.online {
 			gauge("device_online", b01(on), name, device)
 		}
 	}
@@ -165,15 +154,43 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge("clock_trusted", b01(ClockProblem() == ""))
 }
 
-// onlineDevices is each device's state on one bus.
-func onlineDevices(a any) map[string]bool {
-	switch bus := a.(type) {
-	case *modbus.Bus:
-		return bus.Stats().Online
-	case *serialline.Line:
-		return bus.Stats().Online
+// busReport is what one adapter reported at one scrape (adapters.Reporter).
+type busReport struct {
+	counters   []counterSample
+	histograms []histogramSample
+	online     map[string]bool
+}
+
+type counterSample struct {
+	name string
+	v    uint64
+}
+
+type histogramSample struct {
+	name   string
+	bounds []float64
+	counts []uint64 // per bound, the last above them all; not cumulative
+	sum    float64
+}
+
+func (r *busReport) Counter(name string, v uint64) {
+	r.counters = append(r.counters, counterSample{name, v})
+}
+
+func (r *busReport) Histogram(name string, bounds []float64, counts []uint64, sum float64) {
+	r.histograms = append(r.histograms, histogramSample{name, bounds, counts, sum})
+}
+
+func (r *busReport) Device(name string, online bool) { r.online[name] = online }
+
+// reportOf asks a bus for its report; a bus that reports nothing has an
+// empty one.
+func reportOf(a any) *busReport {
+	r := &busReport{online: map[string]bool{}}
+	if rep, ok := a.(adapters.Reporter); ok {
+		rep.Report(r)
 	}
-	return nil
+	return r
 }
 
 // Health is the answer of /healthz.
@@ -295,7 +312,7 @@ func (g *Gateway) Health() Health {
 	}
 	buses := g.currentBuses()
 	for _, name := range slices.Sorted(maps.Keys(buses)) {
-		online := onlineDevices(buses[name])
+		online := reportOf(buses[name]).online
 		for _, device := range slices.Sorted(maps.Keys(online)) {
 			if !online[device] {
 				in.Offline = append(in.Offline, fmt.Sprintf("device %s on bus %s", device, name))

@@ -9,6 +9,7 @@ import (
 	"github.com/lintel-gw/lintel/gateway/command"
 	"github.com/lintel-gw/lintel/gateway/demo/building"
 	"github.com/lintel-gw/lintel/gateway/uplink/cloudtest"
+	"github.com/lintel-gw/lintel/localbroker"
 	"log/slog"
 	"net"
 	"os"
@@ -23,6 +24,7 @@ import (
 	"github.com/lintel-gw/lintel/gateway"
 	"github.com/lintel-gw/lintel/gateway/config"
 	"github.com/lintel-gw/lintel/gateway/demo"
+	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
 // cloneConfig copies the parts of cfg a test changes, so that cases do not
@@ -204,7 +206,7 @@ func TestShutdownBoundedByContext(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- gw.Run(context.Background()) }()
-	waitUntil(t, "uplink connected", 10*time.Second, func() bool { return gw.Stats().Uplink.Connected })
+	testwait.Until(t, "uplink connected", 10*time.Second, func() bool { return gw.Stats().Uplink.Connected })
 	release := make(chan struct{})
 	var once sync.Once
 	unhang := func() { once.Do(func() { close(release) }) }
@@ -214,7 +216,7 @@ func TestShutdownBoundedByContext(t *testing.T) {
 			<-release // no PUBACK until released
 		}
 	})
-	waitUntil(t, "a message in flight to the hung cloud", 10*time.Second, func() bool { return gw.Stats().Uplink.InFlight > 0 })
+	testwait.Until(t, "a message in flight to the hung cloud", 10*time.Second, func() bool { return gw.Stats().Uplink.InFlight > 0 })
 
 	expired, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -251,7 +253,7 @@ func TestNoCommandRunsOnceShutdownBegan(t *testing.T) {
 	if env.Doors == nil {
 		t.Skip("no pseudo-terminals")
 	}
-	waitUntil(t, "uplink connected", 10*time.Second, func() bool { return gw.Stats().Uplink.Connected })
+	testwait.Until(t, "uplink connected", 10*time.Second, func() bool { return gw.Stats().Uplink.Connected })
 	send, post := operator(t, env)
 	key, err := command.LoadPrivateKey(env.SigningKey)
 	if err != nil {
@@ -262,12 +264,12 @@ func TestNoCommandRunsOnceShutdownBegan(t *testing.T) {
 	if r := send("front-door/unlock", unlock1); !strings.Contains(r, `"ok":true`) {
 		t.Fatalf("signed unlock before shutdown: %s", r)
 	}
-	waitUntil(t, "door 1 unlocked", 5*time.Second, func() bool { return slices.Contains(env.Doors.Received(), "UNLOCK 1") })
+	testwait.Until(t, "door 1 unlocked", 5*time.Second, func() bool { return slices.Contains(env.Doors.Received(), "UNLOCK 1") })
 
 	gateway.BeginStop(gw)
 	unlock2, _ := command.NewEnvelope(key, "demo-gw", "front-door", "unlock", json.RawMessage(`{"door":"2"}`), time.Minute)
 	post("front-door/unlock", unlock2)
-	waitUntil(t, "the cloud command ignored or run", 10*time.Second, func() bool {
+	testwait.Until(t, "the cloud command ignored or run", 10*time.Second, func() bool {
 		return gateway.IgnoredCommands(gw) >= 1 || slices.Contains(env.Doors.Received(), "UNLOCK 2")
 	})
 	if slices.Contains(env.Doors.Received(), "UNLOCK 2") {
@@ -279,10 +281,10 @@ func TestNoCommandRunsOnceShutdownBegan(t *testing.T) {
 	}
 	signedFanOff, _ := command.NewEnvelope(key, "demo-gw", "ahu-1", "fan_enable", json.RawMessage(`false`), time.Minute)
 	fanOff, _ := json.Marshal(signedFanOff)
-	if err := gw.Broker().Publish(context.Background(), "lintel/demo-gw/ahu-1/fan_enable/set", fanOff, false, buffer.High); err != nil {
+	if err := gw.Broker().Publish(context.Background(), "lintel/demo-gw/ahu-1/fan_enable/set", fanOff, false, localbroker.High); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the local command ignored", 10*time.Second, func() bool {
+	testwait.Until(t, "the local command ignored", 10*time.Second, func() bool {
 		return gateway.IgnoredCommands(gw) >= 2 || !env.Sim.Coil(building.UnitAHU, 10)
 	})
 	if !env.Sim.Coil(building.UnitAHU, 10) {
@@ -301,7 +303,7 @@ func TestPublishRefusesInvalidTopicLevels(t *testing.T) {
 	}
 	t.Cleanup(env.Close)
 	env.Cloud.Stop() // keep what is buffered in the buffer
-	var logs syncBuffer
+	var logs testwait.Buffer
 	gw, err := gateway.New(env.Config, gateway.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -335,7 +337,7 @@ func TestPublishRefusesInvalidTopicLevels(t *testing.T) {
 	if err := gateway.Publish(gw, good); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the valid message delivered locally", 5*time.Second, func() bool {
+	testwait.Until(t, "the valid message delivered locally", 5*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(local) > 0

@@ -334,10 +334,10 @@ func (b *Broker) Addr(listener string) string {
 // on a forwarded topic is handed to the spool first, with the given delivery
 // priority; a spool error is returned (after local delivery) so the
 // publisher can count it.
-func (b *Broker) Publish(ctx context.Context, topic string, payload []byte, retain bool, prio buffer.Priority) error {
+func (b *Broker) Publish(ctx context.Context, topic string, payload []byte, retain bool, prio Priority) error {
 	var spoolErr error
 	if b.cfg.Spool != nil && b.forwarded(topic) {
-		spoolErr = b.cfg.Spool.Enqueue(ctx, buffer.Record{Topic: topic, Payload: payload, Retain: retain, Priority: prio})
+		spoolErr = b.cfg.Spool.Enqueue(ctx, buffer.Record{Topic: topic, Payload: payload, Retain: retain, Priority: prio.record()})
 	}
 	if err := b.srv.Publish(topic, payload, retain, 0); err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/lintel-gw/lintel/buffer"
+	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -204,11 +205,19 @@ func TestACLMatrix(t *testing.T) {
 			mu.Unlock()
 		}).WaitTimeout(5 * time.Second)
 		for _, topic := range topics {
-			if err := b.Publish(context.Background(), topic, []byte("x"), false, buffer.Normal); err != nil {
+			if err := b.Publish(context.Background(), topic, []byte("x"), false, Normal); err != nil {
 				t.Fatal(err)
 			}
 		}
-		time.Sleep(200 * time.Millisecond) // nothing marks the absence of a message
+		// Nothing marks the absence of a message, so publish a marker every
+		// user may read (clients/%u/#) after the others: the broker
+		// delivers to one client in order, so once it arrived, every
+		// earlier message that was going to arrive has.
+		marker := "clients/" + user + "/marker"
+		if err := b.Publish(context.Background(), marker, []byte("x"), false, Normal); err != nil {
+			t.Fatal(err)
+		}
+		testwait.Until(t, user+"'s marker", 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return received[marker] })
 		mu.Lock()
 		for topic, rw := range row {
 			if received[topic] != rw[0] {
@@ -232,7 +241,14 @@ func TestDeniedWriteIsNotDeliveredOrForwarded(t *testing.T) {
 	defer unsub()
 	c := mustConnect(t, b.addr, "viewer", "viewer-pw")
 	c.Publish("lintel/gw1/door/unlock/set", 0, false, "1").WaitTimeout(time.Second)
-	time.Sleep(200 * time.Millisecond)
+	// The broker handles one connection's packets in order: once the
+	// SUBACK of a later SUBSCRIBE is back, the denied PUBLISH was handled.
+	if tok := c.Subscribe("lintel/marker", 0, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe after the denied publish: %v", tok.Error())
+	}
+	if n := b.Counters().WriteDenied; n != 1 {
+		t.Fatalf("%d writes denied; want the one publish", n)
+	}
 	select {
 	case topic := <-seen:
 		t.Fatalf("denied publish reached subscribers on %s", topic)
@@ -309,8 +325,8 @@ func TestInProcessPublishForwardsAndDelivers(t *testing.T) {
 	}
 	defer unsub()
 	ctx := context.Background()
-	b.Publish(ctx, "lintel/gw1/ahu/t", []byte("1"), false, buffer.Normal)
-	b.Publish(ctx, "lintel/gw2/ahu/t", []byte("2"), false, buffer.Normal)
+	b.Publish(ctx, "lintel/gw1/ahu/t", []byte("1"), false, Normal)
+	b.Publish(ctx, "lintel/gw2/ahu/t", []byte("2"), false, Normal)
 	for _, want := range []string{"lintel/gw1/ahu/t 1", "lintel/gw2/ahu/t 2"} {
 		select {
 		case g := <-got:

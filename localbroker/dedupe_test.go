@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
 func dialSession(t *testing.T, addr, id string) *rawV5 {
@@ -67,7 +69,7 @@ func TestDupResendIsNotBufferedTwice(t *testing.T) {
 	calls := spool.async
 	spool.mu.Unlock()
 	c.publish(8, false, "lintel/gw1/bms/x", "b")
-	waitFor(t, "append started", func() bool { spool.mu.Lock(); defer spool.mu.Unlock(); return spool.async == calls+1 })
+	testwait.Until(t, "append started", 5*time.Second, func() bool { spool.mu.Lock(); defer spool.mu.Unlock(); return spool.async == calls+1 })
 	c.conn.Close()
 	c = dialSession(t, b.addr, "bms-1")
 	c.publish(8, true, "lintel/gw1/bms/x", "b")

@@ -21,6 +21,7 @@ import (
 
 	"github.com/lintel-gw/lintel/buffer"
 	"github.com/lintel-gw/lintel/gateway/pki"
+	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
 // unitMemoryMax reads MemoryMax from the shipped systemd unit.
@@ -195,7 +196,7 @@ func TestFloodAtCapsStaysUnderMemoryMax(t *testing.T) {
 		defer tick.Stop()
 		for end := time.Now().Add(d); time.Now().Before(end); {
 			<-tick.C
-			if err := b.Publish(ctx, "lintel/gw1/ahu-1/supply_temp", []byte(strconv.FormatInt(published, 10)), false, buffer.Normal); err != nil {
+			if err := b.Publish(ctx, "lintel/gw1/ahu-1/supply_temp", []byte(strconv.FormatInt(published, 10)), false, Normal); err != nil {
 				t.Fatalf("in-process publish during the flood: %v", err)
 			}
 			if published%5 == 0 {
@@ -270,7 +271,7 @@ func TestFloodAtCapsStaysUnderMemoryMax(t *testing.T) {
 			wg.Go(func() { flood(src, i%2 == 0) })
 		}
 	}
-	waitFor(t, "the pending cap full", func() bool { return b.pendingCount() >= lim.MaxPending-8 })
+	testwait.Until(t, "the pending cap full", 5*time.Second, func() bool { return b.pendingCount() >= lim.MaxPending-8 })
 	readings(3 * time.Second)
 
 	for i, tok := range toks {
@@ -279,7 +280,7 @@ func TestFloodAtCapsStaysUnderMemoryMax(t *testing.T) {
 		}
 	}
 	want := published + int64(len(toks))
-	waitFor(t, "every reading forwarded", func() bool { return forwarded.Load() >= want })
+	testwait.Until(t, "every reading forwarded", 5*time.Second, func() bool { return forwarded.Load() >= want })
 	anon := procStatus(t, "RssAnon")
 	c := b.Counters()
 	t.Logf("flood: %d filters in %d sessions, pending %d (refused %d), %d login attempts (failures %d, blocked %d, busy %d), subscribe refused %d",

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
 // loginFrom connects with MQTT 5 from a loopback source address and returns
@@ -213,7 +215,7 @@ func TestPasswordChecksBounded(t *testing.T) {
 	}
 	done := make(chan byte, 1)
 	go func() { done <- loginFrom(t, "127.0.0.1", b.addr, "alice", "alice-password") }()
-	waitFor(t, "a login waiting for a slot", func() bool { return b.auth.waiting.Load() == 1 })
+	testwait.Until(t, "a login waiting for a slot", 5*time.Second, func() bool { return b.auth.waiting.Load() == 1 })
 	<-b.auth.checks // a slot frees up in time
 	if code := <-done; code != 0 {
 		t.Fatalf("a login that waited for a free slot was refused: 0x%02x", code)

@@ -12,6 +12,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/lintel-gw/lintel/gateway/pki"
+	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
 // dialFrom opens a TCP connection to addr from the given loopback source
@@ -68,7 +69,7 @@ func TestIdleSocketsClosedAfterDeadline(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("idle sockets closed after %v, want about 300ms", d)
 	}
-	waitFor(t, "pending count back to 0", func() bool { return b.pendingCount() == 0 })
+	testwait.Until(t, "pending count back to 0", 5*time.Second, func() bool { return b.pendingCount() == 0 })
 }
 
 // TestPendingConnectionCap: beyond the per-source and global caps new
@@ -89,13 +90,13 @@ func TestPendingConnectionCap(t *testing.T) {
 	for range 4 {
 		held = append(held, dialFrom(t, "127.0.0.1", b.addr))
 	}
-	waitFor(t, "4 pending", func() bool { return b.pendingCount() == 4 })
+	testwait.Until(t, "4 pending", 5*time.Second, func() bool { return b.pendingCount() == 4 })
 	if !closedByServer(dialFrom(t, "127.0.0.1", b.addr), 5*time.Second) {
 		t.Fatal("a 5th pending socket from one address was kept")
 	}
 	// Another address still gets in, up to the global cap.
 	held = append(held, dialFrom(t, "127.0.0.2", b.addr), dialFrom(t, "127.0.0.2", b.addr))
-	waitFor(t, "6 pending", func() bool { return b.pendingCount() == 6 })
+	testwait.Until(t, "6 pending", 5*time.Second, func() bool { return b.pendingCount() == 6 })
 	if !closedByServer(dialFrom(t, "127.0.0.3", b.addr), 5*time.Second) {
 		t.Fatal("a pending socket beyond the global cap was kept")
 	}
@@ -116,9 +117,9 @@ func TestPendingConnectionCap(t *testing.T) {
 	}
 	// Freed slots admit a new login.
 	held[0].Close()
-	waitFor(t, "slot released", func() bool { return b.pendingCount() == 5 })
+	testwait.Until(t, "slot released", 5*time.Second, func() bool { return b.pendingCount() == 5 })
 	mustConnect(t, b.addr, "bms", "bms-password")
-	waitFor(t, "authenticated client no longer pending", func() bool { return b.pendingCount() == 5 })
+	testwait.Until(t, "authenticated client no longer pending", 5*time.Second, func() bool { return b.pendingCount() == 5 })
 }
 
 // TestCloseWithThousandsOfIdleSockets: Close ends every connection,
@@ -142,7 +143,7 @@ func TestCloseWithThousandsOfIdleSockets(t *testing.T) {
 	for range n {
 		conns = append(conns, dialFrom(t, "127.0.0.1", addr))
 	}
-	waitFor(t, "all pending", func() bool { return b.pendingCount() == n })
+	testwait.Until(t, "all pending", 5*time.Second, func() bool { return b.pendingCount() == n })
 	done := make(chan error, 1)
 	start := time.Now()
 	go func() { done <- b.Close() }()
@@ -196,7 +197,7 @@ func TestWebsocketListenerIsGated(t *testing.T) {
 	if !closedByServer(idle, 5*time.Second) {
 		t.Fatal("an idle websocket socket was not closed after ConnectTimeout")
 	}
-	waitFor(t, "pending slots free", func() bool { return b.pendingCount() == 0 })
+	testwait.Until(t, "pending slots free", 5*time.Second, func() bool { return b.pendingCount() == 0 })
 	c := paho.NewClient(paho.NewClientOptions().AddBroker("ws://" + addr).SetClientID("ws-1").SetUsername("dev").SetPassword("dev-password").
 		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(3 * time.Second))
 	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/lintel-gw/lintel/buffer"
 	"github.com/lintel-gw/lintel/gateway/pki"
+	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
 // TestACLPrecedence: the most specific filter decides; at equal specificity a
@@ -97,7 +98,9 @@ func FuzzACL(f *testing.F) {
 
 func TestBruteForceIsSlowedDown(t *testing.T) {
 	b := startBroker(t, Config{Users: users(t, "alice", "correct horse"), GuardBase: 500 * time.Millisecond})
+	var lastFail time.Time // before the last failure began, so the back-off ends later than lastFail+base
 	for range guardFree {
+		lastFail = time.Now()
 		if c, err := connect(b.addr, "alice", "guess"); err == nil {
 			c.Disconnect(0)
 			t.Fatal("wrong password accepted")
@@ -111,8 +114,22 @@ func TestBruteForceIsSlowedDown(t *testing.T) {
 	if got := b.Counters(); got.AuthFailures != guardFree || got.AuthBlocked != 1 {
 		t.Fatalf("counters %+v, want %d failures and 1 blocked", got, guardFree)
 	}
-	time.Sleep(600 * time.Millisecond)
-	mustConnect(t, b.addr, "alice", "correct horse")
+	// The back-off ends 500 ms after the last failure; a blocked attempt
+	// does not extend it, so poll with the right password until it is in.
+	testwait.Until(t, "the back-off to end", 10*time.Second, func() bool {
+		c, err := connect(b.addr, "alice", "correct horse")
+		if err != nil {
+			return false
+		}
+		c.Disconnect(0)
+		return true
+	})
+	if waited := time.Since(lastFail); waited < 500*time.Millisecond {
+		t.Fatalf("let in %v after the last failure, before the 500ms back-off ended", waited)
+	}
+	if got := b.Counters(); got.AuthFailures != guardFree {
+		t.Fatalf("counters %+v: a blocked attempt counted as a failure", got)
+	}
 }
 
 func TestWillOnForbiddenTopicRefused(t *testing.T) {
@@ -291,7 +308,7 @@ func TestClientCertificateListener(t *testing.T) {
 	defer c.Disconnect(100)
 	got := make(chan string, 4)
 	c.Subscribe("lintel/#", 0, func(_ paho.Client, m paho.Message) { got <- m.Topic() }).WaitTimeout(5 * time.Second)
-	b.Publish(context.Background(), "lintel/gw1/a/b", []byte("1"), false, buffer.Normal)
+	b.Publish(context.Background(), "lintel/gw1/a/b", []byte("1"), false, Normal)
 	select {
 	case <-got: // the ACL applied to CN "bms"
 	case <-time.After(5 * time.Second):
@@ -318,22 +335,11 @@ func TestKeepaliveBoundsAndTopicLimits(t *testing.T) {
 		t.Fatalf("keepalive 0 became %d, want %d", cl.State.Keepalive, maxKeepalive)
 	}
 	c.Publish(strings.Repeat("a/", maxTopicLevels+1)+"x", 0, false, "deep").WaitTimeout(time.Second)
-	waitFor(t, "abusive client disconnected", func() bool { return !c.IsConnectionOpen() && b.Counters().Abusive == 1 })
+	testwait.Until(t, "abusive client disconnected", 5*time.Second, func() bool { return !c.IsConnectionOpen() && b.Counters().Abusive == 1 })
 
 	big := mustConnect(t, b.addr, "dev", "dev-password")
 	big.Publish("a/b", 0, false, bytes.Repeat([]byte("x"), 70<<10)).WaitTimeout(time.Second) // over the 64 KiB default
-	waitFor(t, "oversized packet's client disconnected", func() bool { return !big.IsConnectionOpen() && b.Counters().Abusive == 2 })
-}
-
-func waitFor(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.Until(t, "oversized packet's client disconnected", 5*time.Second, func() bool { return !big.IsConnectionOpen() && b.Counters().Abusive == 2 })
 }
 
 func TestUnixAndWebsocketListenersRequireLogin(t *testing.T) {
@@ -366,7 +372,7 @@ func TestUnixAndWebsocketListenersRequireLogin(t *testing.T) {
 	if _, err := New(Config{Listeners: []Listener{{Name: "ws", Kind: Websocket, Address: "0.0.0.0:0"}}}, quiet()); !errors.Is(err, ErrPlaintextNetwork) {
 		t.Fatalf("plain websocket on all interfaces: %v", err)
 	}
-	waitFor(t, "websocket listener", func() bool {
+	testwait.Until(t, "websocket listener", 5*time.Second, func() bool {
 		c, err := net.Dial("tcp", wsAddr)
 		if err == nil {
 			c.Close()
@@ -424,7 +430,7 @@ func TestMosquittoClients(t *testing.T) {
 	wg.Go(func() {
 		got, subErr = run(sub, "-u", "dash", "-P", "dash-password", "-t", "lintel/#", "-C", "1", "-W", "8")
 	})
-	time.Sleep(500 * time.Millisecond) // let the subscription land
+	testwait.Until(t, "mosquitto_sub's subscription", 10*time.Second, func() bool { return subscribed(b.Broker, "dash") })
 	if out, err := run(pub, "-u", "bms", "-P", "bms-password", "-q", "1", "-t", "lintel/gw1/bms/occupancy", "-m", "42"); err != nil {
 		t.Fatalf("allowed publish: %v %s", err, out)
 	}
@@ -471,7 +477,7 @@ func TestQoS1PubackMeansDurableWithRealBuffer(t *testing.T) {
 	if s := q.Stats(); s.Records != n {
 		t.Fatalf("%d PUBACKs received but %d records durable", n, s.Records)
 	}
-	waitFor(t, "local delivery", func() bool { mu.Lock(); defer mu.Unlock(); return len(delivered) == n })
+	testwait.Until(t, "local delivery", 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(delivered) == n })
 	mu.Lock()
 	defer mu.Unlock()
 	for i, p := range delivered {
@@ -511,4 +517,14 @@ func BenchmarkLocalQoS1Publish(b *testing.B) {
 		br.Close()
 		q.Close()
 	}
+}
+
+// subscribed reports whether a client of user holds a subscription.
+func subscribed(b *Broker, user string) bool {
+	for _, cl := range b.srv.Clients.GetAll() {
+		if string(cl.Properties.Username) == user && cl.State.Subscriptions.Len() > 0 {
+			return true
+		}
+	}
+	return false
 }

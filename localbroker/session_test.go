@@ -5,6 +5,8 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
 func connectID(addr, id, user, pass string, clean bool) (paho.Client, error) {
@@ -41,7 +43,7 @@ func TestSessionTakeoverByAnotherUserRefused(t *testing.T) {
 		t.Fatal("the owner was disconnected by another user's CONNECT")
 	}
 	owner.Disconnect(100) // the persistent session stays
-	waitFor(t, "owner gone", func() bool { return b.Clients() == 0 })
+	testwait.Until(t, "owner gone", 5*time.Second, func() bool { return b.Clients() == 0 })
 	if c, err := connectID(b.addr, "bms-1", "mallory", "mallory-pw", true); err == nil {
 		c.Disconnect(0)
 		t.Fatal("another user took over a persistent session")
@@ -60,7 +62,7 @@ func TestSessionTakeoverByAnotherUserRefused(t *testing.T) {
 		t.Fatalf("owner reconnecting: %v", err)
 	}
 	again.Disconnect(100)
-	waitFor(t, "owner's clean session ended", func() bool { _, ok := b.srv.Clients.Get("bms-1"); return !ok })
+	testwait.Until(t, "owner's clean session ended", 5*time.Second, func() bool { _, ok := b.srv.Clients.Get("bms-1"); return !ok })
 	c, err := connectID(b.addr, "bms-1", "mallory", "mallory-pw", true)
 	if err != nil {
 		t.Fatalf("client ID still bound after its session ended: %v", err)

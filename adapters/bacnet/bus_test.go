@@ -12,6 +12,7 @@ import (
 	"github.com/lintel-gw/lintel/adapters"
 	"github.com/lintel-gw/lintel/adapters/bacnet"
 	"github.com/lintel-gw/lintel/adapters/bacnet/bacnettest"
+	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
 // recorder is a Publisher that keeps every message.
@@ -59,16 +60,11 @@ func (r *recorder) status(device string) (adapters.DeviceStatus, bool) {
 	return adapters.DeviceStatus{}, false
 }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor polls cond until it holds or the deadline passes (the shared
+// testwait.Until, in this file's argument order).
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(2 * time.Millisecond) // polling interval of the condition, not synchronisation
-	}
+	testwait.Until(t, what, within, cond)
 }
 
 var (

@@ -170,6 +170,16 @@ func (b *Bus) count(started time.Time, err error) {
 	}
 }
 
+// Config is one Modbus bus and its devices: the section New builds a Bus
+// from.
+type Config struct {
+	Bus     BusConfig
+	Devices []Device
+}
+
+// New builds the Bus of one config section; nothing is opened until Run.
+func New(c Config, logger *slog.Logger) (*Bus, error) { return NewBus(c.Bus, c.Devices, logger) }
+
 // NewBus validates the devices and computes each device's request plan once.
 func NewBus(cfg BusConfig, devices []Device, logger *slog.Logger) (*Bus, error) {
 	if cfg.Timeout <= 0 {

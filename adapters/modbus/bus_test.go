@@ -290,7 +290,7 @@ func TestSilentDeviceGoesOfflineAndBack(t *testing.T) {
 	}
 	// The healthy device keeps being polled while the meter is dead.
 	before := countPoint(c, "fan_speed")
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // a measurement window, not synchronisation
 	if after := countPoint(c, "fan_speed"); after-before < 5 {
 		t.Fatalf("ahu-1 polled %d times in 300ms while the meter was silent", after-before)
 	}
@@ -342,10 +342,10 @@ func TestWrite(t *testing.T) {
 		point, value string
 		want         error
 	}{
-		{"supply_temp", "20", ErrNotWritable},
-		{"nope", "1", ErrUnknownPoint},
-		{"fan_enable", `"on"`, ErrBadValue},
-		{"setpoint", "99999", ErrBadValue},
+		{"supply_temp", "20", adapters.ErrNotWritable},
+		{"nope", "1", adapters.ErrUnknownTarget},
+		{"fan_enable", `"on"`, adapters.ErrInvalidValue},
+		{"setpoint", "99999", adapters.ErrInvalidValue},
 	} {
 		if err := write(c.point, c.value); !errors.Is(err, c.want) {
 			t.Errorf("write %s=%s: %v, want %v", c.point, c.value, err, c.want)

@@ -1,8 +1,6 @@
 package modbus
 
-import (
-	"slices"
-)
+import "slices"
 
 // request is one read covering one or more points of the same table.
 type request struct {
@@ -18,8 +16,6 @@ const (
 	maxBits      = 2000
 )
 
-// planRequests merges points of the same table into the fewest read requests: points
-// that are adjacent or overlap share a request, up to the protocol limits.
 // size is how many registers (or bits) a point occupies.
 func (p Point) size() uint16 {
 	switch {
@@ -31,6 +27,9 @@ func (p Point) size() uint16 {
 	return uint16(p.Type.Registers())
 }
 
+// planRequests merges points of the same table into the fewest read
+// requests: points that are adjacent or overlap share a request, up to the
+// protocol limits.
 func planRequests(points []Point, maxRegs, maxGap uint16) []request {
 	if maxRegs == 0 || maxRegs > maxRegisters {
 		maxRegs = maxRegisters

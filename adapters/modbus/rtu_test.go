@@ -8,6 +8,7 @@ import (
 
 	"github.com/lintel-gw/lintel/adapters"
 	"github.com/lintel-gw/lintel/adapters/modbus/modbustest"
+	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
 func startSlave(t *testing.T, baud int) *modbustest.Slave {
@@ -72,18 +73,20 @@ func TestRTUNoInterleavingAndSilentDeviceBudget(t *testing.T) {
 		return Device{Name: name, Unit: unit, Poll: poll, Points: []Point{{Name: "r", Table: Holding, Address: 0, Type: Uint16, MaxInterval: time.Nanosecond}}}
 	}
 	bus := rtuBus(t, s, timeout, dev("a", 1), dev("b", 2))
-	runBus(t, bus)
+	c := runBus(t, bus)
 
-	time.Sleep(window)
+	time.Sleep(window) // a measurement window, not synchronisation
 	if s.Pipelined.Load() != 0 || s.BadFrames.Load() != 0 {
 		t.Fatalf("frames interleaved: %d pipelined, %d broken", s.Pipelined.Load(), s.BadFrames.Load())
 	}
 	healthy := unitRequests(s, 1)
 
 	s.SetSilent(2, true)
-	time.Sleep(300 * time.Millisecond) // let it go offline
+	c.waitFor(t, func(m adapters.Message) bool {
+		return m.Device == "b" && m.Point == adapters.StatusPoint && strings.Contains(string(m.Payload), `"online":false`)
+	})
 	a0, b0 := unitRequests(s, 1), unitRequests(s, 2)
-	time.Sleep(window)
+	time.Sleep(window) // the measurement window
 	a, b := unitRequests(s, 1)-a0, unitRequests(s, 2)-b0
 	budget := window - time.Duration(b)*timeout // bus time left after the silent unit's timeouts
 	want := uint64(float64(budget/poll) * 0.7)
@@ -129,7 +132,7 @@ func TestPerPointPollInterval(t *testing.T) {
 		{Name: "fast", Table: Holding, Address: 1, Type: Uint16, MaxInterval: time.Nanosecond, Poll: 20 * time.Millisecond},
 	}})
 	c := runBus(t, b)
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond) // a measurement window, not synchronisation
 	if slow, fast := countPoint(c, "slow"), countPoint(c, "fast"); slow != 1 || fast < 10 {
 		t.Fatalf("slow (1h) published %d times, fast (20ms) %d times in 500ms", slow, fast)
 	}
@@ -156,13 +159,7 @@ func TestRTUAdapterUnpluggedAndBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for countPoint(c, "r") <= before {
-		if time.Now().After(deadline) {
-			t.Fatal("no readings after the adapter came back")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.Until(t, "readings after the adapter came back", 10*time.Second, func() bool { return countPoint(c, "r") > before })
 	if m, _ := c.find(func(m adapters.Message) bool { return m.Point == adapters.StatusPoint }); !strings.Contains(string(m.Payload), `"online":true`) {
 		t.Fatalf("latest status %s, want online", m.Payload)
 	}

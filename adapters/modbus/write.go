@@ -9,13 +9,6 @@ import (
 	"github.com/lintel-gw/lintel/adapters"
 )
 
-// Sentinel errors of Write, shared with the command gate.
-var (
-	ErrUnknownPoint = adapters.ErrUnknownTarget
-	ErrNotWritable  = adapters.ErrNotWritable
-	ErrBadValue     = adapters.ErrInvalidValue
-)
-
 // CheckWrite validates a write without touching the device and reports
 // whether the command must be signed.
 func (b *Bus) CheckWrite(w adapters.WriteRequest) (needsSignature bool, err error) {
@@ -31,16 +24,16 @@ func (b *Bus) prepare(w adapters.WriteRequest) (*deviceState, Point, bool, []uin
 		return nil, p, false, nil, err
 	}
 	if !p.Writable || (p.Table != Coil && p.Table != Holding) {
-		return nil, p, false, nil, fmt.Errorf("%s/%s: %w", w.Device, w.Point, ErrNotWritable)
+		return nil, p, false, nil, fmt.Errorf("%s/%s: %w", w.Device, w.Point, adapters.ErrNotWritable)
 	}
 	var v any
 	if err := json.Unmarshal(w.Value, &v); err != nil {
-		return nil, p, false, nil, fmt.Errorf("%s/%s: %w: %v", w.Device, w.Point, ErrBadValue, err)
+		return nil, p, false, nil, fmt.Errorf("%s/%s: %w: %v", w.Device, w.Point, adapters.ErrInvalidValue, err)
 	}
 	if p.Table == Coil {
 		on, ok := asBool(v)
 		if !ok {
-			return nil, p, false, nil, fmt.Errorf("%s/%s: %w: want true/false or 0/1, got %s", w.Device, w.Point, ErrBadValue, w.Value)
+			return nil, p, false, nil, fmt.Errorf("%s/%s: %w: want true/false or 0/1, got %s", w.Device, w.Point, adapters.ErrInvalidValue, w.Value)
 		}
 		return d, p, on, nil, nil
 	}
@@ -53,15 +46,15 @@ func (b *Bus) prepare(w adapters.WriteRequest) (*deviceState, Point, bool, []uin
 	}
 	num, ok := v.(float64)
 	if !ok {
-		return nil, p, false, nil, fmt.Errorf("%s/%s: %w: want a number or a label, got %s", w.Device, w.Point, ErrBadValue, w.Value)
+		return nil, p, false, nil, fmt.Errorf("%s/%s: %w: want a number or a label, got %s", w.Device, w.Point, adapters.ErrInvalidValue, w.Value)
 	}
 	if len(p.Labels) > 0 {
 		if _, ok := p.Labels[int64(num)]; !ok || num != math.Trunc(num) {
-			return nil, p, false, nil, fmt.Errorf("%s/%s: %w: %v is not one of the labelled values", w.Device, w.Point, ErrBadValue, num)
+			return nil, p, false, nil, fmt.Errorf("%s/%s: %w: %v is not one of the labelled values", w.Device, w.Point, adapters.ErrInvalidValue, num)
 		}
 	}
 	if p.Min != nil && num < *p.Min || p.Max != nil && num > *p.Max {
-		return nil, p, false, nil, fmt.Errorf("%s/%s: %w: %v is outside the allowed range", w.Device, w.Point, ErrBadValue, num)
+		return nil, p, false, nil, fmt.Errorf("%s/%s: %w: %v is outside the allowed range", w.Device, w.Point, adapters.ErrInvalidValue, num)
 	}
 	scale := p.Scale
 	if scale == 0 {
@@ -69,7 +62,7 @@ func (b *Bus) prepare(w adapters.WriteRequest) (*deviceState, Point, bool, []uin
 	}
 	regs, err := encodeRegisters(p.Type, p.Order, (num-p.Offset)/scale)
 	if err != nil {
-		return nil, p, false, nil, fmt.Errorf("%s/%s: %w: %v", w.Device, w.Point, ErrBadValue, err)
+		return nil, p, false, nil, fmt.Errorf("%s/%s: %w: %v", w.Device, w.Point, adapters.ErrInvalidValue, err)
 	}
 	return d, p, false, regs, nil
 }
@@ -125,7 +118,7 @@ func (b *Bus) find(device, point string) (*deviceState, Point, error) {
 			}
 		}
 	}
-	return nil, Point{}, fmt.Errorf("%s/%s: %w", device, point, ErrUnknownPoint)
+	return nil, Point{}, fmt.Errorf("%s/%s: %w", device, point, adapters.ErrUnknownTarget)
 }
 
 func asBool(v any) (bool, bool) {

@@ -8,8 +8,9 @@
 // length prefix, with a maximum frame length and resynchronisation after
 // garbage). Each frame is matched against each device's events (regular
 // expressions with named groups); the groups become fields, each field's
-// privacy rule is applied (keep, pseudonymize, drop), and the result is
-// published as an event (lintel/<gw>/<device>/<event>, {"ts":…,"fields":{…}})
+// privacy rule is applied (keep, pseudonymize, drop; by the Minimiser in
+// Config.Key, which the gateway fills with gateway/privacy's site key), and
+// the result is published as an event (lintel/<gw>/<device>/<event>, {"ts":…,"fields":{…}})
 // or as a state reading (e.g. door_2 = true). A state point name filled from
 // a frame that is not a valid topic level (adapters.ValidTopicLevel: / + # $,
 // controls, empty) drops the reading, counts it in BadTopics and is logged

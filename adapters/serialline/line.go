@@ -22,16 +22,26 @@ import (
 	"go.bug.st/serial"
 
 	"github.com/lintel-gw/lintel/adapters"
-	"github.com/lintel-gw/lintel/gateway/privacy"
 )
+
+// Minimiser applies an event's privacy rules to the fields it captured and
+// returns the fields as they may be published. gateway/privacy's site Key is
+// the one the gateway passes; the policy lives there, not in the adapter.
+type Minimiser interface {
+	Apply(fields map[string]string, rules map[string]string) map[string]string
+}
+
+// Pseudonymize is the rule that needs Config.Key.
+const Pseudonymize = "pseudonymize"
 
 // Event turns matching frames into a published event, or into a state point.
 type Event struct {
 	Name string
 	// Match's named groups are the event's fields.
 	Match *regexp.Regexp
-	// Privacy rules by field; fields without a rule are kept.
-	Privacy map[string]privacy.Rule
+	// Privacy rules by field (keep, pseudonymize, drop); fields without a
+	// rule are kept.
+	Privacy map[string]string
 	// Point, if set, makes the event a state reading: a template such as
 	// "door_{door}" naming the point, whose value is the field Value (or
 	// its entry in Values, e.g. OPEN → true).
@@ -97,8 +107,8 @@ type Config struct {
 	StopBits int
 	Framing  Framing
 	Devices  []Device
-	// Key pseudonymizes fields; required when any rule pseudonymizes.
-	Key *privacy.Key
+	// Key applies the privacy rules; required when any rule pseudonymizes.
+	Key Minimiser
 	// OfflineAfter request timeouts in a row mark a device offline (default 3).
 	OfflineAfter int
 	// Open opens the port; nil uses go.bug.st/serial. Tests substitute it.
@@ -114,12 +124,12 @@ type Port interface {
 	SetReadTimeout(t time.Duration) error
 }
 
-// Sentinel errors of Write (the first two shared with the command gate).
+// Sentinel errors of Write besides adapters.ErrUnknownTarget and
+// adapters.ErrInvalidValue (unknown command, invalid parameters), which the
+// command gate reports by kind.
 var (
-	ErrUnknownCommand = adapters.ErrUnknownTarget
-	ErrBadParams      = adapters.ErrInvalidValue
-	ErrNotConnected   = errors.New("serial port not open")
-	ErrNoAck          = errors.New("no acknowledgement from the device")
+	ErrNotConnected = errors.New("serial port not open")
+	ErrNoAck        = errors.New("no acknowledgement from the device")
 )
 
 // Line is the serial-line adapter for one port.
@@ -195,7 +205,7 @@ func New(cfg Config, logger *slog.Logger) (*Line, error) {
 				if slices.Index(e.Match.SubexpNames(), field) < 0 {
 					return nil, fmt.Errorf("device %q event %q: privacy rule for %q, which the pattern does not capture", d.Name, e.Name, field)
 				}
-				if r == privacy.Pseudonymize && cfg.Key == nil {
+				if r == Pseudonymize && cfg.Key == nil {
 					return nil, fmt.Errorf("device %q event %q: pseudonymize needs the site key", d.Name, e.Name)
 				}
 			}
@@ -247,7 +257,7 @@ func (l *Line) CheckWrite(w adapters.WriteRequest) (needsSignature bool, err err
 	}
 	needsSignature = c.Critical || !c.UnsignedWrites
 	if _, err := c.bind(w.Value); err != nil {
-		return needsSignature, fmt.Errorf("%s/%s: %w: %v", w.Device, w.Point, ErrBadParams, err)
+		return needsSignature, fmt.Errorf("%s/%s: %w: %v", w.Device, w.Point, adapters.ErrInvalidValue, err)
 	}
 	return needsSignature, nil
 }
@@ -510,7 +520,7 @@ func (l *Line) Write(ctx context.Context, w adapters.WriteRequest) error {
 	}
 	params, err := c.bind(w.Value)
 	if err != nil {
-		return fmt.Errorf("%s/%s: %w: %v", w.Device, w.Point, ErrBadParams, err)
+		return fmt.Errorf("%s/%s: %w: %v", w.Device, w.Point, adapters.ErrInvalidValue, err)
 	}
 	_, err = l.transact(ctx, []byte(expand(c.Send, params)), c.Expect, c.Timeout)
 	if err != nil {
@@ -530,7 +540,7 @@ func (l *Line) command(device, name string) (Device, Command, error) {
 			}
 		}
 	}
-	return Device{}, Command{}, fmt.Errorf("%s/%s: %w", device, name, ErrUnknownCommand)
+	return Device{}, Command{}, fmt.Errorf("%s/%s: %w", device, name, adapters.ErrUnknownTarget)
 }
 
 // bind checks a JSON object of parameters against the command and returns

@@ -16,6 +16,7 @@ import (
 	"github.com/lintel-gw/lintel/adapters"
 	"github.com/lintel-gw/lintel/gateway/demo/building"
 	"github.com/lintel-gw/lintel/gateway/privacy"
+	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -45,15 +46,13 @@ func (c *capture) find(ok func(adapters.Message) bool) (adapters.Message, bool) 
 
 func (c *capture) waitFor(t *testing.T, what string, ok func(adapters.Message) bool) adapters.Message {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if m, found := c.find(ok); found {
-			return m
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
-	return adapters.Message{}
+	var m adapters.Message
+	testwait.Until(t, what, 10*time.Second, func() bool {
+		var found bool
+		m, found = c.find(ok)
+		return found
+	})
+	return m
 }
 
 func statusIs(online bool) func(adapters.Message) bool {
@@ -156,7 +155,8 @@ func TestUnplugAndReplug(t *testing.T) {
 	c.msgs = nil
 	c.mu.Unlock()
 	c.waitFor(t, "online after replug", statusIs(true))
-	time.Sleep(100 * time.Millisecond) // let the port settle into raw mode
+	// No pause: the line reports online only once Open returned, and
+	// go.bug.st/serial puts the port in raw mode inside Open.
 	ctrl.Emit("DOOR 1 CLOSED")
 	c.waitFor(t, "events after replug", func(m adapters.Message) bool { return m.Point == "door_1_open" })
 }
@@ -179,11 +179,11 @@ func TestCommandsAreValidatedBeforeAnythingIsSent(t *testing.T) {
 		return line.Write(ctx, adapters.WriteRequest{Device: "front-door", Point: "unlock", Value: json.RawMessage(value)})
 	}
 	for _, bad := range []string{`{"door":"3"}`, `{"door":"2\r\nUNLOCK 1"}`, `{}`, `{"door":"2","extra":"x"}`, `"2"`, `{"door":{"x":1}}`} {
-		if err := write(bad); !errors.Is(err, ErrBadParams) {
-			t.Errorf("command %s: %v, want ErrBadParams", bad, err)
+		if err := write(bad); !errors.Is(err, adapters.ErrInvalidValue) {
+			t.Errorf("command %s: %v, want adapters.ErrInvalidValue", bad, err)
 		}
 	}
-	if err := line.Write(ctx, adapters.WriteRequest{Device: "front-door", Point: "open-all"}); !errors.Is(err, ErrUnknownCommand) {
+	if err := line.Write(ctx, adapters.WriteRequest{Device: "front-door", Point: "open-all"}); !errors.Is(err, adapters.ErrUnknownTarget) {
 		t.Errorf("unknown command: %v", err)
 	}
 	for _, l := range ctrl.Received() {
@@ -327,4 +327,17 @@ func FuzzEventTopicTemplate(f *testing.F) {
 			t.Fatalf("frame %q matched, published nothing and was not counted", frame)
 		}
 	})
+}
+
+// The gateway passes the site key as the line's Minimiser, and the rule the
+// line checks for is the policy's own.
+var _ Minimiser = (*privacy.Key)(nil)
+
+func TestPseudonymizeIsThePolicysRule(t *testing.T) {
+	if Pseudonymize != privacy.Pseudonymize {
+		t.Fatalf("serialline.Pseudonymize = %q, privacy.Pseudonymize = %q", Pseudonymize, privacy.Pseudonymize)
+	}
+	if _, err := New(Config{Name: "x", Devices: []Device{frontDoor()}}, quiet()); err == nil || !strings.Contains(err.Error(), "pseudonymize needs the site key") {
+		t.Fatalf("a pseudonymize rule without a key: %v; want refused", err)
+	}
 }

@@ -1,12 +1,3 @@
-// Command lintel is the Lintel edge gateway. `lintel --help` lists every
-// command, `lintel <command> --help` shows one (exit 0); a usage mistake
-// exits 2, any other failure 1.
-//
-//	lintel run --config F      run the gateway
-//	lintel demo                everything on loopback with a simulated building
-//	lintel check --config F    check a config file; list every problem
-//	lintel passwd add|remove|list --file F [NAME]
-//	lintel version
 package main
 
 import (

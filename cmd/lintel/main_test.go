@@ -12,13 +12,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/lintel-gw/lintel/adapters/modbus/modbustest"
 	"github.com/lintel-gw/lintel/buffer"
+	"github.com/lintel-gw/lintel/gateway/testwait"
 	"github.com/lintel-gw/lintel/localbroker"
 )
 
@@ -386,24 +386,6 @@ func TestHelpAndExitCodes(t *testing.T) {
 	}
 }
 
-// syncWriter collects a child's output while it runs.
-type syncWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 // TestRunReloadsOnSIGHUPAndStopsOnSIGTERM runs the real binary: SIGHUP
 // reloads the configuration, SIGTERM stops it cleanly with exit 0.
 func TestRunReloadsOnSIGHUPAndStopsOnSIGTERM(t *testing.T) {
@@ -421,7 +403,7 @@ func TestRunReloadsOnSIGHUPAndStopsOnSIGTERM(t *testing.T) {
 	args := append([]string{"run", "--config", path}, rootOverride()...)
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), "LINTEL_TEST_MAIN=1", "LINTEL_TEST_ARGS="+strings.Join(args, " "))
-	var stderr syncWriter
+	var stderr testwait.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -40,11 +40,20 @@ const (
 	ReasonStopping      = "gateway stopping"
 )
 
+// Target is what the gate needs of a device's adapter: a write checked
+// without touching the device, then made. CheckWrite's errors wrap
+// adapters.ErrUnknownTarget, adapters.ErrNotWritable or
+// adapters.ErrInvalidValue (see adapters.Writable).
+type Target interface {
+	CheckWrite(w adapters.WriteRequest) (needsSignature bool, err error)
+	Write(ctx context.Context, w adapters.WriteRequest) error
+}
+
 // Config describes a gate.
 type Config struct {
 	GatewayID string
 	// Targets maps device names to their adapters.
-	Targets map[string]adapters.Writable
+	Targets map[string]Target
 	Signers []Signer
 	// MaxTTL is the furthest in the future a signed command may expire
 	// (default 5m): a leaked signed command is useless soon after.
@@ -177,7 +186,7 @@ func (g *Gate) sweep(stop <-chan struct{}) {
 }
 
 // SetTargets replaces the devices the gate may write (a configuration reload).
-func (g *Gate) SetTargets(t map[string]adapters.Writable) {
+func (g *Gate) SetTargets(t map[string]Target) {
 	g.mu.Lock()
 	g.cfg.Targets = t
 	g.mu.Unlock()

@@ -19,6 +19,7 @@ import (
 	"github.com/lintel-gw/lintel/adapters/modbus"
 	"github.com/lintel-gw/lintel/adapters/serialline"
 	"github.com/lintel-gw/lintel/gateway/demo/building"
+	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -93,7 +94,7 @@ func newWorld(t *testing.T) *world {
 	_, w.evil, _ = ed25519.GenerateKey(rand.Reader)
 	w.cfg = Config{
 		GatewayID: "gw1",
-		Targets:   map[string]adapters.Writable{"ahu-1": bus, "doors-io": bus, "front-door": line},
+		Targets:   map[string]Target{"ahu-1": bus, "doors-io": bus, "front-door": line},
 		Signers:   []Signer{{Name: "ops", Key: w.key.Public().(ed25519.PublicKey)}},
 		NonceFile: filepath.Join(dir, "nonces.db"),
 		AuditFile: filepath.Join(dir, "commands.log"),
@@ -314,7 +315,7 @@ func TestEveryWriteNeedsASignature(t *testing.T) {
 	if r := w.gate.Handle(ctx, "local", hold, h); r.OK || r.Error != ReasonReplayed {
 		t.Fatalf("replayed hold: %+v", r)
 	}
-	waitFor(t, "the signed HOLD at the door controller", func() bool { return received(w.doors, "HOLD") == 1 })
+	testwait.Until(t, "the signed HOLD at the door controller", 5*time.Second, func() bool { return received(w.doors, "HOLD") == 1 })
 	if n := received(w.doors, "HOLD"); n != 1 {
 		t.Fatalf("door controller saw %d HOLDs, want exactly the one signed command", n)
 	}
@@ -323,18 +324,7 @@ func TestEveryWriteNeedsASignature(t *testing.T) {
 	if r := w.gate.Handle(ctx, "cloud", "lintel/gw1/front-door/beep/set", []byte(`{"id":"b1","value":{"door":"2"}}`)); !r.OK {
 		t.Fatalf("unsigned beep on an unsigned_writes command: %+v", r)
 	}
-	waitFor(t, "BEEP 2 at the door controller", func() bool { return received(w.doors, "BEEP 2") == 1 })
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.Until(t, "BEEP 2 at the door controller", 5*time.Second, func() bool { return received(w.doors, "BEEP 2") == 1 })
 }
 
 func TestNonCriticalWriteAndRateLimit(t *testing.T) {

@@ -50,6 +50,12 @@ func (c *checker) required(path, value string) {
 	}
 }
 
+// under is a report function for an adapter's checks: its keys are below
+// path.
+func (c *checker) under(path string) func(key, msg string) {
+	return func(key, msg string) { c.add(path+"."+key, "%s", msg) }
+}
+
 func (c *checker) filter(path, f string) {
 	if err := ValidFilter(f); err != nil {
 		c.add(path, "invalid topic filter %q: %v", f, err)
@@ -159,7 +165,7 @@ func (cfg *Config) validate() Problems {
 		case "modbus-rtu":
 			c.serialPort(p, b)
 		default:
-			c.add(p+".type", "unknown bus type %q; want one of modbus-tcp, modbus-rtu, modbus-rtu-over-tcp, serial-line", b.Type)
+			c.add(p+".type", "unknown bus type %q; want one of %s", b.Type, strings.Join(BusTypes(), ", "))
 		}
 		if b.Retries != nil && (*b.Retries < 0 || *b.Retries > 5) {
 			c.add(p+".retries", "%d; want 0 to 5", *b.Retries)
@@ -191,21 +197,7 @@ func (cfg *Config) validate() Problems {
 		if len(d.Events)+len(d.Requests)+len(d.Commands) > 0 {
 			c.add(p, "events, requests and commands belong to serial-line devices; bus %q is %s", d.Bus, bus.Type)
 		}
-		if d.MaxRegisters < 0 || d.MaxRegisters > 125 {
-			c.add(p+".max_registers", "%d; want 1 to 125", d.MaxRegisters)
-		}
-		if d.MaxGap < 0 || d.MaxGap > 100 {
-			c.add(p+".max_gap", "%d; want 0 to 100", d.MaxGap)
-		}
-		if d.Unit != nil && (*d.Unit < 0 || *d.Unit > 247) {
-			c.add(p+".unit", "unit id %d is out of range 0-247", *d.Unit)
-		}
-		if d.Poll.D() < 50*time.Millisecond {
-			c.add(p+".poll", "%v is too short; want at least 50ms", d.Poll.D())
-		}
-		if len(d.Points) == 0 {
-			c.add(p+".points", "device has no points")
-		}
+		modbus.CheckDevice(modbus.DeviceSpec{Unit: d.Unit, Poll: d.Poll.D(), MaxRegisters: d.MaxRegisters, MaxGap: d.MaxGap, Points: len(d.Points)}, c.under(p))
 		points := map[string]bool{}
 		for j, pt := range d.Points {
 			pp := fmt.Sprintf("%s.points[%d]", p, j)
@@ -389,72 +381,13 @@ func (c *checker) serialDevice(p string, d Device) {
 	}
 }
 
+// point asks the Modbus adapter to check a point.
 func (c *checker) point(path string, pt Point) {
-	table, terr := modbus.ParseTable(pt.Table)
-	if terr != nil {
-		c.add(path+".table", "%v", terr)
-	}
-	typ, yerr := modbus.ParseType(pt.Type)
-	if yerr != nil {
-		c.add(path+".type", "%v", yerr)
-	}
-	if _, err := modbus.ParseOrder(pt.Order); err != nil {
-		c.add(path+".order", "%v", err)
-	}
-	if pt.Address < 0 || pt.Address > 65535 {
-		c.add(path+".address", "address %d is out of range 0-65535", pt.Address)
-	}
-	if pt.Scale != nil && *pt.Scale == 0 {
-		c.add(path+".scale", "scale 0 would zero every value")
-	}
-	if pt.Poll != 0 && pt.Poll.D() < 50*time.Millisecond {
-		c.add(path+".poll", "%v is too short; want at least 50ms", pt.Poll.D())
-	}
-	if pt.Priority != "" {
-		c.oneOf(path+".priority", pt.Priority, "normal", "high")
-	}
-	if pt.Report.Deadband < 0 {
-		c.add(path+".report.deadband", "%v; want 0 or more", pt.Report.Deadband)
-	}
-	if terr != nil || yerr != nil {
-		return
-	}
-	size := typ.Registers()
-	if typ == modbus.String {
-		size = pt.Length
-		if pt.Length < 1 || pt.Length > 125 {
-			c.add(path+".length", "a string needs length (registers) 1 to 125, got %d", pt.Length)
-		}
-	}
-	switch {
-	case table.IsBits() && typ != modbus.Bool:
-		c.add(path+".type", "type %q cannot be read from table %q; want bool", pt.Type, pt.Table)
-	case !table.IsBits() && typ == modbus.Bool && pt.Bit == nil:
-		c.add(path+".type", "type bool needs table coil or discrete, not %q (or a bit: 0-15 of the register)", pt.Table)
-	case !table.IsBits() && pt.Address+size > 65536:
-		c.add(path+".address", "%s at %d runs past register 65535", pt.Type, pt.Address)
-	}
-	if pt.Bit != nil && (*pt.Bit < 0 || *pt.Bit > 15 || table.IsBits() || typ != modbus.Bool) {
-		c.add(path+".bit", "bit %d: want 0-15 on an input or holding point of type bool", *pt.Bit)
-	}
-	if len(pt.Labels) > 0 && (typ == modbus.Bool || typ == modbus.String || typ == modbus.Float32 || typ == modbus.Float64) {
-		c.add(path+".labels", "labels name integer values; type %s has none", pt.Type)
-	}
-	if pt.Writable && (pt.Bit != nil || typ == modbus.String) {
-		c.add(path+".writable", "bit and string points are read-only")
-	}
-	if (pt.Critical || pt.Min != nil || pt.Max != nil) && !pt.Writable {
-		c.add(path+".writable", "critical, min and max apply to writable points; set writable: true or remove them")
-	}
-	if pt.UnsignedWrites && !pt.Writable {
-		c.add(path+".unsigned_writes", "unsigned_writes applies to writable points; set writable: true or remove it")
-	}
-	if pt.UnsignedWrites && pt.Critical {
-		c.add(path+".unsigned_writes", "critical and unsigned_writes contradict: a critical point always needs a signed command; remove one")
-	}
-	if pt.Writable && table != modbus.Coil && table != modbus.Holding {
-		c.add(path+".writable", "table %q is read-only; only coil and holding points can be writable", pt.Table)
-	}
+	modbus.CheckPoint(modbus.PointSpec{
+		Table: pt.Table, Type: pt.Type, Order: pt.Order, Address: pt.Address, Bit: pt.Bit, Length: pt.Length,
+		Labels: len(pt.Labels) > 0, Scale: pt.Scale, Poll: pt.Poll.D(), Priority: pt.Priority, Deadband: pt.Report.Deadband,
+		Writable: pt.Writable, Critical: pt.Critical, UnsignedWrites: pt.UnsignedWrites, Min: pt.Min, Max: pt.Max,
+	}, c.under(path))
 }
 
 // IsLoopback reports whether a host:port address is on a loopback

@@ -14,8 +14,10 @@ import (
 	"strings"
 )
 
-// Rule is what happens to one field.
-type Rule string
+// Rule is what happens to one field. It is a plain string (an alias) so
+// that an adapter can hold rules and call Key.Apply through an interface of
+// its own without importing this package.
+type Rule = string
 
 // The rules.
 const (

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lintel-gw/lintel/buffer"
+	"github.com/lintel-gw/lintel/gateway/testwait"
 	"github.com/lintel-gw/lintel/localbroker"
 )
 
@@ -117,7 +117,7 @@ func TestEventsStreamLiveValuesFromTheBroker(t *testing.T) {
 	ctx := context.Background()
 	publish := func(topic, payload string) {
 		t.Helper()
-		if err := b.Publish(ctx, topic, []byte(payload), false, buffer.Normal); err != nil {
+		if err := b.Publish(ctx, topic, []byte(payload), false, localbroker.Normal); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -180,16 +180,10 @@ func TestPageShowsLatestValuesOnLoad(t *testing.T) {
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	(&testServer{url: base}).login(t, c, "viewer")
-	if err := b.Publish(context.Background(), "lintel/plant-7/ahu1/supply_temp", []byte(`{"ts":"2026-12-01T04:00:05Z","v":22,"unit":"°C"}`), false, buffer.Normal); err != nil {
+	if err := b.Publish(context.Background(), "lintel/plant-7/ahu1/supply_temp", []byte(`{"ts":"2026-12-01T04:00:05Z","v":22,"unit":"°C"}`), false, localbroker.Normal); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for len(s.live.all()) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("published value never reached the hub")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.Until(t, "the published value in the hub", 5*time.Second, func() bool { return len(s.live.all()) > 0 })
 	// The page itself shows the latest values on load.
 	_, body := get(t, c, base+"/")
 	if !strings.Contains(body, `<td class="v">22 °C</td><td class="t">04:00:05</td>`) {

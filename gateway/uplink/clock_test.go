@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
 // jumpingClock is a wall clock that can be stepped, as NTP or an RTC
@@ -40,14 +42,14 @@ func TestClockJumpForwardHarmsNothing(t *testing.T) {
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 300 * time.Millisecond,
 		ConnectTimeout: time.Second, AckTimeout: 3 * time.Second}, nil)
 	e.appendN(t, 0, 1000)
-	waitUntil(t, "delivery under way", 10*time.Second, func() bool { return u.Stats().Acked > 0 })
+	testwait.Until(t, "delivery under way", 10*time.Second, func() bool { return u.Stats().Acked > 0 })
 	proxy.stall()
 	e.appendN(t, 1000, 1000)
-	waitUntil(t, "PUBACKs outstanding", 5*time.Second, func() bool { return u.Stats().InFlight > 0 })
+	testwait.Until(t, "PUBACKs outstanding", 5*time.Second, func() bool { return u.Stats().InFlight > 0 })
 	clock.jump(365 * 24 * time.Hour)
-	waitUntil(t, "the uplink to see the jump", 5*time.Second, func() bool { return u.Stats().OldestInflight > time.Hour })
+	testwait.Until(t, "the uplink to see the jump", 5*time.Second, func() bool { return u.Stats().OldestInflight > time.Hour })
 	proxy.resume()
-	waitUntil(t, "everything delivered", 20*time.Second, func() bool { return e.queue.Stats().Records == 0 })
+	testwait.Until(t, "everything delivered", 20*time.Second, func() bool { return e.queue.Stats().Records == 0 })
 	s := u.Stats()
 	if s.Reconnects != 0 || s.LastError != "" || s.DeadLettered != 0 || e.queue.Stats().DeadLetters != 0 {
 		t.Fatalf("a forward clock jump disturbed delivery: %+v", s)
@@ -65,20 +67,20 @@ func TestClockJumpBackwardStillTimesOut(t *testing.T) {
 	u := e.runUplink(t, Config{Broker: "mqtts://" + proxy.l.Addr().String(), Clock: clock,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 300 * time.Millisecond,
 		ConnectTimeout: time.Second, AckTimeout: 500 * time.Millisecond}, nil)
-	waitUntil(t, "connected", 10*time.Second, func() bool { return u.Stats().Connected })
+	testwait.Until(t, "connected", 10*time.Second, func() bool { return u.Stats().Connected })
 	proxy.stall()
 	e.appendN(t, 0, 10)
-	waitUntil(t, "a PUBACK in flight", 5*time.Second, func() bool { return u.Stats().InFlight > 0 })
+	testwait.Until(t, "a PUBACK in flight", 5*time.Second, func() bool { return u.Stats().InFlight > 0 })
 	clock.jump(-time.Hour)
 	if s := u.Stats(); s.OldestInflight < 0 {
 		t.Fatalf("OldestInflight %v after a backwards jump", s.OldestInflight)
 	}
-	waitUntil(t, "the ack timeout despite the backwards jump", 3*time.Second, func() bool {
+	testwait.Until(t, "the ack timeout despite the backwards jump", 3*time.Second, func() bool {
 		return strings.Contains(u.Stats().LastError, "no PUBACK")
 	})
 	clock.jump(-time.Hour)
 	proxy.resume()
-	waitUntil(t, "reconnect and deliver", 5*time.Second, func() bool { return e.queue.Stats().Records == 0 })
+	testwait.Until(t, "reconnect and deliver", 5*time.Second, func() bool { return e.queue.Stats().Records == 0 })
 	if n := e.queue.Stats().DeadLetters; n != 0 {
 		t.Fatalf("%d records dead-lettered by a hung cloud and a clock jump", n)
 	}

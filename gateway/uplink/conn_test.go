@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
 // countingConn counts the writes that reach the network; the first blocks
@@ -46,7 +48,7 @@ func TestBatchConnCoalescesInOrder(t *testing.T) {
 	go func() { all, _ := io.ReadAll(peer); got <- all }()
 
 	b.Write([]byte("a"))
-	waitUntil(t, "the first flush to start", 5*time.Second, func() bool { return cc.count() == 1 })
+	testwait.Until(t, "the first flush to start", 5*time.Second, func() bool { return cc.count() == 1 })
 	for _, p := range []string{"b", "c", "d"} {
 		if _, err := b.Write([]byte(p)); err != nil {
 			t.Fatal(err)
@@ -73,7 +75,7 @@ func TestBatchConnFailsOnStuckPeer(t *testing.T) {
 	if _, err := b.Write([]byte("stuck")); err != nil {
 		t.Fatalf("first write: %v", err)
 	}
-	waitUntil(t, "the flush to fail", 5*time.Second, func() bool {
+	testwait.Until(t, "the flush to fail", 5*time.Second, func() bool {
 		_, err := b.Write([]byte("x"))
 		return err != nil
 	})

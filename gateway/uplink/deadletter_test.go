@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lintel-gw/lintel/buffer"
+	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
 // TestRecordThatKillsTheSessionIsDeadLettered: the cloud drops the
@@ -33,7 +34,7 @@ func TestRecordThatKillsTheSessionIsDeadLettered(t *testing.T) {
 	u := e.runUplinkStoppable(t, Config{Broker: e.cloud.URL(),
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
 		ConnectTimeout: time.Second, AckTimeout: time.Second}, nil)
-	waitUntil(t, "the poison record dead-lettered and the rest delivered", 20*time.Second, func() bool {
+	testwait.Until(t, "the poison record dead-lettered and the rest delivered", 20*time.Second, func() bool {
 		s := q.Stats()
 		return s.Records == 0 && s.DeadLetters == 1
 	})
@@ -69,7 +70,7 @@ func TestRecordThatKillsTheSessionIsDeadLettered(t *testing.T) {
 	dropped := e.cloud.Dropped()
 	e.appendN(t, 1000, 10)
 	e.runUplinkStoppable(t, Config{Broker: e.cloud.URL(), MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}, nil)
-	waitUntil(t, "delivery after restart", 10*time.Second, func() bool { return q.Stats().Records == 0 })
+	testwait.Until(t, "delivery after restart", 10*time.Second, func() bool { return q.Stats().Records == 0 })
 	if e.cloud.Dropped() != dropped {
 		t.Fatal("the dead letter was sent again after a restart")
 	}
@@ -87,7 +88,7 @@ func TestWildcardTopicDoesNotBlockTheQueue(t *testing.T) {
 	e.appendN(t, 0, 50)
 	u := e.runUplink(t, Config{Broker: e.cloud.URL(), MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
 		ConnectTimeout: time.Second, AckTimeout: time.Second}, nil)
-	waitUntil(t, "the rest delivered", 10*time.Second, func() bool {
+	testwait.Until(t, "the rest delivered", 10*time.Second, func() bool {
 		s := e.queue.Stats()
 		return s.Records == 0 && s.DeadLetters == 1
 	})
@@ -108,12 +109,12 @@ func TestHungCloudDeadLettersNothing(t *testing.T) {
 	u := e.runUplink(t, Config{Broker: "mqtts://" + proxy.l.Addr().String(),
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
 		ConnectTimeout: 200 * time.Millisecond, AckTimeout: 200 * time.Millisecond}, nil)
-	waitUntil(t, "connected", 10*time.Second, func() bool { return u.Stats().Connected })
+	testwait.Until(t, "connected", 10*time.Second, func() bool { return u.Stats().Connected })
 	proxy.stall()
 	e.appendN(t, 0, 100)
-	waitUntil(t, "several ack timeouts", 20*time.Second, func() bool { return u.Stats().Reconnects >= 5 })
+	testwait.Until(t, "several ack timeouts", 20*time.Second, func() bool { return u.Stats().Reconnects >= 5 })
 	proxy.resume()
-	waitUntil(t, "everything delivered", 20*time.Second, func() bool { return e.queue.Stats().Records == 0 })
+	testwait.Until(t, "everything delivered", 20*time.Second, func() bool { return e.queue.Stats().Records == 0 })
 	if s := e.queue.Stats(); s.DeadLetters != 0 || u.Stats().DeadLettered != 0 {
 		t.Fatalf("a hung cloud dead-lettered healthy records: %d", s.DeadLetters)
 	}

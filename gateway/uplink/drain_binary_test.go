@@ -22,6 +22,7 @@ import (
 
 	"github.com/lintel-gw/lintel/buffer"
 	"github.com/lintel-gw/lintel/gateway/pki"
+	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
 // BenchmarkDrainVsBridge is issue 13's side-by-side drain: the shipped
@@ -188,7 +189,7 @@ uplink:
 		args = append(args, "--override-audit", "run-as-root") // CI and this machine run as root
 	}
 	cmd := exec.Command(bin, args...)
-	var logs syncBuffer
+	var logs testwait.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -203,7 +204,7 @@ uplink:
 			b.Logf("lintel log:\n%s", logs.String())
 		}
 	})
-	if !waitFor(30*time.Second, func() bool { return gate.waiting() > 0 || isClosed(exited) }) || isClosed(exited) {
+	if !testwait.Within(30*time.Second, func() bool { return gate.waiting() > 0 || isClosed(exited) }) || isClosed(exited) {
 		b.Fatalf("lintel never tried to connect\n%s", logs.String())
 	}
 	if out := os.Getenv("LINTEL_DRAIN_PERF"); out != "" {
@@ -265,7 +266,7 @@ bridge_keyfile %s
 		b.Fatal(err)
 	}
 	cmd := exec.Command(mosq, "-c", conf)
-	var logs syncBuffer
+	var logs testwait.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -281,7 +282,7 @@ bridge_keyfile %s
 	if !waitListening(addr, 5*time.Second) {
 		b.Fatalf("local mosquitto did not start\n%s", logs.String())
 	}
-	if !waitFor(30*time.Second, func() bool { return gate.waiting() > 0 }) {
+	if !testwait.Within(30*time.Second, func() bool { return gate.waiting() > 0 }) {
 		b.Fatalf("the bridge never tried to connect\n%s", logs.String())
 	}
 
@@ -320,7 +321,7 @@ func measure(b *testing.B, pid int, gate *gate, seen *atomic.Int64, n int, start
 	cpu0 := procCPU(b, pid)
 	t0 := time.Now()
 	gate.open()
-	if !waitFor(5*time.Minute, func() bool { return seen.Load() >= int64(n) }) {
+	if !testwait.Within(5*time.Minute, func() bool { return seen.Load() >= int64(n) }) {
 		b.Fatalf("drain incomplete: %d of %d at the observer", seen.Load(), n)
 	}
 	end := time.Now()
@@ -365,17 +366,6 @@ func isClosed(c chan struct{}) bool {
 	default:
 		return false
 	}
-}
-
-func waitFor(timeout time.Duration, ok func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return true
 }
 
 // gate is a loopback TCP proxy to the cloud that holds every connection
@@ -480,7 +470,7 @@ func BenchmarkUplinkDrainMosquitto(b *testing.B) {
 		b.StartTimer()
 		start := time.Now()
 		run.Go(func() { u.Run(ctx) })
-		if !waitFor(5*time.Minute, func() bool { return seen.Load() >= int64(n) }) {
+		if !testwait.Within(5*time.Minute, func() bool { return seen.Load() >= int64(n) }) {
 			b.Fatalf("drain incomplete: %d of %d", seen.Load(), n)
 		}
 		b.ReportMetric(float64(n)/time.Since(start).Seconds(), "msg/s")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lintel-gw/lintel/buffer"
+	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
 // csvEncoder is a toy cloud format: one topic per gateway, the record's
@@ -37,7 +38,7 @@ func TestEncoderSeam(t *testing.T) {
 	}
 	u := e.runUplink(t, Config{Broker: e.cloud.URL(), Encoder: csvEncoder{},
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 300 * time.Millisecond}, nil)
-	waitUntil(t, "delivered", 10*time.Second, func() bool { return e.queue.Stats().Records == 0 })
+	testwait.Until(t, "delivered", 10*time.Second, func() bool { return e.queue.Stats().Records == 0 })
 	var got []string
 	for _, m := range e.cloud.Received() {
 		if m.Topic == "bulk/gw1" {

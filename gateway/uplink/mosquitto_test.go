@@ -1,7 +1,6 @@
 package uplink
 
 import (
-	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/lintel-gw/lintel/buffer"
 	"github.com/lintel-gw/lintel/gateway/pki"
+	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
 // mosquitto is a real Mosquitto broker on loopback with a TLS listener that
@@ -75,7 +75,7 @@ log_type error
 			t.Fatal(err)
 		}
 		cmd := exec.Command(bin, "-c", confPath)
-		var log syncBuffer
+		var log testwait.Buffer
 		cmd.Stderr = &log
 		t.Cleanup(func() {
 			if t.Failed() {
@@ -98,34 +98,14 @@ log_type error
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the writer goroutine of exec.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func waitListening(addr string, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if c, err := net.Dial("tcp", addr); err == nil {
+	return testwait.Within(timeout, func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
 			c.Close()
-			return true
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return false
+		return err == nil
+	})
 }
 
 // observe subscribes to filter on the broker with its own client certificate
@@ -170,7 +150,7 @@ func TestMosquittoInterop(t *testing.T) {
 		time.Sleep(150 * time.Millisecond)
 		proxy.cut()
 	}
-	waitUntil(t, "every seq at the observer", 60*time.Second, func() bool {
+	testwait.Until(t, "every seq at the observer", 60*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(got) == total
@@ -186,7 +166,7 @@ func TestMosquittoInterop(t *testing.T) {
 	e2 := newEnv(t)
 	e2.appendN(t, 0, 3)
 	u2, stop := e2.start(t, Config{Broker: "mqtts://" + m.addr, TLS: e2.clientTLS(t, other)})
-	waitUntil(t, "a refused connection attempt", 10*time.Second, func() bool { return u2.Stats().LastError != "" })
+	testwait.Until(t, "a refused connection attempt", 10*time.Second, func() bool { return u2.Stats().LastError != "" })
 	stop()
 	if s := u2.Stats(); s.Acked != 0 || s.Connected {
 		t.Fatalf("Mosquitto accepted a certificate from an unknown CA: %+v", s)

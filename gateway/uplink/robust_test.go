@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
 // runUplink starts an uplink on the env's queue with cfg as given (no test
@@ -58,7 +60,7 @@ func TestFlappingCloudKeepsBackoffShort(t *testing.T) {
 	u := e.runUplink(t, Config{Broker: "mqtts://" + flap.l.Addr().String(),
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 10 * time.Second,
 		ConnectTimeout: time.Second, AckTimeout: time.Second}, nil)
-	waitUntil(t, "buffer drained through a flapping cloud", 20*time.Second, func() bool { return e.queue.Stats().Records == 0 })
+	testwait.Until(t, "buffer drained through a flapping cloud", 20*time.Second, func() bool { return e.queue.Stats().Records == 0 })
 	if n := flap.accepted.Load(); n < 5 {
 		t.Fatalf("only %d connections: the cloud did not flap enough to test backoff", n)
 	}
@@ -75,21 +77,21 @@ func TestHungCloudShowsOverdueAtOnce(t *testing.T) {
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 300 * time.Millisecond,
 		ConnectTimeout: time.Second, AckTimeout: 30 * time.Second}, nil)
 	e.appendN(t, 0, 10)
-	waitUntil(t, "first records delivered", 10*time.Second, func() bool { return e.queue.Stats().Records == 0 })
+	testwait.Until(t, "first records delivered", 10*time.Second, func() bool { return e.queue.Stats().Records == 0 })
 	if s := u.Stats(); s.OldestInflight != 0 {
 		t.Fatalf("nothing in flight but OldestInflight %v", s.OldestInflight)
 	}
 
 	proxy.stall()
 	e.appendN(t, 10, 10)
-	waitUntil(t, "an overdue PUBACK to show", 5*time.Second, func() bool { return u.Stats().OldestInflight > time.Second })
+	testwait.Until(t, "an overdue PUBACK to show", 5*time.Second, func() bool { return u.Stats().OldestInflight > time.Second })
 	if s := u.Stats(); !s.Connected || s.Reconnects != 0 {
 		t.Fatalf("stats %+v: want still connected in the first session", s)
 	}
 
 	proxy.resume()
-	waitUntil(t, "records delivered after the cloud came back", 10*time.Second, func() bool { return e.queue.Stats().Records == 0 })
-	waitUntil(t, "OldestInflight back to 0", 5*time.Second, func() bool { return u.Stats().OldestInflight == 0 })
+	testwait.Until(t, "records delivered after the cloud came back", 10*time.Second, func() bool { return e.queue.Stats().Records == 0 })
+	testwait.Until(t, "OldestInflight back to 0", 5*time.Second, func() bool { return u.Stats().OldestInflight == 0 })
 }
 
 // TestAckTimeoutIsConfigurable: with a short AckTimeout a hung cloud ends
@@ -100,14 +102,14 @@ func TestAckTimeoutIsConfigurable(t *testing.T) {
 	u := e.runUplink(t, Config{Broker: "mqtts://" + proxy.l.Addr().String(),
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 300 * time.Millisecond,
 		ConnectTimeout: time.Second, AckTimeout: 700 * time.Millisecond}, nil)
-	waitUntil(t, "connected", 10*time.Second, func() bool { return u.Stats().Connected })
+	testwait.Until(t, "connected", 10*time.Second, func() bool { return u.Stats().Connected })
 	proxy.stall()
 	e.appendN(t, 0, 20)
-	waitUntil(t, "the ack timeout to end the session", 5*time.Second, func() bool {
+	testwait.Until(t, "the ack timeout to end the session", 5*time.Second, func() bool {
 		return strings.Contains(u.Stats().LastError, "no PUBACK")
 	})
 	proxy.resume()
-	waitUntil(t, "records delivered after the cloud came back", 15*time.Second, func() bool { return e.queue.Stats().Records == 0 })
+	testwait.Until(t, "records delivered after the cloud came back", 15*time.Second, func() bool { return e.queue.Stats().Records == 0 })
 	got := seqsReceived(e.cloud)
 	for seq := uint64(1); seq <= 20; seq++ {
 		if got[seq] == 0 {

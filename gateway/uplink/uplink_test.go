@@ -18,6 +18,7 @@ import (
 
 	"github.com/lintel-gw/lintel/buffer"
 	"github.com/lintel-gw/lintel/gateway/pki"
+	"github.com/lintel-gw/lintel/gateway/testwait"
 	"github.com/lintel-gw/lintel/gateway/uplink/cloudtest"
 )
 
@@ -102,17 +103,6 @@ func (e *env) appendN(t *testing.T, from, n int) {
 	}
 }
 
-func waitUntil(t *testing.T, what string, timeout time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // seqsReceived counts how often each seq reached the cloud.
 func seqsReceived(cloud *cloudtest.Broker) map[uint64]int {
 	got := map[uint64]int{}
@@ -128,7 +118,7 @@ func TestDeliversEveryRecordAndEmptiesBuffer(t *testing.T) {
 	e := newEnv(t)
 	e.appendN(t, 0, 500)
 	u, _ := e.start(t, Config{TopicPrefix: "site/"})
-	waitUntil(t, "buffer drained", 20*time.Second, func() bool { return e.queue.Stats().Records == 0 })
+	testwait.Until(t, "buffer drained", 20*time.Second, func() bool { return e.queue.Stats().Records == 0 })
 	got := seqsReceived(e.cloud)
 	for seq := uint64(1); seq <= 500; seq++ {
 		if got[seq] == 0 {
@@ -194,7 +184,7 @@ func TestUntrustedPeersNeverConnect(t *testing.T) {
 
 	// A client certificate from a CA the broker does not trust.
 	u, stop := e.start(t, Config{TLS: e.clientTLS(t, other)})
-	waitUntil(t, "a refused connection attempt", 10*time.Second, func() bool { return u.Stats().LastError != "" })
+	testwait.Until(t, "a refused connection attempt", 10*time.Second, func() bool { return u.Stats().LastError != "" })
 	stop()
 	if s := u.Stats(); s.Acked != 0 || len(e.cloud.Received()) != 0 {
 		t.Fatalf("untrusted client delivered: %+v", s)
@@ -204,7 +194,7 @@ func TestUntrustedPeersNeverConnect(t *testing.T) {
 	otherPair, _ := other.Client("gw1", time.Hour)
 	cert, _ := otherPair.TLS()
 	u, stop = e.start(t, Config{TLS: &tls.Config{RootCAs: other.Pool(), Certificates: []tls.Certificate{cert}}})
-	waitUntil(t, "a refused connection attempt", 10*time.Second, func() bool { return u.Stats().LastError != "" })
+	testwait.Until(t, "a refused connection attempt", 10*time.Second, func() bool { return u.Stats().LastError != "" })
 	stop()
 	if s := u.Stats(); s.Acked != 0 || !strings.Contains(s.LastError, "certificate") {
 		t.Fatalf("connected to an unverified broker or wrong error: %+v", s)
@@ -250,10 +240,10 @@ func TestBrokerKilledMidFlight(t *testing.T) {
 	go func() { u.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
 
-	waitUntil(t, "the broker to be killed", 20*time.Second, func() bool { return len(e.cloud.Received()) >= 700 })
+	testwait.Until(t, "the broker to be killed", 20*time.Second, func() bool { return len(e.cloud.Received()) >= 700 })
 	// The dead session is over once nothing is in flight any more: every
 	// token was failed or acknowledged.
-	waitUntil(t, "the dead session to end", 10*time.Second, func() bool {
+	testwait.Until(t, "the dead session to end", 10*time.Second, func() bool {
 		s := u.Stats()
 		return !s.Connected && s.InFlight == 0 && s.Reconnects > 0
 	})
@@ -269,12 +259,12 @@ func TestBrokerKilledMidFlight(t *testing.T) {
 	if acked == 0 || acked >= 700 {
 		t.Fatalf("%d records acked before the kill; want some but fewer than the 700 received", acked)
 	}
-	waitUntil(t, "acks committed", 5*time.Second, func() bool { return e.queue.Stats().Records == uint64(total-acked) })
+	testwait.Until(t, "acks committed", 5*time.Second, func() bool { return e.queue.Stats().Records == uint64(total-acked) })
 
 	if err := e.cloud.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "buffer drained after restart", 30*time.Second, func() bool { return e.queue.Stats().Records == 0 })
+	testwait.Until(t, "buffer drained after restart", 30*time.Second, func() bool { return e.queue.Stats().Records == 0 })
 	got := seqsReceived(e.cloud)
 	for seq := uint64(1); seq <= total; seq++ {
 		if got[seq] == 0 {
@@ -317,7 +307,7 @@ func TestStopStartCyclesUnderLoad(t *testing.T) {
 	}
 	close(stopProducer)
 	n := <-produced
-	waitUntil(t, "buffer drained", 60*time.Second, func() bool {
+	testwait.Until(t, "buffer drained", 60*time.Second, func() bool {
 		s := e.queue.Stats()
 		return s.Records == 0 && s.NextSeq == uint64(n)+1
 	})
@@ -357,10 +347,10 @@ func TestLastWillMarksGatewayOffline(t *testing.T) {
 	e := newEnv(t)
 	proxy := newCutter(t, e.cloud.Addr())
 	u, _ := e.start(t, Config{Broker: "mqtts://" + proxy.l.Addr().String()})
-	waitUntil(t, "connected", 10*time.Second, func() bool { return u.Stats().Connected })
+	testwait.Until(t, "connected", 10*time.Second, func() bool { return u.Stats().Connected })
 	proxy.l.Close() // no reconnect
 	proxy.cut()
-	waitUntil(t, "uplink to notice", 10*time.Second, func() bool { return !u.Stats().Connected })
+	testwait.Until(t, "uplink to notice", 10*time.Second, func() bool { return !u.Stats().Connected })
 
 	retained := make(chan string, 1)
 	pair, _ := e.ca.Client("observer", time.Hour)

@@ -10,6 +10,7 @@ import (
 	"github.com/lintel-gw/lintel/adapters"
 	"github.com/lintel-gw/lintel/adapters/bacnet"
 	"github.com/lintel-gw/lintel/adapters/bacnet/bacnettest"
+	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
 // The demo controller's config runs end to end: its points arrive with
@@ -55,11 +56,7 @@ func TestAHURunsEndToEnd(t *testing.T) {
 	}
 	wait := func(what string, cond func() bool) {
 		t.Helper()
-		for deadline := time.Now().Add(3 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-		}
+		testwait.Until(t, what, 3*time.Second, cond)
 	}
 	wait("fan running with flow", func() bool {
 		fan, ok1 := get("fan_status")
