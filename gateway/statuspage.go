@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lintel-gw/lintel/adapters/modbus"
-	"github.com/lintel-gw/lintel/adapters/serialline"
 	"github.com/lintel-gw/lintel/gateway/audit"
 	"github.com/lintel-gw/lintel/gateway/config"
 	"github.com/lintel-gw/lintel/gateway/statuspage"
@@ -132,49 +130,59 @@ func (s statusSource) Snapshot() statuspage.Snapshot {
 		}
 	}
 	g.busMu.RLock()
-	polls := map[string][]string{}
+	polls, kinds := map[string][]string{}, map[string]string{}
 	for _, d := range g.cfg.Devices {
 		polls[d.Bus] = append(polls[d.Bus], fmt.Sprintf("%s every %v", d.Name, d.Poll.D()))
+	}
+	for _, b := range g.cfg.Buses {
+		kinds[b.Name] = b.Type
 	}
 	g.busMu.RUnlock()
 	buses := g.currentBuses()
 	for _, name := range slices.Sorted(maps.Keys(buses)) {
-		bus := statuspage.Bus{Name: name}
-		var online map[string]bool
-		switch a := buses[name].(type) {
-		case *modbus.Bus:
-			ms := a.Stats()
-			bus.Kind = "modbus"
-			ok := uint64(0)
-			for _, n := range ms.Buckets {
-				ok += n
-			}
-			mean := time.Duration(0)
-			if ok > 0 {
-				mean = time.Duration(ms.Sum / float64(ok) * float64(time.Second))
-			}
-			bus.Poll = fmt.Sprintf("polls %s; %d requests, mean answer %v", joinComma(polls[name]), ms.Requests, mean.Round(100*time.Microsecond))
-			if ms.Timeouts+ms.Exceptions+ms.LinkErrors > 0 {
-				bus.LastError = fmt.Sprintf("%d timeouts, %d exceptions, %d link errors since start", ms.Timeouts, ms.Exceptions, ms.LinkErrors)
-			}
-			online = ms.Online
-		case *serialline.Line:
-			ls := a.Stats()
-			bus.Kind = "serial-line"
-			bus.Poll = fmt.Sprintf("%d frames, %d unmatched", ls.Frames, ls.Unmatched)
-			if ls.Dropped > 0 {
-				bus.LastError = fmt.Sprintf("%d frames dropped (garbage or over-long)", ls.Dropped)
-			}
-			online = ls.Online
-		}
-		for _, d := range slices.Sorted(maps.Keys(online)) {
-			bus.Devices = append(bus.Devices, statuspage.Device{Name: d, Online: online[d]})
-		}
-		snap.Buses = append(snap.Buses, bus)
+		snap.Buses = append(snap.Buses, busStatus(name, kinds[name], polls[name], reportOf(buses[name])))
 	}
 	log := filepath.Join(g.dataDir, commandLog)
 	snap.Commands = statuspage.ReadCommandLogs(10, log, strings.TrimSuffix(log, ".log")+"-refused.log")
 	return snap
+}
+
+// busStatus summarises what a bus reported (the same report /metrics
+// uses): poll periods, request count and mean answer time, error counts.
+func busStatus(name, kind string, polls []string, r *busReport) statuspage.Bus {
+	bus := statuspage.Bus{Name: name, Kind: kind}
+	var parts, errs []string
+	if len(polls) > 0 {
+		parts = append(parts, "polls "+joinComma(polls))
+	}
+	for _, c := range r.counters {
+		label := strings.ReplaceAll(strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(c.name, "bus_"), "serial_"), "_total"), "_", " ")
+		switch {
+		case strings.Contains(c.name, "timeout"), strings.Contains(c.name, "error"), strings.Contains(c.name, "exception"), strings.Contains(c.name, "dropped"):
+			if c.v > 0 {
+				errs = append(errs, fmt.Sprintf("%d %s", c.v, label))
+			}
+		default:
+			parts = append(parts, fmt.Sprintf("%d %s", c.v, label))
+		}
+	}
+	for _, h := range r.histograms {
+		n := uint64(0)
+		for _, c := range h.counts {
+			n += c
+		}
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("mean answer %v", time.Duration(h.sum/float64(n)*float64(time.Second)).Round(100*time.Microsecond)))
+		}
+	}
+	bus.Poll = strings.Join(parts, "; ")
+	if len(errs) > 0 {
+		bus.LastError = strings.Join(errs, ", ") + " since start"
+	}
+	for _, d := range slices.Sorted(maps.Keys(r.online)) {
+		bus.Devices = append(bus.Devices, statuspage.Device{Name: d, Online: r.online[d]})
+	}
+	return bus
 }
 
 func joinComma(s []string) string {
