@@ -12,7 +12,7 @@ import (
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/login", s.handleLogin)
-	mux.Handle("GET /static/", s.static)
+	mux.Handle("GET /static/{file}", s.static) // files only: no directory listing
 	mux.HandleFunc("GET /{$}", s.authorized(RoleView, s.handlePage))
 	mux.HandleFunc("GET /events", s.authorized(RoleView, s.handleEvents))
 	mux.HandleFunc("GET /chart.svg", s.authorized(RoleView, s.handleChart))

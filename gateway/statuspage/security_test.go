@@ -81,7 +81,10 @@ func TestSecurityHeadersOnEveryAnswer(t *testing.T) {
 			}
 		}
 	}
-	for _, p := range []string{"/login", "/", "/events", "/static/app.js", "/nowhere"} {
+	if resp, body := get(t, c, ts.url+"/static/"); resp.StatusCode != http.StatusNotFound || strings.Contains(body, "app.js") {
+		t.Errorf("/static/ lists the assets: %s", resp.Status)
+	}
+	for _, p := range []string{"/login", "/", "/events", "/static/app.js", "/static/", "/nowhere"} {
 		resp, _ := get(t, c, ts.url+p)
 		check(p, resp)
 	}
