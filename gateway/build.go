@@ -70,6 +70,10 @@ func (g *Gateway) open(cfg *config.Config, opts Options) (err error) {
 		}
 	}
 
+	if err := g.openStatusPage(cfg, opts.Version); err != nil {
+		return err
+	}
+
 	if u := cfg.Uplink; u != nil {
 		tlsCfg, err := uplink.LoadTLS(u.TLS.CAFile, u.TLS.CertFile, u.TLS.KeyFile)
 		if err != nil {
@@ -114,7 +118,7 @@ func (g *Gateway) openGate() (*command.Gate, error) {
 	cc := command.Config{
 		GatewayID: cfg.Gateway.ID,
 		NonceFile: filepath.Join(cfg.Gateway.DataDir, "nonces.db"),
-		AuditFile: filepath.Join(cfg.Gateway.DataDir, "commands.log"),
+		AuditFile: filepath.Join(cfg.Gateway.DataDir, commandLog),
 		Publish: func(ctx context.Context, topic string, payload []byte) error {
 			return g.broker.Publish(ctx, topic, payload, false, localbroker.High)
 		},

@@ -20,11 +20,13 @@
 // Files: gateway.go (the Gateway, commands, publish), lifecycle.go (Run,
 // Reload, Shutdown), build.go (every part from the config; busTypes is the
 // one table of bus types), stats.go (snapshots), health.go (/metrics from
-// the adapters' reports, /healthz).
+// the adapters' reports, /healthz), statuspage.go (what the status page
+// reads and does).
 //
 // The subpackages are config (lintel.yaml), uplink (the cloud connection),
 // command (the command gate), audit (`lintel audit`), privacy (the policy
 // for personal fields), homeassistant (discovery), pki (certificates for the
-// demo and tests) and demo (`lintel demo`, with the simulated building in
-// demo/building).
+// demo and tests), demo (`lintel demo`, with the simulated building in
+// demo/building) and statuspage (the technician's web page, served while Run
+// runs when status_page is configured).
 package gateway

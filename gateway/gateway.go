@@ -16,6 +16,7 @@ import (
 	"github.com/lintel-gw/lintel/gateway/config"
 	"github.com/lintel-gw/lintel/gateway/homeassistant"
 	"github.com/lintel-gw/lintel/gateway/privacy"
+	"github.com/lintel-gw/lintel/gateway/statuspage"
 	"github.com/lintel-gw/lintel/gateway/uplink"
 	"github.com/lintel-gw/lintel/gateway/uplink/sparkplug"
 	"github.com/lintel-gw/lintel/localbroker"
@@ -45,6 +46,8 @@ type Gateway struct {
 	brokerOnce sync.Once // the broker is closed once: in Run's stop order, or by close
 
 	metrics net.Listener // nil when metrics are off
+	status  *statuspage.Server
+	statusL net.Listener // nil when the status page is off
 	key     *privacy.Key // loaded with the first serial-line bus
 
 	mu        sync.Mutex // guards state, runCtx, cancelRun, and the adapters' start and stop (Run, Reload, Shutdown)

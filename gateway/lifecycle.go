@@ -68,6 +68,7 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 		{"uplink", reflect.DeepEqual(old.Uplink, cfg.Uplink)},
 		{"buffer", reflect.DeepEqual(old.Buffer, cfg.Buffer)},
 		{"metrics", reflect.DeepEqual(old.Metrics, cfg.Metrics)},
+		{"status_page", reflect.DeepEqual(old.StatusPage, cfg.StatusPage)},
 		{"privacy", reflect.DeepEqual(old.Privacy, cfg.Privacy)},
 		{"log", reflect.DeepEqual(old.Log, cfg.Log)},
 	} {
@@ -145,6 +146,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 	var metricsDone sync.WaitGroup
 	if g.metrics != nil {
 		metricsDone.Go(func() { g.serveMetrics(metricsCtx, g.metrics) })
+	}
+	if g.status != nil {
+		metricsDone.Go(func() {
+			if err := g.status.Serve(metricsCtx, g.statusL); err != nil {
+				g.log.Error("status page", "err", err)
+			}
+		})
 	}
 	defer func() { stopMetrics(); metricsDone.Wait() }()
 	if p := ClockProblem(); p != "" {
@@ -259,6 +267,9 @@ func (g *Gateway) close() {
 	}
 	if g.metrics != nil {
 		g.metrics.Close()
+	}
+	if g.statusL != nil {
+		g.statusL.Close() // Serve closes it too; this covers a gateway never run
 	}
 	if g.broker != nil {
 		g.closeBroker()

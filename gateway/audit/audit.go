@@ -53,6 +53,7 @@ const (
 	CheckMetrics     = "metrics-address"
 	CheckUnsigned    = "unsigned-writes"
 	CheckTrustFiles  = "trust-files"
+	CheckStatusPage  = "status-page"
 )
 
 // Options describe the machine the gateway runs on.
@@ -88,6 +89,7 @@ func Run(cfg *config.Config, problems config.Problems, opts Options) []Finding {
 	a.signers()
 	a.unsigned()
 	a.metrics()
+	a.statusPage()
 	return a.findings
 }
 
@@ -209,6 +211,9 @@ func (a *auditor) secretFiles() {
 	}
 	if u := a.cfg.Uplink; u != nil && u.TLS.KeyFile != "" {
 		secrets[u.TLS.KeyFile] = "uplink.tls.key_file"
+	}
+	if sp := a.cfg.StatusPage; sp != nil && sp.TLS != nil && sp.TLS.KeyFile != "" {
+		secrets[sp.TLS.KeyFile] = "status_page.tls.key_file"
 	}
 	if _, err := os.Stat(a.cfg.Privacy.KeyFile); err == nil {
 		secrets[a.cfg.Privacy.KeyFile] = "privacy.key_file" // created at first start otherwise
@@ -436,6 +441,31 @@ func (a *auditor) metrics() {
 	default:
 		a.add(CheckMetrics, Fail, fmt.Sprintf("metrics and health are served on the network address %s: they reveal device and door state", addr),
 			"bind metrics.address to 127.0.0.1 and scrape through an SSH tunnel or a local agent")
+	}
+}
+
+// statusPage: the technician's page must not be a convenience page left
+// open: plain HTTP only on loopback, and not every user an operator.
+func (a *auditor) statusPage() {
+	sp := a.cfg.StatusPage
+	switch {
+	case sp == nil:
+		a.add(CheckStatusPage, Pass, "the status page is off", "")
+		return
+	case sp.TLS == nil && !config.IsLoopback(sp.Address):
+		a.add(CheckStatusPage, Fail, fmt.Sprintf("the status page is served without TLS on the network address %s: passwords and sessions cross the network in clear", sp.Address),
+			"add status_page.tls (cert_file, key_file, optionally client_ca_file) or bind status_page.address to 127.0.0.1")
+		return
+	case sp.TLS == nil:
+		a.add(CheckStatusPage, Pass, "the status page is on loopback "+sp.Address+" only", "")
+	default:
+		a.add(CheckStatusPage, Pass, "the status page is served over TLS on "+sp.Address, "")
+	}
+	for _, r := range a.cfg.LocalBroker.ACL {
+		if r.User == "*" && slices.Contains(r.Status, "operate") {
+			a.add(CheckStatusPage, Warn, "every local broker user may operate the status page (reconnect the uplink, clear dead letters)",
+				"grant status: [operate] to named technicians only")
+		}
 	}
 }
 

@@ -18,6 +18,8 @@ type Config struct {
 	Uplink      *Uplink     `yaml:"uplink"`
 	Buffer      Buffer      `yaml:"buffer"`
 	Privacy     Privacy     `yaml:"privacy"`
+	// StatusPage is the technician's web page; nil (absent) is off.
+	StatusPage *StatusPage `yaml:"status_page"`
 
 	// File is the path the config was read from; relative paths in it are
 	// resolved against its directory.
@@ -56,6 +58,14 @@ type Log struct {
 // Metrics is where /metrics (Prometheus) and /healthz are served.
 type Metrics struct {
 	Address string `yaml:"address"` // default 127.0.0.1:9108; "off" disables
+}
+
+// StatusPage is where the status page is served. Without TLS the address
+// must be loopback. Who may log in is set per user by an ACL rule's status
+// key (view, operate).
+type StatusPage struct {
+	Address string     `yaml:"address"` // default 127.0.0.1:9109
+	TLS     *ServerTLS `yaml:"tls"`
 }
 
 // LocalBroker configures the embedded MQTT broker.
@@ -102,6 +112,8 @@ type ACLRule struct {
 	Write     []string `yaml:"write"`
 	DenyRead  []string `yaml:"deny_read"`
 	DenyWrite []string `yaml:"deny_write"`
+	// Status grants status page roles: view, and operate for its actions.
+	Status []string `yaml:"status"`
 }
 
 // Limits bound what local clients, logged in or not, can cost the gateway
@@ -400,6 +412,7 @@ const (
 	DefaultDataDir    = "/var/lib/lintel"
 	DefaultListener   = "127.0.0.1:1883"
 	DefaultMetrics    = "127.0.0.1:9108"
+	DefaultStatusPage = "127.0.0.1:9109"
 	DefaultMaxPacket  = 64 << 10
 	DefaultMaxClients = 64
 	// Local broker limits, the same as localbroker's own defaults.
@@ -433,6 +446,9 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.Metrics.Address == "" {
 		c.Metrics.Address = DefaultMetrics
+	}
+	if c.StatusPage != nil && c.StatusPage.Address == "" {
+		c.StatusPage.Address = DefaultStatusPage
 	}
 	lb := &c.LocalBroker
 	if len(lb.Listeners) == 0 {

@@ -268,6 +268,11 @@ func (c *Config) resolvePaths() {
 			abs(&t.ClientCAFile)
 		}
 	}
+	if sp := c.StatusPage; sp != nil && sp.TLS != nil {
+		abs(&sp.TLS.CertFile)
+		abs(&sp.TLS.KeyFile)
+		abs(&sp.TLS.ClientCAFile)
+	}
 	if u := c.Uplink; u != nil {
 		abs(&u.TLS.CAFile)
 		abs(&u.TLS.CertFile)

@@ -76,6 +76,19 @@ func (cfg *Config) validate() Problems {
 			c.add("metrics.address", "invalid address %q; want host:port (e.g. 127.0.0.1:9108) or off", a)
 		}
 	}
+	if sp := cfg.StatusPage; sp != nil {
+		host, _, err := net.SplitHostPort(sp.Address)
+		switch {
+		case err != nil:
+			c.add("status_page.address", "invalid address %q; want host:port, e.g. 127.0.0.1:9109", sp.Address)
+		case sp.TLS == nil && !isLoopbackHost(host):
+			c.add("status_page.address", "address %q is not loopback, so the status page needs tls (cert_file, key_file); plain HTTP is only allowed on 127.0.0.1, ::1 or localhost", sp.Address)
+		}
+		if sp.TLS != nil {
+			c.required("status_page.tls.cert_file", sp.TLS.CertFile)
+			c.required("status_page.tls.key_file", sp.TLS.KeyFile)
+		}
+	}
 	lb := cfg.LocalBroker
 	listenerNames := map[string]bool{}
 	for i, l := range lb.Listeners {
@@ -111,8 +124,11 @@ func (cfg *Config) validate() Problems {
 		if r.User != "*" {
 			c.name(p+".user", r.User)
 		}
-		if len(r.Read)+len(r.Write)+len(r.DenyRead)+len(r.DenyWrite) == 0 {
-			c.add(p, "rule has no filters; give read, write, deny_read or deny_write")
+		if len(r.Read)+len(r.Write)+len(r.DenyRead)+len(r.DenyWrite)+len(r.Status) == 0 {
+			c.add(p, "rule has no filters; give read, write, deny_read or deny_write (or status)")
+		}
+		for j, role := range r.Status {
+			c.oneOf(fmt.Sprintf("%s.status[%d]", p, j), role, "view", "operate")
 		}
 		for key, filters := range map[string][]string{"read": r.Read, "write": r.Write, "deny_read": r.DenyRead, "deny_write": r.DenyWrite} {
 			for j, f := range filters {

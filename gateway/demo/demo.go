@@ -248,6 +248,7 @@ func Run(ctx context.Context, opts Options) error {
   cloud broker  %s   (requires a client certificate from the demo CA)
   data dir      %s (%s)
   metrics       http://%s/metrics and /healthz
+  status page   http://%s/   log in as %q with the password above
   BACnet AHU    device %d at %s (ahu-2); list its objects:
     go run ./cmd/lintel bacnet objects --address %s --instance %d
   unlock door 2 with a signed command through the cloud (in another terminal, while this runs):
@@ -255,7 +256,7 @@ func Run(ctx context.Context, opts Options) error {
       | mosquitto_pub -h 127.0.0.1 -p %s --cafile %s --cert %s --key %s -t lintel/%s/front-door/unlock/set -s
 Readings as the cloud receives them (Ctrl-C stops):
 
-`, local, env.User, env.Password, host, port, env.User, env.Password, env.Cloud.URL(), env.DataDir, where, gw.MetricsAddr(),
+`, local, env.User, env.Password, host, port, env.User, env.Password, env.Cloud.URL(), env.DataDir, where, gw.MetricsAddr(), gw.StatusPageAddr(), env.User,
 		AHUInstance, env.AHU.Addr, env.AHU.Addr, AHUInstance,
 		env.SigningKey, env.Config.Gateway.ID, cloudPort(env.Cloud.Addr()), env.Operator.CA, env.Operator.Cert, env.Operator.Key, env.Config.Gateway.ID)
 

@@ -238,6 +238,11 @@ type Stats struct {
 	LastError    string
 	// CertNotAfter is when the client certificate expires.
 	CertNotAfter time.Time
+	// LastAck is when the last PUBACK arrived (zero: none yet).
+	LastAck time.Time
+	// RetryAt is when Run reconnects after a lost session (zero while a
+	// session runs or is being set up).
+	RetryAt time.Time
 }
 
 // Uplink store-and-forwards the buffer to the cloud broker.
@@ -257,6 +262,9 @@ type Uplink struct {
 	epoch      time.Time    // Clock.Now at New; with the system clock it carries a monotonic reading
 	oldest     atomic.Int64 // 1 + when the oldest flight was sent, in ns since epoch; 0 if none
 	dead       atomic.Uint64
+	lastAck    atomic.Int64  // Clock.Now in unix ns at the last PUBACK, 0 if none
+	retryAt    atomic.Int64  // unix ns until which Run backs off, 0 if not
+	kick       chan struct{} // Reconnect's request, buffered 1
 
 	// Suspicion, owned by Run's goroutine (session and deliver run on it):
 	// the record that was the oldest in flight when sessions ended by its
@@ -286,7 +294,7 @@ func New(cfg Config, src Source, logger *slog.Logger) (*Uplink, error) {
 	tlsCfg.MinVersion = max(tlsCfg.MinVersion, tls.VersionTLS12)
 	cfg.TLS = tlsCfg
 	cfg.ensureDefaults()
-	u := &Uplink{cfg: cfg, src: src, clock: cfg.Clock, epoch: cfg.Clock.Now(), log: logger.With("component", "uplink", "broker", cfg.Broker)}
+	u := &Uplink{cfg: cfg, src: src, clock: cfg.Clock, epoch: cfg.Clock.Now(), kick: make(chan struct{}, 1), log: logger.With("component", "uplink", "broker", cfg.Broker)}
 	if c := cfg.TLS.Certificates; len(c) > 0 && len(c[0].Certificate) > 0 {
 		if leaf, err := x509.ParseCertificate(c[0].Certificate[0]); err == nil {
 			u.certNotAfter = leaf.NotAfter
@@ -312,7 +320,26 @@ func (u *Uplink) Stats() Stats {
 	}
 	s.LastError, _ = u.lastErr.Load().(string)
 	s.CertNotAfter = u.certNotAfter
+	if ns := u.lastAck.Load(); ns != 0 {
+		s.LastAck = time.Unix(0, ns)
+	}
+	if ns := u.retryAt.Load(); ns != 0 {
+		s.RetryAt = time.Unix(0, ns)
+	}
 	return s
+}
+
+// errReconnect ends a session on request; it suspects no record.
+var errReconnect = errors.New("reconnect requested")
+
+// Reconnect ends the current session (its in-flight messages drain as at
+// any session end) or cuts the backoff short, so that Run connects again
+// now. Requests made while one is pending count once.
+func (u *Uplink) Reconnect() {
+	select {
+	case u.kick <- struct{}{}:
+	default:
+	}
 }
 
 // StatusTopic is where the retained online status and the Last Will go.
@@ -344,11 +371,14 @@ func (u *Uplink) Run(ctx context.Context) error {
 			u.lastErr.Store(err.Error())
 			u.log.Warn("uplink down", "err", err, "retry_in", wait)
 		}
+		u.retryAt.Store(u.clock.Now().Add(wait).UnixNano())
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-u.clock.After(wait):
+		case <-u.kick:
 		}
+		u.retryAt.Store(0)
 		backoff = min(2*backoff, u.cfg.MaxBackoff)
 	}
 }
@@ -372,6 +402,8 @@ func (u *Uplink) session(ctx context.Context) error {
 		select {
 		case err := <-lost:
 			cancel(fmt.Errorf("%w: %w", errLinkLost, err))
+		case <-u.kick:
+			cancel(errReconnect)
 		case <-sctx.Done():
 		}
 	})
@@ -717,6 +749,7 @@ func (s *delivery) acker() {
 				s.cancel(fmt.Errorf("ack buffer: %w", err))
 			}
 			u.acked.Add(uint64(len(seqs)))
+			u.lastAck.Store(u.clock.Now().UnixNano())
 			u.inflight.Add(-int64(len(seqs)))
 			for range seqs {
 				<-s.slots
