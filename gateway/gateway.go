@@ -41,7 +41,7 @@ type Gateway struct {
 	brokerOnce sync.Once // the broker is closed once: in Run's stop order, or by close
 
 	metrics net.Listener // nil when metrics are off
-	key     *privacy.Key // loaded with the first serial-line bus
+	key     *privacy.Key // loaded the first time a bus asks for it (busEnv.key), kept for reloads
 
 	mu        sync.Mutex // guards state, runCtx, cancelRun, and the adapters' start and stop (Run, Reload, Shutdown)
 	state     state
