@@ -48,7 +48,7 @@ type Gateway struct {
 	metrics net.Listener // nil when metrics are off
 	status  *statuspage.Server
 	statusL net.Listener // nil when the status page is off
-	key     *privacy.Key // loaded with the first serial-line bus
+	key     *privacy.Key // loaded the first time a bus asks for it (busEnv.key), kept for reloads
 
 	mu        sync.Mutex // guards state, runCtx, cancelRun, and the adapters' start and stop (Run, Reload, Shutdown)
 	state     state
