@@ -73,19 +73,13 @@ type pointState struct {
 	reliability Enumerated
 	cov         covState
 	polledAt    time.Time
-	last        *published
+	last        *adapters.Published
 }
 
 type covState struct {
 	active  bool
 	refused bool
 	renewAt time.Time
-}
-
-type published struct {
-	v  any
-	q  string
-	at time.Time
 }
 
 // New validates cfg and returns its bus.
@@ -458,42 +452,15 @@ func (b *Bus) publishPoint(ctx context.Context, d *deviceState, ps *pointState, 
 }
 
 func (b *Bus) publish(ctx context.Context, d *deviceState, ps *pointState, v any, q string, at time.Time, pub adapters.Publisher) error {
-	if !ps.shouldPublish(v, q, at) {
+	if !(adapters.Report{Deadband: ps.Deadband, MaxInterval: ps.MaxInterval}).Due(ps.last, v, q, at) {
 		return nil
 	}
 	payload, _ := json.Marshal(adapters.Reading{V: v, Unit: ps.unit, TS: adapters.Timestamp(at), Q: q})
 	if err := pub.Publish(ctx, adapters.Message{Device: d.Name, Point: ps.Name, Payload: payload, High: ps.High}); err != nil {
 		return err
 	}
-	ps.last = &published{v: v, q: q, at: at}
+	ps.last = &adapters.Published{Value: v, Quality: q, At: at}
 	return nil
-}
-
-func (ps *pointState) shouldPublish(v any, q string, at time.Time) bool {
-	last := ps.last
-	if last == nil || last.q != q || at.Sub(last.at) >= cmp.Or(ps.MaxInterval, 5*time.Minute) {
-		return true
-	}
-	n, isNum := number(v)
-	old, wasNum := number(last.v)
-	if isNum && wasNum {
-		diff := math.Abs(n - old)
-		if ps.Deadband > 0 {
-			return diff > ps.Deadband
-		}
-		return diff != 0
-	}
-	return v != last.v
-}
-
-func number(v any) (float64, bool) {
-	switch v := v.(type) {
-	case float64:
-		return v, true
-	case uint64:
-		return float64(v), true
-	}
-	return 0, false
 }
 
 // engineering turns a present-value into the published value: analog

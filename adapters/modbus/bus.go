@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lintel-gw/lintel/adapters"
 	mb "github.com/simonvetter/modbus"
 )
 
@@ -196,7 +197,7 @@ func NewBus(cfg BusConfig, devices []Device, logger *slog.Logger) (*Bus, error) 
 		if d.Poll <= 0 {
 			d.Poll = 5 * time.Second
 		}
-		ds := &deviceState{Device: d, plan: planRequests(d.Points, d.MaxRegisters, d.MaxGap), last: map[string]published{}}
+		ds := &deviceState{Device: d, plan: planRequests(d.Points, d.MaxRegisters, d.MaxGap), last: map[string]*adapters.Published{}}
 		b.devices = append(b.devices, ds)
 		byPoll := map[time.Duration][]Point{}
 		for _, p := range d.Points {

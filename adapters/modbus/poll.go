@@ -23,7 +23,7 @@ type deviceState struct {
 	online   bool
 	live     atomic.Bool // online, for Stats from other goroutines
 	reported bool        // whether a status was ever published
-	last     map[string]published
+	last     map[string]*adapters.Published
 }
 
 // schedule is the points of one device polled at one interval.
@@ -32,11 +32,6 @@ type schedule struct {
 	poll time.Duration
 	plan []request
 	next time.Time
-}
-
-type published struct {
-	v  any
-	at time.Time
 }
 
 // Run polls until ctx ends. A failing device is reported offline and polled
@@ -101,14 +96,15 @@ func (b *Bus) poll(ctx context.Context, d *deviceState, plan []request, pub adap
 		at := time.Now() // when the response arrived
 		for _, p := range r.points {
 			v := values(p)
-			if !d.shouldPublish(p, v, at) {
+			report := adapters.Report{Deadband: p.Deadband, MaxInterval: p.MaxInterval}
+			if !report.Due(d.last[p.Name], v, adapters.QualityGood, at) {
 				continue
 			}
 			payload, _ := json.Marshal(adapters.Reading{V: v, Unit: p.Unit, TS: adapters.Timestamp(at), Q: adapters.QualityGood})
 			if err := pub.Publish(ctx, adapters.Message{Device: d.Name, Point: p.Name, Payload: payload, High: p.High}); err != nil {
 				return err
 			}
-			d.last[p.Name] = published{v: v, at: at}
+			d.last[p.Name] = &adapters.Published{Value: v, Quality: adapters.QualityGood, At: at}
 		}
 	}
 	if firstErr != nil {
@@ -136,41 +132,6 @@ func (b *Bus) publishStatus(ctx context.Context, d *deviceState, pub adapters.Pu
 	if err := pub.Publish(ctx, adapters.Message{Device: d.Name, Point: adapters.StatusPoint, Payload: payload, Retain: true, High: true}); err != nil {
 		b.log.Warn("cannot publish device status", "device", d.Name, "err", err)
 	}
-}
-
-func (d *deviceState) shouldPublish(p Point, v any, at time.Time) bool {
-	last, ok := d.last[p.Name]
-	if !ok {
-		return true
-	}
-	maxInterval := p.MaxInterval
-	if maxInterval <= 0 {
-		maxInterval = 5 * time.Minute
-	}
-	if at.Sub(last.at) >= maxInterval {
-		return true
-	}
-	if n, ok := number(v); ok {
-		old, _ := number(last.v)
-		diff := math.Abs(n - old)
-		if p.Deadband > 0 {
-			return diff > p.Deadband
-		}
-		return diff != 0
-	}
-	return v != last.v
-}
-
-func number(v any) (float64, bool) {
-	switch v := v.(type) {
-	case float64:
-		return v, true
-	case int64:
-		return float64(v), true
-	case uint64:
-		return float64(v), true
-	}
-	return 0, false
 }
 
 // read performs one request and returns a function that extracts each
