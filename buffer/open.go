@@ -177,7 +177,7 @@ func validate(f *os.File, clean bool) (err error) {
 		return err
 	}
 	if txid, ok := fc.meta[string(keyTxID)]; ok && txid != cur.txid {
-		return corruptf("meta page of txid %d leads to a tree that txid %d wrote: the commit's data pages were lost", cur.txid, txid)
+		return corruptf("meta page of txid %d leads to a tree stamped by txid %d: the commit's data pages were lost, or another program wrote the file", cur.txid, txid)
 	}
 	return nil
 }
