@@ -68,10 +68,7 @@ func TestKillDuringAppend(t *testing.T) {
 	var maxSeq uint64
 	next := 0
 	for round := range 20 {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$")
-		if qemu := os.Getenv("LINTEL_QEMU"); qemu != "" { // cross-architecture runs in CI
-			cmd = exec.Command(qemu, os.Args[0], "-test.run=^TestCrashChild$")
-		}
+		cmd := childCommand(os.Args[0], "-test.run=^TestCrashChild$")
 		cmd.Env = append(os.Environ(), crashChildEnv+"="+path, fmt.Sprintf("%s_START=%d", crashChildEnv, next))
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
@@ -187,4 +184,14 @@ func verifyFile(path string) (map[int]bool, error) {
 		})
 	})
 	return seen, err
+}
+
+// childCommand runs a copy of the test binary. Cross-architecture runs in
+// CI (go test -exec qemu-arm-static) name the emulator in LINTEL_QEMU: the
+// kernel cannot run the binary itself.
+func childCommand(bin string, args ...string) *exec.Cmd {
+	if qemu := os.Getenv("LINTEL_QEMU"); qemu != "" {
+		return exec.Command(qemu, append([]string{bin}, args...)...)
+	}
+	return exec.Command(bin, args...)
 }

@@ -71,12 +71,28 @@ func buildGoodFile(t *testing.T, syncFreelist bool) *goodFile {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put([]byte("x"), []byte("y")) }); err != nil {
+		// Stamped like the package's own transactions, so that only the
+		// damage each case adds makes the file fail the full check.
+		err = db.Update(func(tx *bolt.Tx) error {
+			if err := tx.Bucket(bucketMeta).Put([]byte("x"), []byte("y")); err != nil {
+				return err
+			}
+			return stampTx(tx)
+		})
+		if err != nil {
 			t.Fatal(err)
 		}
 		db.Close()
 	}
-	var err error
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = validate(f, false)
+	f.Close()
+	if err != nil {
+		t.Fatalf("the undamaged file fails the full check: %v", err)
+	}
 	if g.raw, err = os.ReadFile(path); err != nil {
 		t.Fatal(err)
 	}

@@ -90,6 +90,15 @@
 //     loose leaf pages come back as Normal priority.
 //   - One torn meta page (a power cut during a commit) is not damage: bbolt
 //     uses the other one, which is the last completed commit.
+//   - A meta page that reached the disk without its commit's data pages (a
+//     device that reorders writes across a flush) can lead to an older
+//     tree that is sound in itself, because bbolt reuses the pages of the
+//     tree before the previous one. Every write transaction stamps its id
+//     in the meta bucket, and the full check treats a tree whose stamp is
+//     not its meta page's txid as damage: the salvage then reads the
+//     previous commit's tree too, so records it stored are not lost. A file
+//     written since by another bbolt program fails the same check and is
+//     quarantined and salvaged.
 //   - After a clean Close (the marker matches), Open checks only the meta
 //     pages, the freelist and the root page, so a large buffer starts in
 //     milliseconds. Damage in other pages that appeared while the gateway

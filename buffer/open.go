@@ -172,8 +172,37 @@ func validate(f *os.File, clean bool) (err error) {
 		return bf.quickCheck()
 	}
 	cur, _ := bf.current()
-	_, _, err = bf.scan(cur, true, false)
-	return err
+	fc, _, err := bf.scan(cur, true, false)
+	if err != nil {
+		return err
+	}
+	if txid, ok := fc.meta[string(keyTxID)]; ok && txid != cur.txid {
+		return corruptf("meta page of txid %d leads to a tree stamped by txid %d: the commit's data pages were lost, or another program wrote the file", cur.txid, txid)
+	}
+	return nil
+}
+
+// keyTxID in the meta bucket holds the id of the transaction that wrote the
+// tree. A power cut on a device that reorders writes across a flush can
+// leave a commit's meta page without its data pages. If the commit's root
+// is a page it took back from the tree before the previous one (bbolt
+// reuses a commit's freed pages once the next commit is done), that meta
+// page leads to the older tree, still intact on disk: sound in every other
+// check, it would silently drop every record the previous commit stored.
+// The stamp tells the two apart; files without it (older versions) are not
+// checked for this.
+var keyTxID = []byte("txid")
+
+// stampTx records tx's id in the meta bucket. Every write transaction of
+// this package calls it last, so that a tree reached from a meta page
+// carries that meta page's txid. A file written afterwards by another
+// program is quarantined (and salvaged) at the next full check.
+func stampTx(tx *bolt.Tx) error {
+	b := tx.Bucket(bucketMeta)
+	if b == nil {
+		return nil
+	}
+	return b.Put(keyTxID, binary.BigEndian.AppendUint64(nil, uint64(tx.ID())))
 }
 
 // boltOpen opens a validated file. bbolt panics are turned into damage, as a
@@ -219,7 +248,7 @@ func createBuckets(db *bolt.DB) error {
 				return err
 			}
 		}
-		return nil
+		return stampTx(tx)
 	})
 }
 
@@ -506,7 +535,8 @@ func writeSalvage(path string, s *salvaged, floor uint64, openFile openFileFunc)
 		return nil
 	})
 	if err == nil {
-		err = put(bucketMeta, func(b *bolt.Bucket) error {
+		err = db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketMeta)
 			for _, kv := range []struct {
 				k []byte
 				v uint64
@@ -515,7 +545,7 @@ func writeSalvage(path string, s *salvaged, floor uint64, openFile openFileFunc)
 					return err
 				}
 			}
-			return nil
+			return stampTx(tx) // the last transaction: its tree is the file's
 		})
 	}
 	if err == nil {

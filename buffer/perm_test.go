@@ -173,7 +173,7 @@ func TestFileOwnedByRootIsRefused(t *testing.T) {
 	if err := copyFile(os.Args[0], bin, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-test.run=^TestPermChild$")
+	cmd := childCommand(bin, "-test.run=^TestPermChild$")
 	cmd.Env = append(os.Environ(), permChildEnv+"="+path)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
 	out, err := cmd.CombinedOutput()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -58,7 +59,38 @@ func TestPowerLossDuringCommit(t *testing.T) {
 		}
 		return snap{raw: raw, seq: seq, acked: m, maxSeq: maxSeq}
 	}
-	commit := func(round int) {
+	// Ack is asynchronous: the writer may commit the acks alone or with
+	// the appends that follow. Each step here is one commit, so that the
+	// snapshots around it differ by exactly one transaction: a cut during
+	// a commit cannot leave pages of a later one (bbolt writes those only
+	// after this commit's meta page is synced).
+	ackSome := func() bool {
+		var acks []uint64
+		for seq := range acked {
+			if rng.IntN(3) == 0 {
+				acks = append(acks, seq)
+			}
+		}
+		if len(acks) == 0 {
+			return false
+		}
+		before := q.Stats().Commits
+		if err := q.Ack(acks...); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for q.Stats().Commits == before {
+			if time.Now().After(deadline) {
+				t.Fatal("the acks were not committed")
+			}
+			time.Sleep(time.Millisecond) // polling the commit counter
+		}
+		for _, seq := range acks {
+			delete(acked, seq)
+		}
+		return true
+	}
+	appendSome := func(round int) bool {
 		n := 50 + rng.IntN(400)
 		recs := make([]Record, n)
 		for i := range recs {
@@ -68,34 +100,33 @@ func TestPowerLossDuringCommit(t *testing.T) {
 				recs[i].Priority = High
 			}
 		}
-		// Acks in the same commit free pages that later commits reuse.
-		var acks []uint64
-		for seq := range acked {
-			if rng.IntN(3) == 0 {
-				acks = append(acks, seq)
-			}
-		}
-		if err := q.Ack(acks...); err != nil {
-			t.Fatal(err)
-		}
 		if err := q.Append(ctx, recs...); err != nil {
 			t.Fatal(err)
-		}
-		for _, seq := range acks {
-			delete(acked, seq)
 		}
 		for _, r := range recs {
 			acked[r.Seq] = r.Payload
 			maxSeq = max(maxSeq, r.Seq)
 		}
+		return true
+	}
+	txid := func(raw []byte) uint64 {
+		bf, err := openBoltFile(bytes.NewReader(raw), int64(len(raw)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur, _ := bf.current()
+		return cur.txid
 	}
 
-	commit(0)
+	appendSome(0)
 	prev := take()
 	states, quarantined := 0, 0
-	for round := 1; round <= 8; round++ {
-		commit(round)
-		next := take()
+	// cut opens every state a power cut during the commit from prev to
+	// next can leave.
+	cut := func(round int, prev, next snap) {
+		if a, b := txid(prev.raw), txid(next.raw); b != a+1 {
+			t.Fatalf("round %d: %d transactions between the snapshots; the model covers one", round, b-a)
+		}
 		ps := int64(4096)
 		var changed []int64 // data pages commit round wrote
 		var metaPage int64 = -1
@@ -162,7 +193,17 @@ func TestPowerLossDuringCommit(t *testing.T) {
 			}
 			states++
 		}
-		prev = next
+	}
+	for round := 1; round <= 8; round++ {
+		// Acks free pages that later commits reuse.
+		for _, step := range []func(int) bool{func(int) bool { return ackSome() }, appendSome} {
+			if !step(round) {
+				continue
+			}
+			next := take()
+			cut(round, prev, next)
+			prev = next
+		}
 	}
 	t.Logf("%d power-cut states opened, %d quarantined and salvaged", states, quarantined)
 	if quarantined == 0 {
@@ -227,4 +268,60 @@ func powerLossOpen(t *testing.T, name string, raw, seq []byte, want snap, maxSeq
 		t.Fatalf("%s: new seq %d, but %d was acknowledged", name, r[0].Seq, maxSeq)
 	}
 	return s
+}
+
+// TestPowerLossStaleTree is case (d) of TestPowerLossDuringCommit made
+// deterministic: commit n+1's meta page reaches the disk, none of its data
+// pages do, and its root is a page that commit n+1 took back from commit
+// n-1's tree (bbolt reuses the pages a commit freed once the commit after
+// it is done). Commit n-1's pages are all still on disk, so the meta page
+// leads to a sound but older tree: every check of its structure passes, and
+// opening it would drop every record commit n acknowledged.
+func TestPowerLossStaleTree(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	q := openTest(t, path, Options{CommitInterval: time.Millisecond})
+	defer q.Close()
+	ctx := context.Background()
+	first := []Record{rec(1), rec(2), rec(3)}
+	if err := q.Append(ctx, first...); err != nil {
+		t.Fatal(err)
+	}
+	last := []Record{rec(4), rec(5)}
+	if err := q.Append(ctx, last...); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq, err := os.ReadFile(path + ".seq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bf, err := openBoltFile(bytes.NewReader(raw), int64(len(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, old := bf.current()
+	if old == nil {
+		t.Fatal("no previous meta page")
+	}
+	// Commit n+1's meta page goes into the slot of commit n-1's, with
+	// commit n-1's root.
+	slot := int64(old.txid % 2)
+	m := raw[slot*bf.ps+pageHeaderSize:]
+	ne.PutUint64(m[40:], cur.pgid)
+	ne.PutUint64(m[48:], cur.txid+1)
+	h := fnv.New64a()
+	h.Write(m[:56])
+	ne.PutUint64(m[56:], h.Sum64())
+
+	want := snap{acked: map[uint64][]byte{}}
+	for _, r := range append(first, last...) {
+		want.acked[r.Seq] = r.Payload
+	}
+	s := powerLossOpen(t, "stale tree", raw, seq, want, last[len(last)-1].Seq)
+	if s.Quarantined == "" {
+		t.Fatal("a meta page leading to an older tree was not treated as damage")
+	}
 }

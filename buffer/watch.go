@@ -36,7 +36,12 @@ func (q *Queue) update(next uint64, batch []op, fn func(*bolt.Tx) error) error {
 			return err
 		}
 	}
-	return q.db.Update(fn)
+	return q.db.Update(func(tx *bolt.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return stampTx(tx)
+	})
 }
 
 func (q *Queue) fileGone() error {
@@ -83,7 +88,7 @@ func (q *Queue) closeFiles() error {
 			// instead of walking every page to rebuild it. The next
 			// commit drops it again (NoFreelistSync).
 			q.db.NoFreelistSync = false
-			if ferr := q.db.Update(func(*bolt.Tx) error { return nil }); ferr != nil {
+			if ferr := q.db.Update(stampTx); ferr != nil {
 				healthy = false
 				q.log.Warn("cannot write the freelist at close; the next start checks the whole file", "err", ferr)
 			}

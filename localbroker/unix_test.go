@@ -69,7 +69,11 @@ func TestUnixBackoffPerPeerUID(t *testing.T) {
 	if err := os.WriteFile(bin, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-test.run", "^TestHelperUnixBadLogins$", "-test.count=1")
+	args := []string{bin, "-test.run", "^TestHelperUnixBadLogins$", "-test.count=1"}
+	if qemu := os.Getenv("LINTEL_QEMU"); qemu != "" { // CI's armv6 run: the kernel cannot run bin itself
+		args = append([]string{qemu}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), "LINTEL_TEST_UNIX_SOCK="+sock, "HOME="+dir, "GOCOVERDIR="+dir)
 	cmd.Dir = dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
