@@ -2,6 +2,7 @@ package testwait
 
 import (
 	"bytes"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -22,7 +23,7 @@ func Until(t testing.TB, what string, timeout time.Duration, ok func() bool) {
 // Within polls ok until it holds (true) or timeout passes (false), for
 // callers that decide what a timeout means.
 func Within(timeout time.Duration, ok func() bool) bool {
-	deadline := time.NewTimer(timeout)
+	deadline := time.NewTimer(Scale(timeout))
 	defer deadline.Stop()
 	tick := time.NewTicker(Every)
 	defer tick.Stop()
@@ -34,6 +35,19 @@ func Within(timeout time.Duration, ok func() bool) bool {
 		}
 	}
 	return true
+}
+
+// Emulated is how much longer deadlines are when the tests run under a CPU
+// emulator (CI's armv6 run sets LINTEL_QEMU): there a 1 s latency contract
+// measures the emulator, not Lintel, so it is checked on native runs only.
+const Emulated = 5
+
+// Scale returns d, or Emulated×d under an emulator.
+func Scale(d time.Duration) time.Duration {
+	if os.Getenv("LINTEL_QEMU") != "" {
+		return Emulated * d
+	}
+	return d
 }
 
 // Buffer is a bytes.Buffer that one goroutine may write (a logger, a child

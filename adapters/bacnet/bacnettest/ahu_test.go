@@ -21,7 +21,7 @@ func TestAHURunsEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ahu.Close()
-	cfg := bacnet.Config{Name: "bms", Listen: "127.0.0.1:0", Timeout: 500 * time.Millisecond,
+	cfg := bacnet.Config{Name: "bms", Listen: "127.0.0.1:0", Timeout: testwait.Scale(500 * time.Millisecond),
 		Devices: []bacnet.Device{ahu.Config("ahu1", 20*time.Millisecond)}}
 	bus, err := bacnet.New(cfg, nil)
 	if err != nil {
