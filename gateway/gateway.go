@@ -69,8 +69,6 @@ type Gateway struct {
 	cmdWG       sync.WaitGroup
 	cmdIgnored  atomic.Uint64 // commands that arrived after shutdown began
 
-	commitFails failWindow // when the buffer's commit failures last rose, for Health
-
 	badTopics atomic.Uint64 // readings refused for a device or point that is not a valid topic level
 
 	version string                   // Options.Version

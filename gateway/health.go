@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/lintel-gw/lintel/adapters"
+	"github.com/lintel-gw/lintel/buffer"
 )
 
 // collector turns the components' counters into Prometheus metrics at
@@ -205,10 +206,6 @@ type Health struct {
 // before the uplink's ack timeout ends the session.
 const pubackOverdue = 5 * time.Second
 
-// commitFailWindow is how long /healthz stays degraded after the last
-// failed buffer commit it saw: it recovers once commits succeed again.
-const commitFailWindow = time.Minute
-
 // signals are the wave-2 health inputs that live in other packages' stats.
 type signals struct {
 	DeadLetters    uint64        // records in the buffer's dead-letter bucket
@@ -231,7 +228,7 @@ type healthInput struct {
 	Offline        []string // "device D on bus B"
 	ClockProblem   string
 	Quarantined    string
-	CommitsFailing bool   // a commit failed within commitFailWindow
+	CommitsFailing bool   // a commit failed within buffer.CommitFailureWindow
 	CommitFails    uint64 // since the buffer opened
 	signals
 }
@@ -267,31 +264,12 @@ func healthProblems(in healthInput, now time.Time) []string {
 		problems = append(problems, "buffer: "+in.BufferProblem)
 	}
 	if in.CommitsFailing {
-		problems = append(problems, fmt.Sprintf("buffer commits failing (disk full?): the last within %v, %d since start", commitFailWindow, in.CommitFails))
+		problems = append(problems, fmt.Sprintf("buffer commits failing (disk full?): the last within %v, %d since start", buffer.CommitFailureWindow, in.CommitFails))
 	}
 	if in.DeadLetters > 0 {
 		problems = append(problems, fmt.Sprintf("%d records in the buffer's dead-letter bucket (the cloud refused them; see lintel buffer stats)", in.DeadLetters))
 	}
 	return problems
-}
-
-// failWindow remembers when a lifetime failure counter last rose, so that
-// health recovers a while after the failures stop.
-type failWindow struct {
-	mu   sync.Mutex
-	seen uint64    // counter value at the last observation
-	last time.Time // when it was last seen to rise
-}
-
-// observe records the counter's value at now and reports whether it rose
-// within window.
-func (w *failWindow) observe(total uint64, now time.Time, window time.Duration) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if total > w.seen {
-		w.seen, w.last = total, now
-	}
-	return !w.last.IsZero() && now.Sub(w.last) < window
 }
 
 // Health says what is degraded: uplink down or a PUBACK overdue, devices
@@ -307,7 +285,7 @@ func (g *Gateway) Health() Health {
 		CertNotAfter:   s.Uplink.CertNotAfter,
 		ClockProblem:   ClockProblem(),
 		Quarantined:    s.Buffer.Quarantined,
-		CommitsFailing: g.commitFails.observe(s.Buffer.CommitFails, now, commitFailWindow),
+		CommitsFailing: s.Buffer.CommitFailuresRecent > 0,
 		CommitFails:    s.Buffer.CommitFails,
 		signals:        signalsOf(s),
 	}

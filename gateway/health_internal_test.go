@@ -41,27 +41,3 @@ func TestHealthProblems(t *testing.T) {
 		})
 	}
 }
-
-// TestCommitFailWindowRecovers: health is degraded after the counter rises
-// and recovers once it stops rising for the window.
-func TestCommitFailWindowRecovers(t *testing.T) {
-	var w failWindow
-	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
-	steps := []struct {
-		total uint64
-		at    time.Duration
-		want  bool
-	}{
-		{0, 0, false},
-		{2, time.Second, true},
-		{2, 30 * time.Second, true},
-		{2, time.Second + commitFailWindow, false}, // recovered
-		{3, 2 * commitFailWindow, true},            // failing again
-		{3, 3 * commitFailWindow, false},
-	}
-	for _, s := range steps {
-		if got := w.observe(s.total, t0.Add(s.at), commitFailWindow); got != s.want {
-			t.Fatalf("observe(%d) at +%v = %v, want %v", s.total, s.at, got, s.want)
-		}
-	}
-}
