@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"context"
 	"crypto/ed25519"
 	"encoding/json"
 	"strings"
@@ -34,23 +33,7 @@ func startBACnetGateway(t *testing.T) (*demo.Env, *gateway.Gateway) {
 	if !found {
 		t.Fatal("the demo config has no BACnet device ahu-2")
 	}
-	gw, err := gateway.New(env.Config, gateway.Options{Version: "test", Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- gw.Run(context.Background()) }()
-	t.Cleanup(func() {
-		bound, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := gw.Shutdown(bound); err != nil {
-			t.Errorf("gateway did not stop in time: %v", err)
-		}
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	testwait.Until(t, "gateway running", 10*time.Second, gw.Running)
+	gw := runGateway(t, env.Config, gateway.Options{Version: "test", Logger: quiet()})
 	return env, gw
 }
 

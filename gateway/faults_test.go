@@ -2,7 +2,6 @@ package gateway_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -140,22 +139,7 @@ func TestDeviceFaultsEndToEnd(t *testing.T) {
 			}
 		}
 	}
-	gw, err := gateway.New(cfg, gateway.Options{Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- gw.Run(context.Background()) }()
-	t.Cleanup(func() {
-		bound, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := gw.Shutdown(bound); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	gw := runGateway(t, cfg, gateway.Options{Logger: quiet()})
 	cw := cloudWatch{t: t, cloud: env.Cloud}
 	const flow = "lintel/demo-gw/rtu-meter/flow"
 	cw.waitStatus("rtu-meter", true, "")

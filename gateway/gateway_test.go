@@ -32,6 +32,30 @@ import (
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
+// runGateway builds a gateway from cfg, runs it until the test ends (then
+// shuts it down within 20 s and checks Run's error) and returns it running.
+func runGateway(t *testing.T, cfg *config.Config, opts gateway.Options) *gateway.Gateway {
+	t.Helper()
+	gw, err := gateway.New(cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- gw.Run(context.Background()) }()
+	t.Cleanup(func() {
+		bound, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := gw.Shutdown(bound); err != nil {
+			t.Errorf("gateway did not stop in time: %v", err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	testwait.Until(t, "gateway running", 10*time.Second, gw.Running)
+	return gw
+}
+
 func startGateway(t *testing.T) (*demo.Env, *gateway.Gateway) {
 	t.Helper()
 	env, err := demo.Prepare(demo.Options{DataDir: t.TempDir(), Logger: quiet()})
@@ -47,23 +71,7 @@ func startGateway(t *testing.T) (*demo.Env, *gateway.Gateway) {
 			d.Points[j].Report = config.Report{MaxInterval: config.Duration(time.Millisecond)}
 		}
 	}
-	gw, err := gateway.New(env.Config, gateway.Options{Version: "test", Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- gw.Run(context.Background()) }()
-	t.Cleanup(func() {
-		bound, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := gw.Shutdown(bound); err != nil {
-			t.Errorf("gateway did not stop in time: %v", err)
-		}
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	testwait.Until(t, "gateway running", 10*time.Second, gw.Running)
+	gw := runGateway(t, env.Config, gateway.Options{Version: "test", Logger: quiet()})
 	return env, gw
 }
 

@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"context"
 	"encoding/json"
 	"regexp"
 	"slices"
@@ -47,23 +46,7 @@ func haEnv(t *testing.T) (*demo.Env, *gateway.Gateway, paho.Client, *haCapture) 
 		Read:  []string{"lintel/demo-gw/#", "homeassistant/#"},
 		Write: []string{"homeassistant/status", "lintel/demo-gw/ahu-1/fan_enable/set"}})
 
-	gw, err := gateway.New(cfg, gateway.Options{Version: "test", Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- gw.Run(context.Background()) }()
-	t.Cleanup(func() {
-		bound, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := gw.Shutdown(bound); err != nil {
-			t.Errorf("gateway did not stop in time: %v", err)
-		}
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	testwait.Until(t, "gateway running", 10*time.Second, gw.Running)
+	gw := runGateway(t, cfg, gateway.Options{Version: "test", Logger: quiet()})
 
 	// Home Assistant as it connects: birth/will on homeassistant/status.
 	c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://"+gw.LocalAddr("local")).SetClientID("home-assistant").
