@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
 // TestPowerLossDuringCommit models a power cut during a group commit at the
@@ -78,13 +80,7 @@ func TestPowerLossDuringCommit(t *testing.T) {
 		if err := q.Ack(acks...); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		for q.Stats().Commits == before {
-			if time.Now().After(deadline) {
-				t.Fatal("the acks were not committed")
-			}
-			time.Sleep(time.Millisecond) // polling the commit counter
-		}
+		testwait.Until(t, "the acks committed", 10*time.Second, func() bool { return q.Stats().Commits != before })
 		for _, seq := range acks {
 			delete(acked, seq)
 		}

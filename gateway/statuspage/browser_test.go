@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
 // chromiumPath finds headless Chromium; outside CI its absence skips the
@@ -211,12 +213,8 @@ func (b *browser) eval(t *testing.T, expr string) json.RawMessage {
 // waitFor evaluates expr until it is true.
 func (b *browser) waitFor(t *testing.T, what, expr string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for string(b.eval(t, expr)) != "true" {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s (%s); page: %s", timeout, what, expr, b.eval(t, "document.body ? document.body.innerText.slice(0, 400) : ''"))
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !testwait.Within(timeout, func() bool { return string(b.eval(t, expr)) == "true" }) {
+		t.Fatalf("timed out after %v waiting for %s (%s); page: %s", timeout, what, expr, b.eval(t, "document.body ? document.body.innerText.slice(0, 400) : ''"))
 	}
 }
 
@@ -287,12 +285,8 @@ func TestBrowserLogsInSeesLiveValuesAndScreenshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	wide := `Array.from(document.querySelectorAll("body *")).filter(function(e){ return e.getBoundingClientRect().right > 391 }).slice(0, 5).map(function(e){ return e.tagName + "#" + e.id + "." + e.className + " " + Math.round(e.getBoundingClientRect().right) })`
-	deadline := time.Now().Add(5 * time.Second)
-	for string(b.eval(t, `document.documentElement.scrollWidth <= 390`)) != "true" {
-		if time.Now().After(deadline) {
-			t.Fatalf("on a 390px phone the page scrolls sideways; too wide: %s", b.eval(t, wide))
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !testwait.Within(5*time.Second, func() bool { return string(b.eval(t, `document.documentElement.scrollWidth <= 390`)) == "true" }) {
+		t.Fatalf("on a 390px phone the page scrolls sideways; too wide: %s", b.eval(t, wide))
 	}
 
 	b.mu.Lock()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/lintel-gw/lintel/gateway"
 	"github.com/lintel-gw/lintel/gateway/demo"
+	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
 // demoGateway runs what `lintel demo` runs (simulated building, cloud,
@@ -52,20 +53,15 @@ func startDemo(t *testing.T) *demoGateway {
 	}
 	d := &demoGateway{env: env, gw: gw, base: "http://" + addr}
 	// Wait until the page answers (Run starts serving it).
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testwait.Until(t, "the status page at "+d.base+" answering", 10*time.Second, func() bool {
 		resp, err := http.Get(d.base + "/login")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return d
-			}
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("status page at %s does not answer: %v", d.base, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return d
 }
 
 var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
