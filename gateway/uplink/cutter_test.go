@@ -9,52 +9,6 @@ import (
 	"time"
 )
 
-// cutter is a TCP proxy whose connections can be cut, to drop the uplink's
-// connection with messages in flight while the broker keeps running.
-type cutter struct {
-	l     net.Listener
-	to    string
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func newCutter(t testing.TB, to string) *cutter {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &cutter{l: l, to: to}
-	t.Cleanup(func() { l.Close(); c.cut() })
-	go func() {
-		for {
-			in, err := l.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", to)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			c.mu.Lock()
-			c.conns = append(c.conns, in, out)
-			c.mu.Unlock()
-			go func() { io.Copy(out, in); out.Close() }()
-			go func() { io.Copy(in, out); in.Close() }()
-		}
-	}()
-	return c
-}
-
-func (c *cutter) cut() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, conn := range c.conns {
-		conn.Close()
-	}
-	c.conns = nil
-}
-
 // flapper is a TCP proxy standing in for a cloud that is up only briefly:
 // each connection forwards at most limit bytes towards the broker, then
 // stops forwarding, lets the broker's replies (PUBACKs) through for grace,

@@ -17,6 +17,7 @@ import (
 	"github.com/lintel-gw/lintel/buffer"
 	"github.com/lintel-gw/lintel/gateway/pki"
 	"github.com/lintel-gw/lintel/gateway/testwait"
+	"github.com/lintel-gw/lintel/gateway/uplink/cloudtest"
 )
 
 // mosquitto is a real Mosquitto broker on loopback with a TLS listener that
@@ -142,13 +143,13 @@ func TestMosquittoInterop(t *testing.T) {
 			mu.Unlock()
 		}
 	})
-	proxy := newCutter(t, m.addr)
+	proxy := cloudtest.NewCutter(t, m.addr)
 	const total = 20_000
 	e.appendN(t, 0, total)
-	u, _ := e.start(t, Config{Broker: "mqtts://" + proxy.l.Addr().String()})
+	u, _ := e.start(t, Config{Broker: "mqtts://" + proxy.Addr()})
 	for range 5 {
 		time.Sleep(150 * time.Millisecond)
-		proxy.cut()
+		proxy.Cut()
 	}
 	testwait.Until(t, "every seq at the observer", 60*time.Second, func() bool {
 		mu.Lock()

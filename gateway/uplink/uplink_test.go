@@ -345,11 +345,10 @@ func TestWithSeq(t *testing.T) {
 // {"online":false} on lintel/<gateway>/$status.
 func TestLastWillMarksGatewayOffline(t *testing.T) {
 	e := newEnv(t)
-	proxy := newCutter(t, e.cloud.Addr())
-	u, _ := e.start(t, Config{Broker: "mqtts://" + proxy.l.Addr().String()})
+	proxy := cloudtest.NewCutter(t, e.cloud.Addr())
+	u, _ := e.start(t, Config{Broker: "mqtts://" + proxy.Addr()})
 	testwait.Until(t, "connected", 10*time.Second, func() bool { return u.Stats().Connected })
-	proxy.l.Close() // no reconnect
-	proxy.cut()
+	proxy.Close() // no reconnect
 	testwait.Until(t, "uplink to notice", 10*time.Second, func() bool { return !u.Stats().Connected })
 
 	retained := make(chan string, 1)

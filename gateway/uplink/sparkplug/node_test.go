@@ -8,6 +8,7 @@ import (
 
 	"github.com/lintel-gw/lintel/buffer"
 	"github.com/lintel-gw/lintel/gateway/testwait"
+	"github.com/lintel-gw/lintel/gateway/uplink/cloudtest"
 )
 
 // TestBirthsDataSeqWrap: a consumer sees NBIRTH (seq 0, bdSeq), a DBIRTH per
@@ -97,8 +98,8 @@ func TestRebirth(t *testing.T) {
 func TestOutageAndKill(t *testing.T) {
 	r := newRig(t)
 	h := newHost(t, r, "scada")
-	cut := newCutter(t, r.cloud.Addr())
-	e := r.startEdge(t, Config{PrimaryHostID: "scada"}, cut.url())
+	cut := cloudtest.NewCutter(t, r.cloud.Addr())
+	e := r.startEdge(t, Config{PrimaryHostID: "scada"}, "mqtts://"+cut.Addr())
 	testwait.Until(t, "births", 5*time.Second, func() bool { return h.count("DBIRTH") == 2 })
 	r.appendReadings(t, 0, 100)
 	testwait.Until(t, "first readings", 10*time.Second, func() bool { c, _ := h.seen("ahu/t"); return len(c) == 100 })
@@ -118,14 +119,13 @@ func TestOutageAndKill(t *testing.T) {
 	// Abrupt end with readings in flight: cut the connection, then stop.
 	r.appendReadings(t, 200, 100)
 	deaths := h.count("NDEATH")
-	cut.l.Close()
-	cut.cut()
+	cut.Close()
 	e.stop()
 	testwait.Until(t, "Will NDEATH", 5*time.Second, func() bool { return h.count("NDEATH") > deaths })
 
 	// Restart from the same data dir.
-	cut2 := newCutter(t, r.cloud.Addr())
-	r.startEdge(t, Config{PrimaryHostID: "scada"}, cut2.url())
+	cut2 := cloudtest.NewCutter(t, r.cloud.Addr())
+	r.startEdge(t, Config{PrimaryHostID: "scada"}, "mqtts://"+cut2.Addr())
 	testwait.Until(t, "everything after the restart", 15*time.Second, func() bool { c, _ := h.seen("ahu/t"); return len(c) == 300 })
 	testwait.Until(t, "buffer empty", 5*time.Second, func() bool { return r.queue.Stats().Records == 0 })
 	h.noProblems(t)
