@@ -236,22 +236,18 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 			fail(http.StatusBadRequest, "Login refused.")
 			return
 		}
-		if s.cfg.Guard != nil && s.cfg.Guard.Blocked(src, user) {
+		if s.cfg.Guard.Blocked(src, user) {
 			s.log.Warn("status page login refused during back-off", "user", user, "source", src)
 			fail(http.StatusTooManyRequests, "Too many failed logins: wait and try again.")
 			return
 		}
 		if !s.cfg.Users.Check(user, []byte(password)) || s.cfg.RoleOf(user) < RoleView {
-			if s.cfg.Guard != nil {
-				s.cfg.Guard.Fail(src, user)
-			}
+			s.cfg.Guard.Fail(src, user)
 			s.log.Warn("status page login failed", "user", user, "source", src)
 			fail(http.StatusUnauthorized, "Wrong user name or password, or no status role for this user.")
 			return
 		}
-		if s.cfg.Guard != nil {
-			s.cfg.Guard.Succeed(src, user)
-		}
+		s.cfg.Guard.Succeed(src, user)
 		id, _ := s.sessions.create(user)
 		s.log.Info("status page login", "user", user, "by", "password", "source", src)
 		http.SetCookie(w, s.cookie(loginCookie, "", -1))

@@ -172,7 +172,7 @@ func TestEventsStreamLiveValuesFromTheBroker(t *testing.T) {
 func TestPageShowsLatestValuesOnLoad(t *testing.T) {
 	b := startLocalBroker(t)
 	gw := &fakeGateway{snap: sampleSnapshot()}
-	s, err := New(Config{Address: "127.0.0.1:0", Users: testUsers(t), RoleOf: testRoles, Source: gw, Broker: b, Filter: "lintel/plant-7/+/+"})
+	s, err := New(Config{Address: "127.0.0.1:0", Users: testUsers(t), Guard: localbroker.NewGuard(time.Minute), RoleOf: testRoles, Source: gw, Broker: b, Filter: "lintel/plant-7/+/+"})
 	if err != nil {
 		t.Fatal(err)
 	}

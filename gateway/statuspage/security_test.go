@@ -10,11 +10,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lintel-gw/lintel/localbroker"
 )
 
 func TestRefusesNonLoopbackWithoutTLS(t *testing.T) {
 	gw := &fakeGateway{snap: sampleSnapshot()}
-	base := Config{Users: testUsers(t), RoleOf: testRoles, Source: gw}
+	base := Config{Users: testUsers(t), Guard: localbroker.NewGuard(time.Minute), RoleOf: testRoles, Source: gw}
 	for _, addr := range []string{"0.0.0.0:9109", ":9109", "192.0.2.10:9109", "[::]:9109", "gateway.example:9109"} {
 		cfg := base
 		cfg.Address = addr
@@ -319,5 +321,15 @@ func TestPageShowsTheState(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q", want)
 		}
+	}
+}
+
+// TestRefusesAPageWithoutLoginGuard: the back-off is not optional wiring; a
+// page built without it would let passwords be guessed at full speed.
+func TestRefusesAPageWithoutLoginGuard(t *testing.T) {
+	gw := &fakeGateway{snap: sampleSnapshot()}
+	_, err := New(Config{Address: "127.0.0.1:0", Users: testUsers(t), RoleOf: testRoles, Source: gw, Actions: gw})
+	if err == nil || !strings.Contains(err.Error(), "login guard") {
+		t.Fatalf("New without a guard: %v, want a refusal naming the login guard", err)
 	}
 }

@@ -135,7 +135,7 @@ type Config struct {
 	// a verified client certificate logs its common name in.
 	TLS     *tls.Config
 	Users   PasswordChecker
-	Guard   LoginGuard
+	Guard   LoginGuard // required: New refuses a page without back-off
 	RoleOf  func(user string) Role
 	Source  Source
 	Actions Actions
@@ -171,8 +171,10 @@ const maxStreams = 16
 
 // New checks cfg and prepares a Server; Serve runs it.
 func New(cfg Config) (*Server, error) {
-	if cfg.Source == nil || cfg.Users == nil || cfg.RoleOf == nil {
-		return nil, errors.New("status page: source, users and roles are required")
+	if cfg.Source == nil || cfg.Users == nil || cfg.RoleOf == nil || cfg.Guard == nil {
+		// A page without a login guard would let passwords be guessed at
+		// full speed: refuse it rather than run it unguarded.
+		return nil, errors.New("status page: source, users, roles and a login guard are required")
 	}
 	if cfg.TLS == nil {
 		if err := requireLoopback(cfg.Address); err != nil {
