@@ -77,11 +77,11 @@ func (q *Queue) DeadLetter(reason string, seqs ...uint64) error {
 	at := time.Now()
 	return q.applyWait(func(tx *bolt.Tx, st *Stats) error {
 		dead := tx.Bucket(bucketDead)
+		ct := newCommitTx(tx, st)
 		for _, seq := range seqs {
 			k := seqKey(seq)
 			for _, prio := range []Priority{Normal, High} {
-				b := tx.Bucket(bucketOf(prio))
-				v := b.Get(k)
+				v := ct.buckets[prio.index()].Get(k)
 				if v == nil {
 					continue
 				}
@@ -92,12 +92,7 @@ func (q *Queue) DeadLetter(reason string, seqs ...uint64) error {
 				if err := dead.Put(k, encodeDead(prio, at, reason, v)); err != nil {
 					return err
 				}
-				st.Bytes -= int64(len(v))
-				st.Records--
-				if prio == High {
-					st.High--
-				}
-				if err := b.Delete(k); err != nil {
+				if err := ct.remove(prio, k, v); err != nil {
 					return err
 				}
 				break

@@ -842,6 +842,9 @@ func (q *Queue) evictForDisk(need int64) (int, error) {
 	n := 0
 	err := q.update(0, nil, func(tx *bolt.Tx) error {
 		var freed int64
+		// Not commitTx.remove: it sets FillPercent 1 on the buckets, and with
+		// that the eviction itself ran out of space on a full disk
+		// (TestDiskFullDropOldestEvicts).
 		for _, prio := range []Priority{Normal, High} {
 			b := tx.Bucket(bucketOf(prio))
 			c := b.Cursor()
