@@ -79,7 +79,7 @@ func TestPendingConnectionCap(t *testing.T) {
 	b := startBroker(t, Config{
 		Users:  users(t, "bms", "bms-password"),
 		ACL:    NewACL([]Rule{{User: "bms", Read: []string{"lintel/#"}, Write: []string{"lintel/#"}}}),
-		Limits: Limits{MaxPending: 6, MaxPendingPerSource: 4},
+		Limits: Limits{MaxPending: 6, MaxPendingPerSource: 4, ConnectTimeout: time.Minute}, // held sockets must not time out: only a refusal may close one
 	})
 	c := mustConnect(t, b.addr, "bms", "bms-password")
 	got := make(chan string, 4)
