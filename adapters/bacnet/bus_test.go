@@ -164,9 +164,8 @@ func TestReadingsCarryValueUnitAndQuality(t *testing.T) {
 			t.Errorf("%s: got %+v, want v=%v unit=%q q=%s", point, got, w.V, w.Unit, w.Q)
 		}
 	}
-	if s, ok := rec.status("ahu1"); !ok || !s.Online {
-		t.Fatalf("status %+v %v, want online", s, ok)
-	}
+	// The device's status follows its first readings: wait for it.
+	waitFor(t, 2*time.Second, "ahu1 online", func() bool { s, ok := rec.status("ahu1"); return ok && s.Online })
 	if n := dev.Count(bacnet.ServiceReadPropertyMultiple); n != 1 {
 		t.Errorf("%d ReadPropertyMultiple for 9 points, want 1 batch", n)
 	}
