@@ -264,7 +264,7 @@ func (b *Broker) serve(l Listener, sock net.Listener) error {
 	if l.Kind == Websocket {
 		ml = newWSListener(l.Name, ln, l.TLS != nil, b.gate, b.log)
 	}
-	if err := b.srv.AddListener(ml); err != nil {
+	if err := b.srv.AddListener(ownClients{ml}); err != nil {
 		sock.Close()
 		return err
 	}
@@ -321,6 +321,16 @@ func (b *Broker) Close() error {
 	})
 	return b.closeErr
 }
+
+// ownClients keeps mochi from closing a listener's clients itself: the gate
+// has closed every connection by then (see Close). mochi's way walks its
+// client table with a read lock taken twice (Clients.GetByListener calls
+// Len), which deadlocks Close for good when a client leaving at that moment
+// queues for the write lock in between (mochi-mqtt/server#488, unfixed in
+// v2.7.9).
+type ownClients struct{ listeners.Listener }
+
+func (l ownClients) Close(listeners.CloseFn) { l.Listener.Close(func(string) {}) }
 
 // Addr returns the bound address of a listener (useful with port 0).
 func (b *Broker) Addr(listener string) string {

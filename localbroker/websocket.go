@@ -65,12 +65,9 @@ func (l *wsListener) Serve(establish listeners.EstablishFn) {
 	}
 }
 
-// Close stops accepting; mochi's closeClients ends the clients (and
-// Broker.Close has already closed every gated connection).
-func (l *wsListener) Close(closeClients listeners.CloseFn) {
-	l.srv.Close()
-	closeClients(l.id)
-}
+// Close stops accepting; Broker.Close has already closed every gated
+// connection, and so ended the clients.
+func (l *wsListener) Close(listeners.CloseFn) { l.srv.Close() }
 
 func (l *wsListener) handle(w http.ResponseWriter, r *http.Request) {
 	c, err := l.upgrader.Upgrade(w, r, nil)
