@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -47,7 +48,7 @@ type Broker struct {
 
 	mu        sync.Mutex
 	srv       *mqtt.Server
-	sock      net.Listener
+	sock      *trackedListener
 	received  []Message
 	pubacked  map[uint64]int // seq → PUBACKs sent for it
 	inflight  map[string]map[uint16]uint64
@@ -94,11 +95,13 @@ func (b *Broker) serve(addr string) error {
 	if err := srv.AddHook(&hook{b: b}, nil); err != nil {
 		return err
 	}
-	sock, err := tls.Listen("tcp", addr, b.tls)
+	tcp, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	if err := srv.AddListener(listeners.NewNet("cloud", sock)); err != nil {
+	// Tracked under TLS, so that mochi's clients still hold a *tls.Conn.
+	sock := &trackedListener{Listener: tcp, conns: map[*trackedConn]struct{}{}}
+	if err := srv.AddListener(ownClients{listeners.NewNet("cloud", tls.NewListener(sock, b.tls))}); err != nil {
 		sock.Close()
 		return err
 	}
@@ -124,13 +127,88 @@ func (b *Broker) Stop() {
 	b.srv, b.sock = nil, nil
 	b.mu.Unlock()
 	if srv != nil {
-		// Stop accepting first: mochi's Close races with connections that
-		// arrive while it runs (see localbroker.Broker.Close).
-		sock.Close()
-		time.Sleep(20 * time.Millisecond)
+		sock.closeAll()
 		srv.Close()
 	}
 }
+
+// trackedListener keeps every connection it accepted, so that Stop can drop
+// them all itself: mochi's own way (closing each listener's clients) walks
+// its client table with a read lock taken twice and deadlocks when a client
+// connects or leaves at that moment (mochi-mqtt/server#488; the local broker
+// works around it the same way).
+type trackedListener struct {
+	net.Listener
+	mu     sync.Mutex
+	conns  map[*trackedConn]struct{}
+	unread int // accepted connections mochi has not read from yet
+}
+
+type trackedConn struct {
+	net.Conn
+	l    *trackedListener
+	read atomic.Bool
+}
+
+func (l *trackedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: c, l: l}
+	l.mu.Lock()
+	l.conns[tc] = struct{}{}
+	l.unread++
+	l.mu.Unlock()
+	return tc, nil
+}
+
+// Read notes mochi's first read: mochi registers a connection with the
+// WaitGroup its Close waits on just before that read.
+func (c *trackedConn) Read(p []byte) (int, error) {
+	if c.read.CompareAndSwap(false, true) {
+		c.l.mu.Lock()
+		c.l.unread--
+		c.l.mu.Unlock()
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *trackedConn) Close() error {
+	c.l.mu.Lock()
+	delete(c.l.conns, c)
+	c.l.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// closeAll stops accepting and drops every connection, after letting mochi
+// take over the ones already accepted (at most a second), so that its
+// WaitGroup is not added to while Close waits on it.
+func (l *trackedListener) closeAll() {
+	l.Listener.Close()
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		l.mu.Lock()
+		n := l.unread
+		l.mu.Unlock()
+		if n <= 0 {
+			break
+		}
+	}
+	l.mu.Lock()
+	conns := make([]*trackedConn, 0, len(l.conns))
+	for c := range l.conns {
+		conns = append(conns, c)
+	}
+	l.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// ownClients leaves closing clients to trackedListener.closeAll.
+type ownClients struct{ listeners.Listener }
+
+func (l ownClients) Close(listeners.CloseFn) { l.Listener.Close(func(string) {}) }
 
 // Restart starts the broker again on the same address, retrying briefly
 // while the port is released.
