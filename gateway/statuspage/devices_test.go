@@ -19,6 +19,7 @@ func TestPageShowsEachDevicesLastErrorAndCircuit(t *testing.T) {
 		{Name: "meter", Online: false, Circuit: "open", LastError: `exception 2 <script>alert(1)</script>`, LastErrorAt: now.Add(-12 * time.Second),
 			Failures: 4, RetryAt: now.Add(40 * time.Second)},
 		{Name: "vav", Online: true, Circuit: "closed"},
+		{Name: "chiller", Online: false, Circuit: "half-open", RetryAt: now.Add(-time.Second), LastError: "timeout", LastErrorAt: now.Add(-time.Minute), Failures: 1},
 	}
 	ts.gw.mu.Unlock()
 	c := ts.client(t)
@@ -30,6 +31,8 @@ func TestPageShowsEachDevicesLastErrorAndCircuit(t *testing.T) {
 		"last error: exception 2 &lt;script&gt;alert(1)&lt;/script&gt;, 12s ago",
 		"4 failures in a row",
 		"last error: timeout, 3m0s ago",
+		"chiller: offline (circuit half-open: retry due)",
+		"1 failure in a row",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q", want)
