@@ -483,10 +483,14 @@ func TestMetricsFollowADeviceDying(t *testing.T) {
 	env, gw := startGateway(t)
 	base := "http://" + gw.MetricsAddr()
 	online := `lintel_device_online{bus="plant",device="energy-meter"}`
+	backoff := `lintel_device_backoff_seconds{bus="plant",device="energy-meter"}`
 	testwait.Until(t, "meter online and uplink connected in /metrics", 10*time.Second, func() bool {
 		body := scrape(t, base+"/metrics")
 		return metric(body, online) == 1 && metric(body, "lintel_uplink_connected") == 1 && metric(body, "lintel_buffer_commits_total") > 0
 	})
+	if b := metric(scrape(t, base+"/metrics"), backoff); b != 0 {
+		t.Fatalf("healthy meter: %s = %v, want 0", backoff, b)
+	}
 	body := scrape(t, base+"/metrics")
 	requests := metric(body, `lintel_bus_requests_total{bus="plant"}`)
 	errorsBefore := metric(body, `lintel_bus_exceptions_total{bus="plant"}`) + metric(body, `lintel_bus_timeouts_total{bus="plant"}`)
@@ -496,6 +500,7 @@ func TestMetricsFollowADeviceDying(t *testing.T) {
 
 	env.Sim.SetSilent(building.UnitMeter, true)
 	testwait.Until(t, "meter offline in /metrics", 10*time.Second, func() bool { return metric(scrape(t, base+"/metrics"), online) == 0 })
+	testwait.Until(t, "meter backed off in /metrics", 10*time.Second, func() bool { return metric(scrape(t, base+"/metrics"), backoff) > 0 })
 	body = scrape(t, base+"/metrics")
 	if after := metric(body, `lintel_bus_exceptions_total{bus="plant"}`) + metric(body, `lintel_bus_timeouts_total{bus="plant"}`); after <= errorsBefore {
 		t.Fatalf("bus errors did not rise (%v → %v)", errorsBefore, after)

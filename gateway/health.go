@@ -42,6 +42,7 @@ func newCollector(g *Gateway) *collector {
 	def("serial_unmatched_total", "Serial-line frames no event matched.", "bus")
 	def("serial_dropped_total", "Serial-line garbage and over-long frames dropped.", "bus")
 	def("device_online", "1 if the device answers.", "bus", "device")
+	def("device_backoff_seconds", "Seconds until a backed-off device is tried again; 0 when not backed off or the retry is due.", "bus", "device")
 	def("buffer_records", "Records waiting in the buffer.")
 	def("buffer_high_records", "High-priority records waiting.")
 	def("buffer_bytes", "Bytes of records waiting.")
@@ -92,6 +93,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		return 0
 	}
+	now := time.Now()
 	for name, a := range g.currentBuses() {
 		r := reportOf(a)
 		for _, m := range r.counters {
@@ -107,6 +109,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for device, on := range r.online {
 			gauge("device_online", b01(on), name, device)
+			gauge("device_backoff_seconds", max(r.devices[device].RetryAt.Sub(now).Seconds(), 0), name, device)
 		}
 	}
 	s := g.Stats()
@@ -161,6 +164,7 @@ type busReport struct {
 	counters   []counterSample
 	histograms []histogramSample
 	online     map[string]bool
+	devices    map[string]adapters.DeviceState // the same devices, in full
 }
 
 type counterSample struct {
@@ -183,12 +187,15 @@ func (r *busReport) Histogram(name string, bounds []float64, counts []uint64, su
 	r.histograms = append(r.histograms, histogramSample{name, bounds, counts, sum})
 }
 
-func (r *busReport) Device(name string, online bool) { r.online[name] = online }
+func (r *busReport) Device(s adapters.DeviceState) {
+	r.online[s.Name] = s.Online
+	r.devices[s.Name] = s
+}
 
 // reportOf asks a bus for its report; a bus that reports nothing has an
 // empty one.
 func reportOf(a any) *busReport {
-	r := &busReport{online: map[string]bool{}}
+	r := &busReport{online: map[string]bool{}, devices: map[string]adapters.DeviceState{}}
 	if rep, ok := a.(adapters.Reporter); ok {
 		rep.Report(r)
 	}

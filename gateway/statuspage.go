@@ -148,7 +148,8 @@ func (s statusSource) Snapshot() statuspage.Snapshot {
 }
 
 // busStatus summarises what a bus reported (the same report /metrics
-// uses): poll periods, request count and mean answer time, error counts.
+// uses): poll periods, request count and mean answer time, error counts,
+// and each device's state with its last error and circuit.
 func busStatus(name, kind string, polls []string, r *busReport) statuspage.Bus {
 	bus := statuspage.Bus{Name: name, Kind: kind}
 	var parts, errs []string
@@ -179,8 +180,13 @@ func busStatus(name, kind string, polls []string, r *busReport) statuspage.Bus {
 	if len(errs) > 0 {
 		bus.LastError = strings.Join(errs, ", ") + " since start"
 	}
-	for _, d := range slices.Sorted(maps.Keys(r.online)) {
-		bus.Devices = append(bus.Devices, statuspage.Device{Name: d, Online: r.online[d]})
+	now := time.Now()
+	for _, name := range slices.Sorted(maps.Keys(r.devices)) {
+		d := r.devices[name]
+		bus.Devices = append(bus.Devices, statuspage.Device{
+			Name: name, Online: d.Online, Circuit: d.Circuit(now), RetryAt: d.RetryAt,
+			LastError: d.LastError, LastErrorAt: d.LastErrorAt, Failures: d.Failures,
+		})
 	}
 	return bus
 }

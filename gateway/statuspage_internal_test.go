@@ -2,6 +2,9 @@ package gateway
 
 import (
 	"testing"
+	"time"
+
+	"github.com/lintel-gw/lintel/adapters"
 
 	"github.com/lintel-gw/lintel/gateway/config"
 	"github.com/lintel-gw/lintel/gateway/statuspage"
@@ -27,7 +30,11 @@ func TestStatusRolesComeFromTheACL(t *testing.T) {
 }
 
 func TestBusStatusFromTheAdapterReport(t *testing.T) {
-	r := &busReport{online: map[string]bool{"ahu": true, "meter": false}}
+	r := reportOf(nil)
+	now := time.Now()
+	failed, retry := now.Add(-10*time.Second), now.Add(time.Minute)
+	r.Device(adapters.DeviceState{Name: "meter", LastError: "timeout", LastErrorAt: failed, Failures: 3, RetryAt: retry})
+	r.Device(adapters.DeviceState{Name: "ahu", Online: true})
 	r.Counter("bus_requests_total", 80)
 	r.Counter("bus_timeouts_total", 3)
 	r.Counter("bus_exceptions_total", 0)
@@ -37,6 +44,13 @@ func TestBusStatusFromTheAdapterReport(t *testing.T) {
 		t.Errorf("poll %q, error %q", b.Poll, b.LastError)
 	}
 	if len(b.Devices) != 2 || b.Devices[0].Name != "ahu" || !b.Devices[0].Online || b.Devices[1].Online {
-		t.Errorf("devices %+v", b.Devices)
+		t.Fatalf("devices %+v", b.Devices)
+	}
+	if ahu := b.Devices[0]; ahu.Circuit != "closed" || ahu.LastError != "" || !ahu.RetryAt.IsZero() {
+		t.Errorf("healthy device %+v", ahu)
+	}
+	want := statuspage.Device{Name: "meter", Circuit: "open", RetryAt: retry, LastError: "timeout", LastErrorAt: failed, Failures: 3}
+	if m := b.Devices[1]; m != want {
+		t.Errorf("failing device %+v, want %+v", m, want)
 	}
 }

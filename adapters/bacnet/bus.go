@@ -59,6 +59,7 @@ type deviceState struct {
 	online   bool
 	reported bool
 	live     atomic.Bool
+	health   adapters.Health        // last error and back-off, for Report
 	points   map[string]*pointState // the map is fixed by New
 
 	// mu guards the points' state between the polling loop and the
@@ -222,6 +223,9 @@ func (b *Bus) Run(ctx context.Context, pub adapters.Publisher) error {
 		if late := time.Now(); d.next.Before(late) {
 			d.next = late // never catch up missed polls in a burst
 		}
+		if d.fails >= b.cfg.OfflineAfter {
+			d.health.BackOff(d.next)
+		}
 	}
 }
 
@@ -259,6 +263,7 @@ func (b *Bus) registerForeign(ctx context.Context, c *Client) {
 func (b *Bus) account(ctx context.Context, d *deviceState, pub adapters.Publisher, err error) {
 	if err != nil {
 		d.fails++
+		d.health.Failed(errorKind(err), time.Now())
 		b.log.Debug("poll failed", "device", d.Name, "err", err)
 		if d.fails == b.cfg.OfflineAfter || (!d.reported && d.fails > b.cfg.OfflineAfter) {
 			b.log.Warn("device offline", "device", d.Name, "err", err)
@@ -278,6 +283,49 @@ func (b *Bus) account(ctx context.Context, d *deviceState, pub adapters.Publishe
 		b.publishStatus(ctx, d, pub, true, "")
 	}
 	d.fails = 0
+	d.health.Answered()
+}
+
+// errorClasses and errorCodes name the BACnet error classes and the codes
+// this adapter knows; others are shown as numbers.
+var (
+	errorClasses = []string{"device", "object", "property", "resources", "security", "services", "vt", "communication"}
+	errorCodes   = map[uint32]string{
+		ErrorCodeOther: "other", ErrorCodeInvalidDataType: "invalid-data-type", ErrorCodeServiceRequestDenied: "service-request-denied",
+		ErrorCodeUnknownObject: "unknown-object", ErrorCodeUnknownProperty: "unknown-property", ErrorCodeValueOutOfRange: "value-out-of-range",
+		ErrorCodeWriteAccessDenied: "write-access-denied", ErrorCodeOptionalNotSupported: "optional-functionality-not-supported",
+	}
+)
+
+// errorKind is the fixed description of a failed poll that Report shows
+// (adapters.DeviceState.LastError): the kind of error, never addresses,
+// object names or values.
+func errorKind(err error) string {
+	var be *Error
+	var rej *RejectError
+	var ab *AbortError
+	switch {
+	case errors.Is(err, ErrTimeout):
+		return "timeout"
+	case errors.As(err, &be):
+		class, code := strconv.FormatUint(uint64(be.Class), 10), strconv.FormatUint(uint64(be.Code), 10)
+		if be.Class < uint32(len(errorClasses)) {
+			class = errorClasses[be.Class]
+		}
+		if name, ok := errorCodes[be.Code]; ok {
+			code = name
+		}
+		return "error " + class + "/" + code
+	case errors.As(err, &rej):
+		return fmt.Sprintf("reject reason %d", rej.Reason)
+	case errors.As(err, &ab):
+		return fmt.Sprintf("abort reason %d", ab.Reason)
+	case errors.Is(err, ErrSegmented):
+		return "segmented answer"
+	case errors.Is(err, ErrMalformed):
+		return "malformed answer"
+	}
+	return "network error"
 }
 
 func (b *Bus) publishStatus(ctx context.Context, d *deviceState, pub adapters.Publisher, online bool, errText string) {

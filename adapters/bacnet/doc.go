@@ -71,7 +71,11 @@
 // Timeouts are retried (same invoke id). After OfflineAfter failed polls in
 // a row the device's retained $status says offline and it is polled with
 // exponential backoff (at most 5 minutes); its subscriptions are renewed
-// when it answers again.
+// when it answers again. Report gives each device's state
+// (adapters.DeviceState): the kind of the last failed poll ("timeout",
+// "error object/unknown-object", "reject reason 9"; never addresses or
+// values), its time, the failures in a row and, while backing off, the next
+// try.
 //
 // # Writes
 //

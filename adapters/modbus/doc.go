@@ -16,4 +16,8 @@
 // in a row the device's retained $status says offline and it is polled with
 // exponential backoff (at most 5 minutes), so a dead device costs the others
 // little. Link errors drop the connection; it is reopened on the next request.
+// Report gives each device's state (adapters.DeviceState): the kind of the
+// last failed poll ("timeout", "CRC error", "exception 2 (illegal data
+// address)", "connection failed"; never addresses or response bytes), its
+// time, the failures in a row and, while backing off, the next try.
 package modbus

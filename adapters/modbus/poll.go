@@ -24,6 +24,7 @@ type deviceState struct {
 	live     atomic.Bool // online, for Stats from other goroutines
 	reported bool        // whether a status was ever published
 	last     map[string]*adapters.Published
+	health   adapters.Health // last error and back-off, for Report
 }
 
 // schedule is the points of one device polled at one interval.
@@ -75,6 +76,9 @@ func (b *Bus) Run(ctx context.Context, pub adapters.Publisher) error {
 		if late := time.Now(); s.next.Before(late) {
 			s.next = late // never try to catch up missed polls in a burst
 		}
+		if d.fails >= b.cfg.OfflineAfter {
+			d.health.BackOff(b.nextTry(d))
+		}
 	}
 }
 
@@ -109,6 +113,7 @@ func (b *Bus) poll(ctx context.Context, d *deviceState, plan []request, pub adap
 	}
 	if firstErr != nil {
 		d.fails++
+		d.health.Failed(errorKind(firstErr), time.Now())
 		if d.fails == b.cfg.OfflineAfter || (!d.reported && d.fails > b.cfg.OfflineAfter) {
 			b.log.Warn("device offline", "device", d.Name, "err", firstErr)
 			b.publishStatus(ctx, d, pub, false, firstErr.Error())
@@ -122,7 +127,51 @@ func (b *Bus) poll(ctx context.Context, d *deviceState, plan []request, pub adap
 		b.publishStatus(ctx, d, pub, true, "")
 	}
 	d.fails = 0
+	d.health.Answered()
 	return nil
+}
+
+// nextTry is when the first of d's schedules polls it next; only Run's
+// goroutine calls it.
+func (b *Bus) nextTry(d *deviceState) time.Time {
+	var next time.Time
+	for _, s := range b.schedules {
+		if s.d == d && (next.IsZero() || s.next.Before(next)) {
+			next = s.next
+		}
+	}
+	return next
+}
+
+// exceptionCodes are the Modbus exception codes of simonvetter/modbus's
+// exception errors.
+var exceptionCodes = map[mb.Error]int{
+	mb.ErrIllegalFunction: 1, mb.ErrIllegalDataAddress: 2, mb.ErrIllegalDataValue: 3,
+	mb.ErrServerDeviceFailure: 4, mb.ErrAcknowledge: 5, mb.ErrServerDeviceBusy: 6,
+	mb.ErrMemoryParityError: 8, mb.ErrGWPathUnavailable: 10, mb.ErrGWTargetFailedToRespond: 11,
+}
+
+// errorKind is the fixed description of a failed poll that Report shows
+// (adapters.DeviceState.LastError): the kind of error, never addresses,
+// point names or response bytes.
+func errorKind(err error) string {
+	var mbErr mb.Error
+	switch {
+	case errors.Is(err, mb.ErrRequestTimedOut):
+		return "timeout"
+	case errors.Is(err, mb.ErrBadCRC):
+		return "CRC error"
+	case errors.Is(err, mb.ErrShortFrame):
+		return "short frame"
+	case errors.Is(err, mb.ErrProtocolError), errors.Is(err, mb.ErrBadUnitId), errors.Is(err, mb.ErrBadTransactionId), errors.Is(err, mb.ErrUnknownProtocolId):
+		return "protocol error"
+	case !errors.As(err, &mbErr):
+		return "connection failed"
+	}
+	if code, ok := exceptionCodes[mbErr]; ok {
+		return fmt.Sprintf("exception %d (%s)", code, string(mbErr))
+	}
+	return string(mbErr) // one of the library's fixed error strings
 }
 
 func (b *Bus) publishStatus(ctx context.Context, d *deviceState, pub adapters.Publisher, online bool, errText string) {

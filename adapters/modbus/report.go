@@ -2,7 +2,9 @@ package modbus
 
 import "github.com/lintel-gw/lintel/adapters"
 
-// Report hands the bus's counters, response times and device states to s.
+// Report hands the bus's counters, response times and device states to s:
+// online, the kind of the last failed poll and the back-off of an offline
+// device (polled again at RetryAt, see Run).
 func (b *Bus) Report(s adapters.Sink) {
 	st := b.Stats()
 	s.Counter("bus_requests_total", st.Requests)
@@ -10,7 +12,7 @@ func (b *Bus) Report(s adapters.Sink) {
 	s.Counter("bus_exceptions_total", st.Exceptions)
 	s.Counter("bus_link_errors_total", st.LinkErrors)
 	s.Histogram("bus_response_seconds", ResponseBuckets, st.Buckets, st.Sum)
-	for name, on := range st.Online {
-		s.Device(name, on)
+	for _, d := range b.devices {
+		s.Device(d.health.State(d.Name, d.live.Load()))
 	}
 }

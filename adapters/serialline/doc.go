@@ -32,5 +32,10 @@
 //
 // When the port fails (a USB adapter unplugged) every device's retained
 // $status says offline and the port is reopened with backoff (0.5 s to 30 s)
-// until it returns.
+// until it returns. Report gives each device's state (adapters.DeviceState):
+// the kind of the last problem as a fixed phrase ("no answer to request",
+// "cannot open port", "port lost"; on a line with one device also "frame
+// matched no event" and "garbage or over-long frame dropped"), never the
+// frame, and while the port cannot be opened, the next attempt. A device
+// that stops answering is asked at its request period, not backed off.
 package serialline

@@ -151,6 +151,10 @@ type Line struct {
 
 	stMu sync.Mutex
 	st   *status
+
+	// health is each device's last error and back-off, for Report; the
+	// map is fixed by New.
+	health map[string]*adapters.Health
 }
 
 // Stats are a line's counters and its devices' states.
@@ -211,7 +215,11 @@ func New(cfg Config, logger *slog.Logger) (*Line, error) {
 			}
 		}
 	}
-	return &Line{cfg: cfg, log: logger.With("component", "serialline", "bus", cfg.Name), badLogged: map[string]bool{}}, nil
+	health := map[string]*adapters.Health{}
+	for _, d := range cfg.Devices {
+		health[d.Name] = &adapters.Health{}
+	}
+	return &Line{cfg: cfg, log: logger.With("component", "serialline", "bus", cfg.Name), badLogged: map[string]bool{}, health: health}, nil
 }
 
 // anchorPatterns returns a copy of devices whose parameter patterns must
@@ -285,6 +293,11 @@ func (l *Line) Run(ctx context.Context, pub adapters.Publisher) error {
 		port, err := l.cfg.Open(l.cfg)
 		if err != nil {
 			status.all(ctx, false, "cannot open "+l.cfg.Port+": "+err.Error())
+			now := time.Now()
+			for _, h := range l.health {
+				h.Failed("cannot open port", now)
+				h.BackOff(now.Add(backoff))
+			}
 			l.log.Debug("port not available", "port", l.cfg.Port, "err", err)
 			select {
 			case <-ctx.Done():
@@ -300,6 +313,9 @@ func (l *Line) Run(ctx context.Context, pub adapters.Publisher) error {
 		l.mu.Unlock()
 		l.log.Info("port open", "port", l.cfg.Port)
 		status.all(ctx, true, "")
+		for _, h := range l.health {
+			h.Answered()
+		}
 
 		err = l.read(ctx, port, pub, status)
 
@@ -310,6 +326,9 @@ func (l *Line) Run(ctx context.Context, pub adapters.Publisher) error {
 		if ctx.Err() == nil {
 			l.log.Warn("port lost; reopening", "port", l.cfg.Port, "err", err)
 			status.all(ctx, false, "port lost: "+err.Error())
+			for _, h := range l.health {
+				h.Failed("port lost", time.Now())
+			}
 		}
 	}
 	return nil
@@ -332,6 +351,7 @@ func (l *Line) read(ctx context.Context, port Port, pub adapters.Publisher, stat
 			l.log.Warn("dropped garbage or over-long frames", "count", fr.Dropped-dropped, "total", fr.Dropped)
 			l.Dropped.Add(fr.Dropped - dropped)
 			dropped = fr.Dropped
+			l.lineError("garbage or over-long frame dropped")
 		}
 	}
 	return nil
@@ -342,11 +362,13 @@ func (l *Line) read(ctx context.Context, port Port, pub adapters.Publisher, stat
 func (l *Line) handle(ctx context.Context, frame []byte, pub adapters.Publisher) {
 	text := strings.ToValidUTF8(string(frame), "\uFFFD")
 	at := time.Now()
+	answer := false
 	l.mu.Lock()
 	for i, w := range l.waiters {
 		if w.expect.MatchString(text) {
 			w.got <- text
 			l.waiters = slices.Delete(l.waiters, i, i+1)
+			answer = true
 			break
 		}
 	}
@@ -369,6 +391,19 @@ func (l *Line) handle(ctx context.Context, frame []byte, pub adapters.Publisher)
 	if !matched {
 		l.Unmatched.Add(1)
 		l.log.Debug("frame matches no event", "bytes", len(frame))
+		if !answer { // an answer to a request is no error, even if no event parses it
+			l.lineError("frame matched no event")
+		}
+	}
+}
+
+// lineError records a problem of a frame that belongs to no device as the
+// last error of the line's device when the line has only one; on a shared
+// line it is only counted (Unmatched, Dropped). kind is a fixed
+// description: the frame may hold names and is never recorded.
+func (l *Line) lineError(kind string) {
+	if len(l.cfg.Devices) == 1 {
+		l.health[l.cfg.Devices[0].Name].Error(kind, time.Now())
 	}
 }
 
@@ -416,6 +451,7 @@ func (l *Line) publishEvent(ctx context.Context, device string, e Event, m []str
 // per event (the frame may hold personal data and is not logged).
 func (l *Line) badTopic(device, event string, err error) {
 	l.BadTopics.Add(1)
+	l.health[device].Error("event made an invalid topic", time.Now())
 	l.badMu.Lock()
 	first := !l.badLogged[device+"/"+event]
 	l.badLogged[device+"/"+event] = true
@@ -450,6 +486,11 @@ func (l *Line) poll(ctx context.Context, device string, r Request, st *status) {
 		case errors.Is(err, ErrNotConnected), ctx.Err() != nil:
 		case err != nil:
 			misses++
+			kind := "no answer to request"
+			if !errors.Is(err, ErrNoAck) {
+				kind = "write failed"
+			}
+			l.health[device].Failed(kind, time.Now())
 			if misses == l.cfg.OfflineAfter {
 				l.log.Warn("device not answering", "device", device, "misses", misses)
 				st.set(ctx, device, false, fmt.Sprintf("no answer to %d requests", misses))
@@ -459,6 +500,7 @@ func (l *Line) poll(ctx context.Context, device string, r Request, st *status) {
 				st.set(ctx, device, true, "")
 			}
 			misses = 0
+			l.health[device].Answered()
 		}
 	}
 }

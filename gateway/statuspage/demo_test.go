@@ -17,6 +17,7 @@ import (
 
 	"github.com/lintel-gw/lintel/gateway"
 	"github.com/lintel-gw/lintel/gateway/demo"
+	"github.com/lintel-gw/lintel/gateway/demo/building"
 	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
@@ -146,4 +147,55 @@ func TestDemoStatusPageOverHTTP(t *testing.T) {
 		}
 	}
 	t.Fatalf("no value changed on the event stream within 30s (saw %d topics): %v", len(first), sc.Err())
+}
+
+// TestDemoPageShowsASilentDevicesErrorAndCircuit: a device of the demo
+// building that stops answering shows on the page as offline, with the
+// kind of its last error and an open circuit; answering again, it is
+// online with the error kept as history.
+func TestDemoPageShowsASilentDevicesErrorAndCircuit(t *testing.T) {
+	d := startDemo(t)
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	resp, err := c.Get(d.base + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := csrfField.FindStringSubmatch(readBody(t, resp))
+	if m == nil {
+		t.Fatal("no login form")
+	}
+	resp, err = c.PostForm(d.base+"/login", url.Values{"csrf": {m[1]}, "user": {d.env.User}, "password": {d.env.Password}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	readBody(t, resp)
+	page := func() string {
+		resp, err := c.Get(d.base + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return readBody(t, resp)
+	}
+	// The device's list item, up to its end.
+	meter := func(p string) string {
+		_, li, _ := strings.Cut(p, "energy-meter: ")
+		li, _, _ = strings.Cut(li, "</li>")
+		return li
+	}
+	testwait.Until(t, "energy-meter online on the page", 10*time.Second, func() bool { return strings.HasPrefix(meter(page()), "online") })
+
+	d.env.Sim.SetSilent(building.UnitMeter, true)
+	testwait.Until(t, "energy-meter offline with an open circuit", 15*time.Second, func() bool {
+		li := meter(page())
+		return strings.HasPrefix(li, "offline") && strings.Contains(li, "(circuit open, retry at ")
+	})
+	if li := meter(page()); !strings.Contains(li, "last error: exception 11 (gateway target device failed to respond), ") || !strings.Contains(li, "failures in a row") {
+		t.Errorf("offline meter on the page: %q", li)
+	}
+	d.env.Sim.SetSilent(building.UnitMeter, false)
+	testwait.Until(t, "energy-meter back online", 30*time.Second, func() bool { return strings.HasPrefix(meter(page()), "online") })
+	if li := meter(page()); strings.Contains(li, "circuit") || !strings.Contains(li, "last error: exception 11") {
+		t.Errorf("recovered meter on the page: %q", li)
+	}
 }

@@ -2,7 +2,8 @@
 // read-mostly web UI for the gateway on site.
 //
 // It shows what Source reports (identity, uplink, buffer, buses and
-// devices, the audit, the last commands), a chart of buffer depth and drain
+// devices with each device's last error and circuit, the audit, the last
+// commands), a chart of buffer depth and drain
 // rate over the last hour sampled every SampleEvery, and live point values
 // pushed by server-sent events from an in-process broker subscription: one
 // subscription for the whole page, and each browser gets at most one batch

@@ -61,11 +61,23 @@ type Bus struct {
 	Poll      string // poll timing, e.g. "every 5s, last answer 12ms"
 }
 
-// Device is one device's state on its bus.
+// Device is one device's state on its bus, as its adapter reports it
+// (adapters.DeviceState).
 type Device struct {
-	Name    string
-	Online  bool
-	Circuit string // circuit-breaker state when the adapter has one
+	Name   string
+	Online bool
+	// Circuit is the adapter's back-off state: closed (tried at its
+	// period), open (backing off until RetryAt) or half-open (the retry is
+	// due); empty when the adapter does not say. Shown unless the device
+	// is online with a closed circuit.
+	Circuit string
+	RetryAt time.Time // next try while backing off, zero when not
+	// LastError is the kind of the device's most recent failure, a fixed
+	// phrase without frame contents, kept after the device answers again;
+	// LastErrorAt when it happened. Empty and zero when none.
+	LastError   string
+	LastErrorAt time.Time
+	Failures    int // failed polls or requests in a row
 }
 
 // Command is one line of the command audit log: who asked what, and the
