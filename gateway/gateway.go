@@ -71,8 +71,9 @@ type Gateway struct {
 
 	badTopics atomic.Uint64 // readings refused for a device or point that is not a valid topic level
 
-	version string                   // Options.Version
-	ha      *homeassistant.Discovery // nil until home_assistant is first on; used under mu
+	version string                                  // Options.Version
+	ha      *homeassistant.Discovery                // nil until home_assistant is first on; used under mu
+	haLive  atomic.Pointer[homeassistant.Discovery] // ha, for the adapters' publish path (observeReading)
 }
 
 // state is where a Gateway is in its life: New → starting (Run called) →
@@ -187,6 +188,9 @@ func (g *Gateway) publish(ctx context.Context, m adapters.Message) error {
 			g.log.Warn("reading not buffered", "topic", topic, "err", err, "total", g.pubErrs.Load())
 		}
 		return nil
+	}
+	if err == nil {
+		g.observeReading(ctx, m)
 	}
 	return ctx.Err()
 }

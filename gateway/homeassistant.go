@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"regexp"
+	"regexp/syntax"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/lintel-gw/lintel/adapters"
@@ -38,7 +40,8 @@ func (g *Gateway) syncDiscovery(ctx context.Context, cfg *config.Config) {
 	if g.ha == nil {
 		g.ha = homeassistant.New(func(ctx context.Context, topic string, payload []byte) error {
 			return g.broker.Publish(ctx, topic, payload, true, localbroker.Normal)
-		})
+		}, g.log)
+		g.haLive.Store(g.ha)
 	}
 	var err error
 	if ha == nil {
@@ -51,11 +54,22 @@ func (g *Gateway) syncDiscovery(ctx context.Context, cfg *config.Config) {
 	}
 }
 
+// observeReading lets discovery announce a state point named by a frame
+// (door_{door}_open) when its first reading passes. It runs on the
+// adapters' publish path, so it reads haLive, not ha (guarded by mu, which
+// Reload holds while it waits for the adapters to stop).
+func (g *Gateway) observeReading(ctx context.Context, m adapters.Message) {
+	if d := g.haLive.Load(); d != nil {
+		d.Observe(ctx, m.Device, m.Point)
+	}
+}
+
 // haSite describes cfg's devices for Home Assistant. A bool point is a
 // switch only if it is a writable coil whose writes need no signature.
 // Serial-line events show only fields kept raw that do not look personal;
-// state points named from a frame (door_{door}) are not announced, since
-// their names are known only once frames arrive.
+// a state point named from a frame (door_{door}) becomes a Template, which
+// discovery announces once a reading names a point, only if every field
+// of its name and its value is kept raw and does not look personal.
 func haSite(cfg *config.Config, version string) homeassistant.Site {
 	site := homeassistant.Site{Prefix: cfg.LocalBroker.HomeAssistant.Prefix, GatewayID: cfg.Gateway.ID, Version: version}
 	busType := map[string]string{}
@@ -77,11 +91,14 @@ func haSite(cfg *config.Config, version string) homeassistant.Site {
 		}
 		for _, e := range d.Events {
 			if e.Point != "" {
+				if t, ok := haTemplate(e); ok {
+					dev.Templates = append(dev.Templates, t)
+				}
 				continue
 			}
 			dev.Events = append(dev.Events, homeassistant.Event{Name: e.Name, Fields: shownFields(e)})
 		}
-		if len(dev.Points)+len(dev.Events) > 0 {
+		if len(dev.Points)+len(dev.Events)+len(dev.Templates) > 0 {
 			site.Devices = append(site.Devices, dev)
 		}
 	}
@@ -105,4 +122,75 @@ func shownFields(e config.Event) []string {
 		}
 	}
 	return out
+}
+
+// placeholder is a field in a point template: {door}.
+var placeholder = regexp.MustCompile(`\{([A-Za-z0-9_]+)\}`)
+
+// haTemplate describes a templated state point for discovery: its shape is
+// the template with each {field} replaced by the field's capture pattern.
+// It is refused (false) when a field of the name or the value field is
+// pseudonymised, dropped or looks personal: an entity would then be named
+// after, or show, a person.
+func haTemplate(e config.Event) (homeassistant.Template, bool) {
+	raw := func(f string) bool {
+		rule := e.Privacy[f]
+		return (rule == "" || rule == privacy.Keep) && !privacy.LooksPersonal(f)
+	}
+	tree, err := syntax.Parse(e.Match, syntax.Perl)
+	if err != nil || !raw(e.Value) { // the pattern is checked by config
+		return homeassistant.Template{}, false
+	}
+	var shape strings.Builder
+	shape.WriteString("^(?:")
+	last := 0
+	for _, m := range placeholder.FindAllStringSubmatchIndex(e.Point, -1) {
+		field := e.Point[m[2]:m[3]]
+		subs := captures(tree, field)
+		if len(subs) == 0 || !raw(field) {
+			return homeassistant.Template{}, false
+		}
+		shape.WriteString(regexp.QuoteMeta(e.Point[last:m[0]]))
+		shape.WriteString("(?:" + strings.Join(subs, "|") + ")")
+		last = m[1]
+	}
+	shape.WriteString(regexp.QuoteMeta(e.Point[last:]) + ")$")
+	re, err := regexp.Compile(shape.String())
+	if err != nil {
+		return homeassistant.Template{}, false
+	}
+	return homeassistant.Template{Event: e.Name, Shape: re, Kind: valuesKind(e.Values)}, true
+}
+
+// captures returns the pattern of every group named field in re.
+func captures(re *syntax.Regexp, field string) []string {
+	var out []string
+	if re.Op == syntax.OpCapture && re.Name == field {
+		out = append(out, re.Sub[0].String())
+	}
+	for _, sub := range re.Sub {
+		out = append(out, captures(sub, field)...)
+	}
+	return out
+}
+
+// valuesKind is Bool when an event maps every value to a bool, Number when
+// to a number, else Text (the raw field, or a mix).
+func valuesKind(values map[string]any) homeassistant.Kind {
+	bools, numbers := 0, 0
+	for _, v := range values {
+		switch v.(type) {
+		case bool:
+			bools++
+		case int, int64, uint64, float64:
+			numbers++
+		}
+	}
+	switch {
+	case len(values) > 0 && bools == len(values):
+		return homeassistant.Bool
+	case len(values) > 0 && numbers == len(values):
+		return homeassistant.Number
+	}
+	return homeassistant.Text
 }

@@ -24,6 +24,13 @@ import (
 // Home Assistant.
 func haEnv(t *testing.T) (*demo.Env, *gateway.Gateway, paho.Client, *haCapture) {
 	t.Helper()
+	return haEnvWith(t, nil)
+}
+
+// haEnvWith is haEnv with edit applied to the configuration before the
+// gateway starts.
+func haEnvWith(t *testing.T, edit func(*config.Config)) (*demo.Env, *gateway.Gateway, paho.Client, *haCapture) {
+	t.Helper()
 	env, err := demo.Prepare(demo.Options{DataDir: t.TempDir(), Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
@@ -45,6 +52,9 @@ func haEnv(t *testing.T) (*demo.Env, *gateway.Gateway, paho.Client, *haCapture) 
 	cfg.LocalBroker.ACL = append(cfg.LocalBroker.ACL, config.ACLRule{User: "homeassistant",
 		Read:  []string{"lintel/demo-gw/#", "homeassistant/#"},
 		Write: []string{"homeassistant/status", "lintel/demo-gw/ahu-1/fan_enable/set"}})
+	if edit != nil {
+		edit(cfg)
+	}
 
 	gw := runGateway(t, cfg, gateway.Options{Version: "test", Logger: quiet()})
 

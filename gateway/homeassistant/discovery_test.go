@@ -237,7 +237,7 @@ func checkConfig(t *testing.T, topic string, payload []byte) map[string]any {
 func TestDiscoveryThroughTheLocalBrokerMatchesTheSchema(t *testing.T) {
 	b, addr := haBroker(t)
 	col := subscribe(t, addr)
-	d := homeassistant.New(retainedPublish(b))
+	d := homeassistant.New(retainedPublish(b), nil)
 	want, err := homeassistant.Configs(site())
 	if err != nil {
 		t.Fatal(err)
@@ -308,7 +308,7 @@ func TestDiscoveryThroughTheLocalBrokerMatchesTheSchema(t *testing.T) {
 func TestEventsShowNoPersonalField(t *testing.T) {
 	b, addr := haBroker(t)
 	col := subscribe(t, addr)
-	if err := homeassistant.New(retainedPublish(b)).Sync(context.Background(), site()); err != nil {
+	if err := homeassistant.New(retainedPublish(b), nil).Sync(context.Background(), site()); err != nil {
 		t.Fatal(err)
 	}
 	want, _ := homeassistant.Configs(site())
@@ -330,7 +330,7 @@ func TestEventsShowNoPersonalField(t *testing.T) {
 
 func TestSyncRemovesEntitiesThatDisappeared(t *testing.T) {
 	b, addr := haBroker(t)
-	d := homeassistant.New(retainedPublish(b))
+	d := homeassistant.New(retainedPublish(b), nil)
 	if err := d.Sync(context.Background(), site()); err != nil {
 		t.Fatal(err)
 	}
@@ -365,7 +365,7 @@ func TestSyncRemovesEntitiesThatDisappeared(t *testing.T) {
 
 func TestClearRemovesEverything(t *testing.T) {
 	b, addr := haBroker(t)
-	d := homeassistant.New(retainedPublish(b))
+	d := homeassistant.New(retainedPublish(b), nil)
 	if err := d.Sync(context.Background(), site()); err != nil {
 		t.Fatal(err)
 	}
