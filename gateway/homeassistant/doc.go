@@ -25,7 +25,22 @@
 //     $status and the gateway's lintel/<gw>/$status say online
 //     (availability_mode all).
 //
+//   - A state point named by a frame (a serial-line event with point:
+//     door_{door}_open) is listed as a Template: its shape is the template
+//     with its captures' patterns. Discovery.Observe, called for every
+//     reading, announces such a point the first time one arrives, as a
+//     sensor or binary_sensor (never a switch) of its device with the same
+//     availability. Its config holds nothing from the frame but the point
+//     name; the gateway offers no template whose name or value field is
+//     pseudonymised, dropped or looks personal. The name must fit the
+//     shape, be one valid topic level and a valid object id. At most
+//     MaxDynamic (256) such points per device are announced; further ones
+//     are counted (Overflow) and logged once, and not remembered.
+//
 // Discovery.Sync publishes the configs and, for entities a previous Sync
 // published that are gone, an empty retained payload, which makes Home
-// Assistant remove them.
+// Assistant remove them. A point Observe announced stays across a Sync
+// while a template of its device still fits its name and the site does not
+// list it; otherwise it is removed. Clear removes everything, and Observe
+// announces nothing until the next Sync.
 package homeassistant
