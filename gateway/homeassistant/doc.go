@@ -12,14 +12,17 @@
 //     binary_sensor, or a switch when Point.Switch says so: the gateway sets
 //     it only for a writable coil whose writes need no signature, since Home
 //     Assistant cannot sign a command.
+//
 //   - A switch sends Lintel's command envelope {"id":…,"value":true|false}
 //     to lintel/<gw>/<device>/<point>/set (command_template; the id is new
 //     for every command).
+//
 //   - An event (a serial-line access event, say) is a "last <event>" sensor
 //     whose state is the event's time stamp and whose attributes are only
 //     the fields listed in Event.Fields. No template reads any other field,
 //     so a pseudonymised or dropped field (a card, a name) never reaches
 //     Home Assistant through discovery.
+//
 //   - Every entity is grouped under its Lintel device (manufacturer Lintel,
 //     via_device the gateway) and is available only while both the device's
 //     $status and the gateway's lintel/<gw>/$status say online
