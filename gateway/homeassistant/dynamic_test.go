@@ -283,3 +283,32 @@ func TestSyncKeepsFrameNamedPointsWhileTheirTemplateStays(t *testing.T) {
 		t.Fatal("announced after Clear")
 	}
 }
+
+// BenchmarkObserve is the cost Observe adds to every reading: a point of
+// a device without templates, and a frame-named point already announced.
+func BenchmarkObserve(b *testing.B) {
+	ctx := context.Background()
+	d := homeassistant.New((&recorder{}).publish, nil)
+	if err := d.Sync(ctx, doorSite()); err != nil {
+		b.Fatal(err)
+	}
+	d.Observe(ctx, "front-door", "door_3_open")
+	b.Run("no-templates", func(b *testing.B) {
+		for b.Loop() {
+			d.Observe(ctx, "ahu-1", "supply_temp")
+		}
+	})
+	b.Run("announced", func(b *testing.B) {
+		for b.Loop() {
+			d.Observe(ctx, "front-door", "door_3_open")
+		}
+	})
+	b.Run("over-the-cap", func(b *testing.B) {
+		for i := range homeassistant.MaxDynamic {
+			d.Observe(ctx, "front-door", fmt.Sprintf("door_%d_open", 1000+i))
+		}
+		for b.Loop() {
+			d.Observe(ctx, "front-door", "door_99999_open")
+		}
+	})
+}
