@@ -69,6 +69,7 @@ func newCollector(g *Gateway) *collector {
 	def("commands_total", "Command attempts by outcome.", "outcome")
 	def("publish_errors_total", "Adapter readings that could not be buffered.")
 	def("publish_invalid_topics_total", "Adapter messages refused: device or point not a valid topic level.")
+	def("ha_discovery_overflow_total", "Frame-named points Home Assistant discovery left out: their device reached the cap.")
 	def("clock_trusted", "0 while the wall clock is unset or unsynchronised.")
 	return c
 }
@@ -156,6 +157,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter("publish_errors_total", s.PublishErrors)
 	counter("publish_invalid_topics_total", s.InvalidTopics)
+	if d := g.haLive.Load(); d != nil {
+		counter("ha_discovery_overflow_total", d.Overflow())
+	}
 	gauge("clock_trusted", b01(ClockProblem() == ""))
 }
 

@@ -105,6 +105,10 @@ func TestHomeAssistantDoorFloodStopsAtTheCap(t *testing.T) {
 	if got := announced(); got != 256 {
 		t.Errorf("%d door configs announced; want the cap, 256", got)
 	}
+	body := scrape(t, "http://"+gw.MetricsAddr()+"/metrics")
+	if got := metric(body, "lintel_ha_discovery_overflow_total"); got != flood-256 {
+		t.Errorf("lintel_ha_discovery_overflow_total = %v; want %d", got, flood-256)
+	}
 }
 
 // TestHomeAssistantNeverNamesAnEntityFromAPseudonym: a state point named
