@@ -29,6 +29,7 @@ type rig struct {
 	cloud *cloudtest.Broker
 	queue *buffer.Queue
 	dir   string
+	log   *slog.Logger // the edge node's; nil: discarded
 }
 
 func newRig(t *testing.T) *rig {
@@ -86,7 +87,11 @@ func (r *rig) startEdge(t *testing.T, cfg Config, broker string) *edge {
 		cfg.Metrics = testMetrics
 	}
 	cfg.StateFile = filepath.Join(r.dir, "sparkplug.db")
-	n, err := New(cfg, quiet())
+	logger := r.log
+	if logger == nil {
+		logger = quiet()
+	}
+	n, err := New(cfg, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,6 +131,7 @@ func (r *rig) appendReadings(t *testing.T, from, n int) {
 type host struct {
 	t      *testing.T
 	id     string // primary host id: publishes STATE; "" for a plain consumer
+	form   string // STATE form it publishes: State30 or State22
 	c      paho.Client
 	stateT int64
 
@@ -150,11 +156,21 @@ type sample struct {
 
 func newHost(t *testing.T, r *rig, id string) *host {
 	t.Helper()
-	h := &host{t: t, id: id, declared: map[string]DataType{}, values: map[string][]sample{}}
+	return newHostForm(t, r, id, State30)
+}
+
+// newHostForm is newHost for a primary host publishing STATE in form
+// (State30: spBv1.0/STATE/<id> JSON; State22: STATE/<id> ONLINE/OFFLINE).
+func newHostForm(t *testing.T, r *rig, id, form string) *host {
+	t.Helper()
+	h := &host{t: t, id: id, form: form, declared: map[string]DataType{}, values: map[string][]sample{}}
 	opts := paho.NewClientOptions().AddBroker(r.cloud.URL()).SetClientID("host-" + id).SetTLSConfig(r.tls(t, "host")).
 		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(50 * time.Millisecond).
 		SetMaxReconnectInterval(200 * time.Millisecond).SetCleanSession(true)
-	if id != "" {
+	switch {
+	case id != "" && form == State22:
+		opts.SetBinaryWill("STATE/"+id, []byte("OFFLINE"), 1, true)
+	case id != "":
 		opts.SetBinaryWill(Namespace+"/STATE/"+id, []byte(`{"online":false,"timestamp":0}`), 1, true)
 	}
 	opts.SetOnConnectHandler(func(c paho.Client) {
@@ -178,8 +194,21 @@ func (h *host) setState(online bool) {
 	h.stateT = max(h.stateT+1, time.Now().UnixMilli())
 	ts := h.stateT
 	h.mu.Unlock()
+	if h.form == State22 {
+		p := "OFFLINE"
+		if online {
+			p = "ONLINE"
+		}
+		h.c.Publish("STATE/"+h.id, 1, true, []byte(p)).Wait()
+		return
+	}
 	b, _ := json.Marshal(map[string]any{"online": online, "timestamp": ts})
 	h.c.Publish(Namespace+"/STATE/"+h.id, 1, true, b).Wait()
+}
+
+// publish sends a retained QoS 1 message as the host (a raw STATE).
+func (h *host) publish(topic, payload string) {
+	h.c.Publish(topic, 1, true, []byte(payload)).Wait()
 }
 
 func (h *host) rebirth() {

@@ -37,6 +37,17 @@ const (
 	PropEnvelope = "lintel_envelope"
 )
 
+// Forms of the primary host's STATE (Config.PrimaryHostState).
+const (
+	// StateAuto follows both forms; once a 3.0 STATE was taken, 2.2
+	// STATE messages are ignored.
+	StateAuto = "auto"
+	// State30 is spBv1.0/STATE/<host> with JSON {"online":bool,"timestamp":ms}.
+	State30 = "3.0"
+	// State22 is STATE/<host> with the UTF-8 payload ONLINE or OFFLINE.
+	State22 = "2.2"
+)
+
 // MetricDef declares one metric in the births: a configured point.
 type MetricDef struct {
 	Device string // the Lintel device; a DBIRTH per device
@@ -53,6 +64,9 @@ type Config struct {
 	// PrimaryHostID, if set, is the host application whose STATE gates
 	// delivery: nothing is born or sent while it is offline.
 	PrimaryHostID string
+	// PrimaryHostState is the form of the primary host's STATE:
+	// StateAuto (or ""), State30 or State22.
+	PrimaryHostState string
 	// QoS1Data sends DATA, DBIRTH and DDEATH at QoS 1 (outside the
 	// specification, which says QoS 0) instead of QoS 0 behind a fence.
 	QoS1Data bool
@@ -86,9 +100,13 @@ type Node struct {
 	seq        uint64 // next seq on this connection
 	born       bool   // NBIRTH sent on this connection
 	hostOnline bool
-	stateTS    int64         // timestamp of the last STATE taken
-	ready      chan struct{} // closed while born && hostOnline
-	liveSince  time.Time     // records older than the last NBIRTH are historical
+	stateTS    int64             // timestamp of the last STATE taken
+	statesSeen int               // STATE messages handled (tests wait on it)
+	took30     bool              // a 3.0 STATE was taken: 2.2 ones are ignored (auto)
+	warned22   bool              // that a 2.2 STATE was ignored was logged
+	badState   map[string]string // topic → last malformed payload logged
+	ready      chan struct{}     // closed while born && hostOnline
+	liveSince  time.Time         // records older than the last NBIRTH are historical
 	dead       map[string]bool
 	last       map[string]Metric // device/point → last value sent
 }
@@ -100,6 +118,13 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 			return nil, fmt.Errorf("sparkplug %s %q: must be non-empty without / + #", key, id)
 		}
 	}
+	switch cfg.PrimaryHostState {
+	case "":
+		cfg.PrimaryHostState = StateAuto
+	case StateAuto, State30, State22:
+	default:
+		return nil, fmt.Errorf("sparkplug primary_host_state %q: want auto, 3.0 or 2.2", cfg.PrimaryHostState)
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -109,7 +134,7 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: logger.With("component", "sparkplug"), store: s,
 		defs: map[string]map[string]MetricDef{}, ready: make(chan struct{}),
-		dead: map[string]bool{}, last: map[string]Metric{}}
+		dead: map[string]bool{}, last: map[string]Metric{}, badState: map[string]string{}}
 	for _, d := range cfg.Metrics {
 		if n.defs[d.Device] == nil {
 			n.defs[d.Device] = map[string]MetricDef{}
@@ -164,8 +189,13 @@ func (n *Node) Connected(ctx context.Context, c paho.Client) error {
 	n.setReady()
 	n.mu.Unlock()
 	subs := map[string]byte{n.Topic("NCMD", ""): 1, n.Topic("DCMD", "+"): 1}
-	if n.cfg.PrimaryHostID != "" {
-		subs[Namespace+"/STATE/"+n.cfg.PrimaryHostID] = 1
+	if id := n.cfg.PrimaryHostID; id != "" {
+		if n.cfg.PrimaryHostState != State22 {
+			subs[n.state30Topic()] = 1
+		}
+		if n.cfg.PrimaryHostState != State30 {
+			subs[n.state22Topic()] = 1
+		}
 	}
 	if err := wait(ctx, c.SubscribeMultiple(subs, n.onMessage)); err != nil {
 		return fmt.Errorf("subscribe: %w", err)
@@ -458,8 +488,8 @@ func convert(t DataType, v json.RawMessage) any {
 // onMessage handles NCMD, DCMD and STATE.
 func (n *Node) onMessage(c paho.Client, msg paho.Message) {
 	topic := msg.Topic()
-	if strings.HasPrefix(topic, Namespace+"/STATE/") {
-		n.onState(c, msg.Payload())
+	if n.cfg.PrimaryHostID != "" && (topic == n.state30Topic() || topic == n.state22Topic()) {
+		n.onState(c, topic, msg.Payload())
 		return
 	}
 	p, err := Unmarshal(msg.Payload())
@@ -526,33 +556,84 @@ func (n *Node) Command(device string, ts uint64, i int, m Metric) (string, []byt
 	return topic, b, nil
 }
 
-// onState takes the primary host's STATE ({"online":…,"timestamp":…},
-// Sparkplug 3.0), ignoring one older than the last taken: offline holds
-// delivery, online (again) publishes new births and releases it.
-func (n *Node) onState(c paho.Client, payload []byte) {
-	var st struct {
-		Online    *bool `json:"online"`
-		Timestamp int64 `json:"timestamp"`
-	}
-	if err := json.Unmarshal(payload, &st); err != nil || st.Online == nil {
-		n.log.Warn("primary host STATE not understood", "payload", string(payload))
-		return
+func (n *Node) state30Topic() string { return Namespace + "/STATE/" + n.cfg.PrimaryHostID }
+func (n *Node) state22Topic() string { return "STATE/" + n.cfg.PrimaryHostID }
+
+// onState takes the primary host's STATE in either form: offline holds
+// delivery, online (again) publishes new births and releases it. A 3.0
+// STATE older than the last one taken is ignored (a late Will of an
+// earlier host session); once a 3.0 STATE was taken, 2.2 ones are ignored
+// (a retained leftover from before the host moved to 3.0 would otherwise
+// decide). A payload of neither form is ignored, logged once per payload.
+func (n *Node) onState(c paho.Client, topic string, payload []byte) {
+	is30 := topic == n.state30Topic()
+	var online, ok bool
+	var ts int64
+	if is30 {
+		online, ts, ok = parseState30(payload)
+	} else {
+		online, ok = parseState22(payload)
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if st.Timestamp < n.stateTS {
+	n.statesSeen++
+	if !ok {
+		if n.badState[topic] != string(payload) {
+			n.badState[topic] = string(payload)
+			n.log.Warn("primary host STATE not understood: ignored", "topic", topic, "payload", string(payload))
+		}
 		return
 	}
-	n.stateTS = st.Timestamp
+	if is30 {
+		if ts < n.stateTS {
+			n.log.Debug("stale primary host STATE ignored", "timestamp", ts, "last", n.stateTS)
+			return
+		}
+		n.stateTS, n.took30 = ts, true
+	} else if n.took30 {
+		if !n.warned22 {
+			n.warned22 = true
+			n.log.Warn("primary host publishes Sparkplug 3.0 STATE: "+topic+" ignored", "payload", string(payload))
+		}
+		return
+	}
 	switch {
-	case *st.Online && !n.hostOnline:
+	case online && !n.hostOnline:
 		n.hostOnline = true
 		n.birth(c)
-	case !*st.Online && n.hostOnline:
+	case !online && n.hostOnline:
 		n.hostOnline = false
 		n.setReady()
-		n.log.Info("primary host offline: holding data", "host", n.cfg.PrimaryHostID)
+		n.log.Info("primary host offline: holding data", "host", n.cfg.PrimaryHostID, "topic", topic)
 	}
+}
+
+// parseState30 reads {"online":bool,"timestamp":ms}; both members are
+// required, the timestamp a whole non-negative number.
+func parseState30(payload []byte) (online bool, ts int64, ok bool) {
+	var st struct {
+		Online    *bool    `json:"online"`
+		Timestamp *float64 `json:"timestamp"`
+	}
+	if json.Unmarshal(payload, &st) != nil || st.Online == nil || st.Timestamp == nil {
+		return false, 0, false
+	}
+	f := *st.Timestamp
+	if f < 0 || f != math.Trunc(f) || f > 1<<53 {
+		return false, 0, false
+	}
+	return *st.Online, int64(f), true
+}
+
+// parseState22 reads the UTF-8 payload ONLINE or OFFLINE, exactly.
+func parseState22(payload []byte) (online bool, ok bool) {
+	switch string(payload) {
+	case "ONLINE":
+		return true, true
+	case "OFFLINE":
+		return false, true
+	}
+	return false, false
 }
 
 func wait(ctx context.Context, t paho.Token) error {
