@@ -12,15 +12,16 @@ import (
 func (g *Gateway) sparkplugNode(cfg *config.Config, onCommand func(topic string, payload []byte)) (*sparkplug.Node, error) {
 	u := cfg.Uplink
 	return sparkplug.New(sparkplug.Config{
-		GroupID:       u.Sparkplug.GroupID,
-		EdgeNodeID:    u.Sparkplug.EdgeNodeID,
-		PrimaryHostID: u.Sparkplug.PrimaryHostID,
-		QoS1Data:      u.Sparkplug.QoS1Data,
-		GatewayID:     cfg.Gateway.ID,
-		TopicPrefix:   u.TopicPrefix,
-		Metrics:       SparkplugMetrics(cfg),
-		StateFile:     filepath.Join(cfg.Gateway.DataDir, "sparkplug.db"),
-		OnCommand:     onCommand,
+		GroupID:          u.Sparkplug.GroupID,
+		EdgeNodeID:       u.Sparkplug.EdgeNodeID,
+		PrimaryHostID:    u.Sparkplug.PrimaryHostID,
+		PrimaryHostState: u.Sparkplug.PrimaryHostState,
+		QoS1Data:         u.Sparkplug.QoS1Data,
+		GatewayID:        cfg.Gateway.ID,
+		TopicPrefix:      u.TopicPrefix,
+		Metrics:          SparkplugMetrics(cfg),
+		StateFile:        filepath.Join(cfg.Gateway.DataDir, "sparkplug.db"),
+		OnCommand:        onCommand,
 	}, g.log)
 }
 

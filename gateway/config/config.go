@@ -313,6 +313,10 @@ type Sparkplug struct {
 	// PrimaryHostID, if set, names the host application whose STATE
 	// gates delivery.
 	PrimaryHostID string `yaml:"primary_host_id"`
+	// PrimaryHostState is the form of that host's STATE: auto (default:
+	// both), 3.0 (spBv1.0/STATE/<host>, JSON) or 2.2 (STATE/<host>,
+	// ONLINE/OFFLINE).
+	PrimaryHostState string `yaml:"primary_host_state"`
 	// QoS1Data sends data at QoS 1 instead of the specification's QoS 0.
 	QoS1Data bool `yaml:"qos1_data"`
 }
@@ -543,6 +547,9 @@ func (c *Config) ensureDefaults() {
 		}
 		if sp := u.Sparkplug; sp != nil && sp.EdgeNodeID == "" {
 			sp.EdgeNodeID = c.Gateway.ID
+		}
+		if sp := u.Sparkplug; sp != nil && sp.PrimaryHostState == "" && sp.PrimaryHostID != "" {
+			sp.PrimaryHostState = "auto"
 		}
 	}
 	if c.Privacy.KeyFile == "" {

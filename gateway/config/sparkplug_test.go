@@ -41,3 +41,44 @@ uplink:
 	}
 	wantProblems(t, ps, `5|uplink.format|"protobuf"; want json or sparkplug-b`)
 }
+
+// TestUplinkSparkplugPrimaryHostState: primary_host_state defaults to auto,
+// takes 3.0 or 2.2 (also written as YAML numbers), refuses anything else
+// at its line, and a fixed form without primary_host_id is refused.
+func TestUplinkSparkplugPrimaryHostState(t *testing.T) {
+	doc := func(extra string) []byte {
+		return []byte(`gateway: {id: gw1}
+uplink:
+  broker: mqtts://cloud.example.com:8883
+  tls: {ca_file: ca.pem, cert_file: gw.pem, key_file: gw.key}
+  format: sparkplug-b
+  sparkplug:
+    group_id: site
+` + extra)
+	}
+	for extra, want := range map[string]string{
+		"    primary_host_id: scada\n":                                  "auto",
+		"    primary_host_id: scada\n    primary_host_state: 2.2\n":     "2.2",
+		"    primary_host_id: scada\n    primary_host_state: \"3.0\"\n": "3.0",
+		"    primary_host_id: scada\n    primary_host_state: auto\n":    "auto",
+	} {
+		cfg, err := Parse(doc(extra), "u.yaml")
+		if err != nil {
+			t.Fatalf("%q: %v", extra, err)
+		}
+		if got := cfg.Uplink.Sparkplug.PrimaryHostState; got != want {
+			t.Errorf("%q: primary_host_state %q, want %q", extra, got, want)
+		}
+	}
+	var ps Problems
+	_, err := Parse(doc("    primary_host_id: scada\n    primary_host_state: 2.1\n"), "u.yaml")
+	if !errors.As(err, &ps) {
+		t.Fatalf("primary_host_state 2.1 accepted: %v", err)
+	}
+	wantProblems(t, ps, `9|uplink.sparkplug.primary_host_state|"2.1"; want auto, 3.0 or 2.2`)
+	_, err = Parse(doc("    primary_host_state: 2.2\n"), "u.yaml")
+	if !errors.As(err, &ps) {
+		t.Fatalf("primary_host_state without primary_host_id accepted: %v", err)
+	}
+	wantProblems(t, ps, `8|uplink.sparkplug.primary_host_state|needs primary_host_id`)
+}

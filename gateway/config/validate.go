@@ -271,6 +271,12 @@ func (cfg *Config) validate() Problems {
 					c.add("uplink.sparkplug."+key, "%q must not contain / + # or NUL (it is a topic level)", id)
 				}
 			}
+			switch st := sp.PrimaryHostState; {
+			case st != "" && st != "auto" && st != "3.0" && st != "2.2":
+				c.add("uplink.sparkplug.primary_host_state", "%q; want auto, 3.0 or 2.2", st)
+			case st != "" && sp.PrimaryHostID == "":
+				c.add("uplink.sparkplug.primary_host_state", "%q needs primary_host_id (the host whose STATE it describes)", st)
+			}
 		default:
 			c.add("uplink.format", "%q; want json or sparkplug-b", u.Format)
 		}
