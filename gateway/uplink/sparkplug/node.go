@@ -100,7 +100,8 @@ type Node struct {
 	seq        uint64 // next seq on this connection
 	born       bool   // NBIRTH sent on this connection
 	hostOnline bool
-	stateTS    int64             // timestamp of the last STATE taken
+	stateTS    int64             // timestamp of the last 3.0 STATE taken, kept across connections
+	online30   bool              // what that STATE said
 	statesSeen int               // STATE messages handled (tests wait on it)
 	took30     bool              // a 3.0 STATE was taken: 2.2 ones are ignored (auto)
 	warned22   bool              // that a 2.2 STATE was ignored was logged
@@ -185,7 +186,9 @@ func (n *Node) death() []byte {
 // unless a primary host must be seen online first, publishes the births.
 func (n *Node) Connected(ctx context.Context, c paho.Client) error {
 	n.mu.Lock()
-	n.born, n.hostOnline, n.stateTS = false, n.cfg.PrimaryHostID == "", 0
+	// stateTS and online30 are kept: a stale STATE retained on the
+	// broker must not decide after a reconnect either.
+	n.born, n.hostOnline = false, n.cfg.PrimaryHostID == ""
 	n.setReady()
 	n.mu.Unlock()
 	subs := map[string]byte{n.Topic("NCMD", ""): 1, n.Topic("DCMD", "+"): 1}
@@ -561,8 +564,10 @@ func (n *Node) state22Topic() string { return "STATE/" + n.cfg.PrimaryHostID }
 
 // onState takes the primary host's STATE in either form: offline holds
 // delivery, online (again) publishes new births and releases it. A 3.0
-// STATE older than the last one taken is ignored (a late Will of an
-// earlier host session); once a 3.0 STATE was taken, 2.2 ones are ignored
+// STATE older than the last one taken (a late Will of an earlier host
+// session) counts as that last one: it changes nothing on this connection
+// and, as the first STATE after a reconnect, restores what the last one
+// said. Once a 3.0 STATE was taken, 2.2 ones are ignored
 // (a retained leftover from before the host moved to 3.0 would otherwise
 // decide). A payload of neither form is ignored, logged once per payload.
 func (n *Node) onState(c paho.Client, topic string, payload []byte) {
@@ -586,10 +591,13 @@ func (n *Node) onState(c paho.Client, topic string, payload []byte) {
 	}
 	if is30 {
 		if ts < n.stateTS {
+			// The last STATE taken still holds: on a new connection a
+			// stale retained STATE is the first one seen.
 			n.log.Debug("stale primary host STATE ignored", "timestamp", ts, "last", n.stateTS)
-			return
+			online = n.online30
+		} else {
+			n.stateTS, n.online30, n.took30 = ts, online, true
 		}
-		n.stateTS, n.took30 = ts, true
 	} else if n.took30 {
 		if !n.warned22 {
 			n.warned22 = true

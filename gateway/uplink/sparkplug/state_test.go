@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lintel-gw/lintel/gateway/testwait"
+	"github.com/lintel-gw/lintel/gateway/uplink/cloudtest"
 )
 
 // TestState22OfflineHoldsThenReplaysHistorical: a Sparkplug 2.2 primary
@@ -170,4 +171,30 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestStateStaleWillAfterReconnect: the last STATE timestamp taken outlives
+// the node's own connection. An earlier host session's Will, delivered
+// late, leaves a stale offline STATE retained; after the node reconnects
+// it receives that stale STATE first and must not hold delivery on it.
+func TestStateStaleWillAfterReconnect(t *testing.T) {
+	r := newRig(t)
+	h := newHost(t, r, "scada")
+	cut := cloudtest.NewCutter(t, r.cloud.Addr())
+	e := r.startEdge(t, Config{PrimaryHostID: "scada"}, "mqtts://"+cut.Addr())
+	testwait.Until(t, "births", 5*time.Second, func() bool { return h.count("DBIRTH") == 2 })
+	h.mu.Lock()
+	stale := h.stateT - 1000
+	h.mu.Unlock()
+	seen := e.statesSeen()
+	h.publish(Namespace+"/STATE/scada", `{"online":false,"timestamp":`+strconv.FormatInt(stale, 10)+`}`)
+	testwait.Until(t, "stale STATE handled", 5*time.Second, func() bool { return e.statesSeen() > seen })
+
+	seen = e.statesSeen()
+	cut.Cut()
+	testwait.Until(t, "retained stale STATE after the reconnect", 10*time.Second, func() bool { return e.statesSeen() > seen })
+	testwait.Until(t, "births after the reconnect", 5*time.Second, func() bool { return h.count("NBIRTH") == 2 })
+	r.appendReadings(t, 0, 10)
+	testwait.Until(t, "readings after the reconnect", 5*time.Second, func() bool { c, _ := h.seen("ahu/t"); return len(c) == 10 })
+	h.noProblems(t)
 }
