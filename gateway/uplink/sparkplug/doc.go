@@ -28,14 +28,32 @@
 //
 // # Primary host
 //
-// With PrimaryHostID, the node subscribes to spBv1.0/STATE/<host> (JSON
-// {"online":…,"timestamp":…}, Sparkplug 3.0; an older timestamp than the
-// last one taken is ignored). Nothing is born or sent until it is online;
-// while it is offline the uplink holds delivery and records stay in the
-// buffer; when it is online again the node births anew and the backlog
-// follows. A record is is_historical when it entered the buffer before the
-// current NBIRTH: the backlog after a host or cloud outage or a restart.
-// Unlike the specification, the node stays connected while the host is
+// With PrimaryHostID, the node watches that host's STATE (retained, QoS 1)
+// in the form PrimaryHostState names:
+//
+//   - 3.0: spBv1.0/STATE/<host>, JSON {"online":bool,"timestamp":ms}, both
+//     members required. A STATE with an older timestamp than the last one
+//     taken (a late Will of an earlier host session) counts as that last
+//     one; the last timestamp is kept across the node's reconnects (not
+//     across a restart), so a stale STATE left retained on the broker does
+//     not decide after a reconnect either.
+//   - 2.2: STATE/<host>, the UTF-8 payload ONLINE or OFFLINE exactly. It
+//     has no timestamp: the last one received decides.
+//   - auto (default): both topics. Until a 3.0 STATE is taken, 2.2 STATE
+//     decides; from then on, for the process's life, 2.2 STATE is ignored
+//     (logged once): a host that publishes 3.0 is a 3.0 host, and a 2.2
+//     STATE still retained from before it was upgraded must not decide.
+//     A host moved back to 2.2 needs the setting 2.2.
+//
+// A payload of neither form is ignored; it is logged unless it equals the
+// last malformed payload logged for that topic (a retained one comes back
+// on every reconnect). Nothing is born
+// or sent until the host is online; on each connection the node waits for
+// a STATE again. While the host is offline the uplink holds delivery and
+// records stay in the buffer; when it is online again the node births anew
+// and the backlog follows. A record is is_historical when it entered the
+// buffer before the current NBIRTH: the backlog after a host or cloud
+// outage or a restart. Unlike the specification, the node stays connected while the host is
 // offline (there is one cloud server to go to).
 //
 // # Durability
