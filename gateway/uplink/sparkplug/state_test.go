@@ -60,7 +60,8 @@ func TestState30OnlyIgnores22(t *testing.T) {
 	h.publish("STATE/scada", "OFFLINE")
 	h.setState(true) // a marker the node does take: STATE/scada came first on the host's connection
 	testwait.Until(t, "marker STATE", 5*time.Second, func() bool { return e.statesSeen() >= 2 })
-	if !e.hostOnline() || e.statesSeen() != 2 {
+	// Observe for a while: callbacks may run out of order.
+	if testwait.Within(300*time.Millisecond, func() bool { return e.statesSeen() > 2 }) || !e.hostOnline() {
 		t.Fatalf("online %v after %d STATEs: a 3.0-only node took STATE/scada", e.hostOnline(), e.statesSeen())
 	}
 }
