@@ -1,11 +1,9 @@
 package serialline
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,33 +12,15 @@ import (
 	"github.com/lintel-gw/lintel/gateway/testwait"
 )
 
-// syncBuffer is a log sink safe for the line's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startLineLogged is startLine with the line's log kept, at debug level.
-func startLineLogged(t *testing.T) (*building.DoorController, *Line, *syncBuffer) {
+func startLineLogged(t *testing.T) (*building.DoorController, *Line, *testwait.Buffer) {
 	t.Helper()
 	ctrl, err := building.StartDoorController(t.TempDir())
 	if err != nil {
 		t.Skipf("no pseudo-terminals here: %v", err)
 	}
 	t.Cleanup(ctrl.Close)
-	logs := &syncBuffer{}
+	logs := &testwait.Buffer{}
 	line, err := New(Config{Name: "doors", Port: ctrl.Path, Devices: []Device{frontDoor()}, Key: siteKey, OfflineAfter: 2},
 		slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {

@@ -1,11 +1,9 @@
 package sparkplug
 
 import (
-	"bytes"
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -95,7 +93,7 @@ func TestStateStale30Ignored(t *testing.T) {
 // and logged once.
 func TestStateAutoPrefers30(t *testing.T) {
 	r := newRig(t)
-	var logs syncBuffer
+	var logs testwait.Buffer
 	r.log = slog.New(slog.NewTextHandler(&logs, nil))
 	h := newHost(t, r, "scada")
 	e := r.startEdge(t, Config{PrimaryHostID: "scada"}, "")
@@ -118,7 +116,7 @@ func TestStateAutoPrefers30(t *testing.T) {
 // once (not on every repeat) and ignored: the state does not flip.
 func TestStateMalformedLoggedOnce(t *testing.T) {
 	r := newRig(t)
-	var logs syncBuffer
+	var logs testwait.Buffer
 	r.log = slog.New(slog.NewTextHandler(&logs, nil))
 	h := newHost(t, r, "scada")
 	e := r.startEdge(t, Config{PrimaryHostID: "scada"}, "")
@@ -154,24 +152,6 @@ func (e *edge) statesSeen() int {
 	e.node.mu.Lock()
 	defer e.node.mu.Unlock()
 	return e.node.statesSeen
-}
-
-// syncBuffer is a log sink safe for the node's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestStateStaleWillAfterReconnect: the last STATE timestamp taken outlives
