@@ -77,11 +77,10 @@ func readBody(t *testing.T, resp *http.Response) string {
 	return string(b)
 }
 
-// TestDemoStatusPageOverHTTP drives the wiring without a browser: the demo
-// user logs in (users file, ACL status roles), the page shows the demo's
-// buses, and readings from the simulated building stream live.
-func TestDemoStatusPageOverHTTP(t *testing.T) {
-	d := startDemo(t)
+// login logs the demo user in through the login form; the response is the
+// one the login redirected to.
+func (d *demoGateway) login(t *testing.T) (*http.Client, *http.Response) {
+	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar}
 	resp, err := c.Get(d.base + "/login")
@@ -96,6 +95,15 @@ func TestDemoStatusPageOverHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c, resp
+}
+
+// TestDemoStatusPageOverHTTP drives the wiring without a browser: the demo
+// user logs in (users file, ACL status roles), the page shows the demo's
+// buses, and readings from the simulated building stream live.
+func TestDemoStatusPageOverHTTP(t *testing.T) {
+	d := startDemo(t)
+	c, resp := d.login(t)
 	page := readBody(t, resp)
 	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/" {
 		t.Fatalf("login as %s: %s at %s", d.env.User, resp.Status, resp.Request.URL)
@@ -109,7 +117,7 @@ func TestDemoStatusPageOverHTTP(t *testing.T) {
 	c2 := &http.Client{}
 	c2.Jar, _ = cookiejar.New(nil)
 	resp, _ = c2.Get(d.base + "/login")
-	m = csrfField.FindStringSubmatch(readBody(t, resp))
+	m := csrfField.FindStringSubmatch(readBody(t, resp))
 	resp, _ = c2.PostForm(d.base+"/login", url.Values{"csrf": {m[1]}, "user": {d.env.User}, "password": {"wrong-password"}})
 	readBody(t, resp)
 	if resp.StatusCode != http.StatusUnauthorized {
@@ -119,7 +127,7 @@ func TestDemoStatusPageOverHTTP(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, d.base+"/events", nil)
-	resp, err = c.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,20 +163,7 @@ func TestDemoStatusPageOverHTTP(t *testing.T) {
 // online with the error kept as history.
 func TestDemoPageShowsASilentDevicesErrorAndCircuit(t *testing.T) {
 	d := startDemo(t)
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar}
-	resp, err := c.Get(d.base + "/login")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := csrfField.FindStringSubmatch(readBody(t, resp))
-	if m == nil {
-		t.Fatal("no login form")
-	}
-	resp, err = c.PostForm(d.base+"/login", url.Values{"csrf": {m[1]}, "user": {d.env.User}, "password": {d.env.Password}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, resp := d.login(t)
 	readBody(t, resp)
 	page := func() string {
 		resp, err := c.Get(d.base + "/")
