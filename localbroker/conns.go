@@ -87,10 +87,10 @@ func (g *gate) admit(c net.Conn) *gatedConn {
 	if g.closed || g.pending >= g.maxPending || g.perSource[src] >= g.maxPendingSource {
 		closed := g.closed
 		g.mu.Unlock()
-		c.Close()
 		if !closed {
-			g.refused.Add(1)
+			g.refused.Add(1) // before the close, which is what the client sees
 		}
+		c.Close()
 		return nil
 	}
 	gc := &gatedConn{Conn: c, g: g, source: src, deadline: time.Now().Add(g.timeout), pending: true}
